@@ -23,7 +23,7 @@ this script is the grid: it prints, runs (resumably, ``nice``d, N at a time) and
 
     python scripts/real_weights.py chunks  minilm_glue            # named chunks, jobs, estimates
     python scripts/real_weights.py list    minilm_glue [CHUNK]    # exact commands + status
-    python scripts/real_weights.py run     minilm_glue CHUNK [--jobs 2] [--nice 10] [--methods ft,prompt]
+    python scripts/real_weights.py run     minilm_glue CHUNK [--jobs 2] [--nice 10] [--methods ft,prompt] [--seeds 110]
     python scripts/real_weights.py report  minilm_glue            # selection, tables, t-tests, summary
 
 ``run`` skips complete runs (the entrypoint does too) and resumes interrupted ones from their
@@ -274,7 +274,7 @@ def run_job(job: Job, nice: int, log_dir: Path) -> tuple[Job, int, float]:
 
 
 def cmd_run(grid: Grid, chunk_names: list[str], n_jobs: int, nice: int, log_dir: Path,
-            only: set[str] | None = None) -> int:
+            only: set[str] | None = None, seeds: set[int] | None = None) -> int:
     all_chunks = chunks(grid)
     names = list(all_chunks) if chunk_names == ["all"] else chunk_names
     for name in names:
@@ -285,6 +285,8 @@ def cmd_run(grid: Grid, chunk_names: list[str], n_jobs: int, nice: int, log_dir:
         jobs = chunks(grid)[name]  # recomputed: a selection chunk run just before fixes the lrs
         if only:  # e.g. a second runner on the same chunk, for other methods (never two on one job)
             jobs = [j for j in jobs if j.method in only]
+        if seeds:  # e.g. one seed of every method first, the other seeds in a later session
+            jobs = [j for j in jobs if j.seed in seeds]
         pending = [j for j in jobs if j.lr is None and j.kind == "main"]
         if pending:
             fams = sorted({j.family for j in pending})
@@ -345,6 +347,8 @@ if __name__ == "__main__":
             s.add_argument("--log-dir", type=Path, default=Path("/tmp/lodabench_real_logs"))
             s.add_argument("--methods", default=None,
                            help="comma-separated: run only these methods' jobs of the chunk(s)")
+            s.add_argument("--seeds", default=None,
+                           help="comma-separated: run only these seeds' jobs of the chunk(s)")
     args = p.parse_args()
     grid = GRIDS[args.grid]
     try:
@@ -354,7 +358,8 @@ if __name__ == "__main__":
             sys.exit(cmd_list(grid, args.chunk))
         if args.cmd == "run":
             only = set(args.methods.split(",")) if args.methods else None
-            sys.exit(cmd_run(grid, args.chunk or ["all"], args.jobs, args.nice, args.log_dir, only))
+            seeds = {int(x) for x in args.seeds.split(",")} if args.seeds else None
+            sys.exit(cmd_run(grid, args.chunk or ["all"], args.jobs, args.nice, args.log_dir, only, seeds))
         from report_real import report  # scripts/report_real.py: tables, t-tests, summaries
         sys.exit(report(grid, sys.modules[__name__]))
     except LodabenchError as exc:

@@ -185,7 +185,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
                       train_examples=pipeline.train_examples(), collate=pipeline.collate,
                       loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
                       logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
-                      loss_weight_fn=getattr(pipeline, "loss_weight", None))
+                      loss_weight_fn=getattr(pipeline, "loss_weight", None),
+                      example_lengths=(pipeline.example_lengths() if cfg.trainer.get("group_by_length")
+                                       and hasattr(pipeline, "example_lengths") else None))
     record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
     record.update(train={"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,

@@ -72,6 +72,25 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def length_grouped_order(lengths: Sequence[int], seed: int, epoch: int, batch_size: int,
+                         mega_batches: int = 50) -> list[int]:
+    """``epoch_order`` with similar lengths batched together (``trainer.group_by_length``).
+
+    HF ``LengthGroupedSampler``'s rule: cut the epoch's random permutation into mega-batches of
+    ``mega_batches x batch_size`` examples and sort each one by length, longest first. Batches stay
+    random samples of the data at the scale of a mega-batch, but a batch's rows have similar lengths,
+    so dynamic padding wastes far fewer tokens (GLUE RTE at 128 tokens: ~2x fewer). A pure function
+    of (seed, epoch), so a resumed run skips exactly the batches it took, as with ``epoch_order``.
+    """
+    order = epoch_order(len(lengths), seed, epoch)
+    size = max(int(mega_batches) * int(batch_size), 1)
+    out: list[int] = []
+    for start in range(0, len(order), size):
+        # stable sort: ties keep the random order
+        out.extend(sorted(order[start:start + size], key=lambda i: -lengths[i]))
+    return out
+
+
 def warmup_steps(cfg: Mapping[str, Any], total_steps: int) -> int:
     """``trainer.warmup_ratio`` x total steps (rounded up, as HF's TrainingArguments.get_warmup_steps,
     which LoRA's GLUE scripts use with --warmup_ratio 0.06) when set, else ``trainer.warmup_steps``."""
@@ -132,7 +151,8 @@ class Trainer:
                  dev_loss_fn: Callable[[torch.nn.Module], float] | None = None,
                  logger=None, device: torch.device | None = None,
                  rank: int = 0, world_size: int = 1,
-                 loss_weight_fn: Callable[[Batch], float] | None = None):
+                 loss_weight_fn: Callable[[Batch], float] | None = None,
+                 example_lengths: Sequence[int] | None = None):
         self.model = model
         self.cfg = cfg
         self.seed = int(seed)
@@ -146,6 +166,12 @@ class Trainer:
         self.device = device or torch.device("cpu")
         self.rank, self.world_size = rank, world_size
         self.loss_weight = loss_weight_fn or default_loss_weight
+        self.lengths = None
+        if cfg.get("group_by_length"):
+            if example_lengths is None or len(example_lengths) != len(train_examples):
+                raise ConfigError("trainer.group_by_length=true needs the length of every training example; "
+                                  "this task's pipeline gives none (set trainer.group_by_length=false).")
+            self.lengths = list(example_lengths)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise CheckpointError("the method left no trainable parameters; check method config.")
@@ -285,7 +311,10 @@ class Trainer:
     # ------------------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> Iterable[tuple[int, list[Any]]]:
         """The GLOBAL batches of an epoch (identical on every rank; ``_step`` takes this rank's share)."""
-        order = epoch_order(len(self.examples), self.seed, epoch)
+        if self.lengths is not None:
+            order = length_grouped_order(self.lengths, self.seed, epoch, self.batch_size)
+        else:
+            order = epoch_order(len(self.examples), self.seed, epoch)
         for b in range(self.batches_per_epoch):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield b, [self.examples[i] for i in idx]

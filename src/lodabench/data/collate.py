@@ -166,3 +166,11 @@ class ClassificationCollator:
         dtype = torch.float if self.is_regression else torch.long
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "labels": torch.tensor([r[2] for r in rows], dtype=dtype)}
+
+    def lengths(self, rows: Sequence[Any]) -> list[int]:
+        """Token count of each row as ``__call__`` encodes it (truncated, unpadded)."""
+        out = []
+        for r in rows:
+            enc = self.tokenizer(r[0], r[1], truncation=True, max_length=self.max_length)
+            out.append(len(enc["input_ids"]))
+        return out

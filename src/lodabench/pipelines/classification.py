@@ -30,6 +30,10 @@ class ClassificationPipeline:
     def train_examples(self):
         return self.splits["fit"]
 
+    def example_lengths(self) -> list[int]:
+        """Token count of each fit row as the collator encodes it (trainer.group_by_length)."""
+        return self.collator.lengths(self.splits["fit"])
+
     def collate(self, rows):
         return self.collator(rows)
 

@@ -51,6 +51,10 @@ class GenerationPipeline:
     def train_examples(self) -> list[dict[str, list[int]]]:
         return self._encode(self.task.train_pairs("train"))
 
+    def example_lengths(self) -> list[int]:
+        """Token count of each training example (trainer.group_by_length)."""
+        return [len(ex["input_ids"]) for ex in self.train_examples()]
+
     def collate(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         return self.collator(examples)
 
