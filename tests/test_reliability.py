@@ -307,6 +307,47 @@ def test_multirun_failed_job_is_marked(reference, tmp_path):
     assert "must be a positive integer" in md  # the footnote carries the error
 
 
+@pytest.mark.slow
+@rel(case="overlay edited after a run finished (same command line, other values)",
+     done="copy a complete run, change trainer.lr in its record (as if made by an older overlay), re-run the command",
+     expect="exit 2, ConfigError naming the run directory and 'trainer.lr: recorded 0.5, now 0.01'; the record is "
+            "untouched. A difference in an operational key only (trainer.progress) still skips the complete run")
+def test_changed_config_is_not_skipped_or_resumed(reference, tmp_path):
+    import shutil
+
+    rel_dir = reference["ok"].relative_to(reference["results"])
+    run_dir = tmp_path / rel_dir
+    shutil.copytree(reference["ok"], run_dir)
+    args = [*[a for a in REF_ARGS if not a.startswith("method.r=")], "method.r=8"]
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["config"]["trainer"]["lr"] == 1e-2
+    record["config"]["trainer"]["lr"] = 0.5
+    atomic_write_json(run_dir / "record.json", record)
+    before = (run_dir / "record.json").read_bytes()
+    proc = run_cli(args, tmp_path, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"run directory {run_dir}" in proc.stderr and "trainer.lr: recorded 0.5, now 0.01" in proc.stderr
+    assert "delete or move that directory" in proc.stderr
+    assert (run_dir / "record.json").read_bytes() == before
+
+    record["config"]["trainer"]["lr"] = 1e-2
+    record["config"]["trainer"]["progress"] = True
+    atomic_write_json(run_dir / "record.json", record)
+    proc = run_cli(args, tmp_path, timeout=300)
+    assert "[lodabench] skip (complete)" in proc.stdout
+
+
+def test_config_conflicts_ignore_added_and_operational_keys():
+    from lodabench.records import config_conflicts
+
+    old = {"trainer": {"lr": 1e-3, "epochs": 1, "progress": False}, "method": {"name": "lora", "r": 4}, "seed": 1,
+           "paths": {"runs_dir": "a"}}
+    new = {"trainer": {"lr": 1e-3, "epochs": 3, "progress": True, "group_by_length": True},
+           "method": {"name": "lora", "r": 8}, "seed": 1, "paths": {"runs_dir": "b"}}
+    assert config_conflicts(old, new) == ["method.r: recorded 4, now 8", "trainer.epochs: recorded 1, now 3"]
+    assert config_conflicts({}, new) == [] and config_conflicts(old, old) == []
+
+
 # ============================================================================ bad inputs: config
 
 

@@ -112,3 +112,16 @@ def test_hydra_multirun_runs_exactly_the_listed_jobs(tmp_path: Path) -> None:
     listed = sweeps.expand("e2e_s_loda_keep", ["seed=110,111"])
     assert sorted(r["run_name"] for r in ran) == sorted(j.run_name for j in listed)
     assert len(ran) == 12
+
+
+def test_run_dir_slug_is_the_same_for_a_single_run_and_a_sweep():
+    """Hydra's multirun re-prints 1e-2 as 0.01: both spellings must name one run directory, also when
+    the name is long enough to be shortened with a hash (found by the reliability test of edited configs)."""
+    from lodabench.entry import _slug
+
+    short_single, short_sweep = "method.r=8,trainer.lr=1e-2", "method.r=8,trainer.lr=0.01"
+    assert _slug(short_single) == _slug(short_sweep) == "method.r=8,trainer.lr=0.01"
+    tail = ",".join(f"data.key{i}=value{i}" for i in range(12))
+    single, sweep = _slug(f"trainer.lr=1e-2,{tail}"), _slug(f"trainer.lr=0.01,{tail}")
+    assert single == sweep and len(single) == 113
+    assert _slug(f"trainer.lr=0.02,{tail}") != single

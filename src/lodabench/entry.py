@@ -35,8 +35,8 @@ def _slug(override_dirname: str) -> str:
     if not override_dirname:
         return "default"
     slug = _NUMBER.sub(_canonical_number, override_dirname).replace("/", "-").replace(" ", "")
-    if len(slug) > 120:  # keep paths short; the hash keeps distinct overrides distinct
-        slug = slug[:100] + "-" + hashlib.sha1(override_dirname.encode()).hexdigest()[:12]
+    if len(slug) > 120:  # keep paths short; the hash (of the canonical form) keeps distinct overrides distinct
+        slug = slug[:100] + "-" + hashlib.sha1(slug.encode()).hexdigest()[:12]
     return slug
 
 

@@ -108,6 +108,37 @@ class RunRecord:
         self.update(status="failed", error=error, failed_at=_now())
 
 
+# What a run's numbers depend on. Everything else (paths, logging, progress bars, threads, device,
+# checkpoint cadence, batch sizes of inference) may change between attempts of one run.
+RESULT_KEYS = ("model", "method", "data", "trainer", "decoding", "seed", "eval_checkpoint", "init_from")
+OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device", "trainer.num_workers",
+                    "trainer.checkpoint_every", "trainer.keep_epoch_checkpoints", "trainer.eval_batch_size",
+                    "decoding.progress", "decoding.batch_size"}
+
+
+def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Result-defining config values that differ between a run directory's record and this launch.
+
+    A key present on one side only is not a conflict: a newer version may add a key whose default
+    keeps the old behaviour. Returns ``["trainer.epochs: recorded 1, now 3", ...]``.
+    """
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if key in OPERATIONAL_KEYS:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) & set(b)):
+                walk(a[k], b[k], f"{key}.{k}" if key else str(k))
+        elif a != b:
+            out.append(f"{key}: recorded {a!r}, now {b!r}")
+
+    for top in RESULT_KEYS:
+        if top in recorded and top in current:
+            walk(recorded[top], current[top], top)
+    return out
+
+
 def _max_merge(old: dict | None, new: dict) -> dict:
     out = dict(old or {})
     for k, v in new.items():

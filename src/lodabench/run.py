@@ -26,7 +26,7 @@ from lodabench import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text
 from lodabench.paths import resolve_data_root
-from lodabench.records import RunRecord
+from lodabench.records import RunRecord, config_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,17 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     dctx, ddp_device = D.init_from_env(str(cfg.trainer.device))
     run_dir = Path(cfg.run_dir)
     record = RunRecord(run_dir)
+    # A run directory belongs to one config: an edited overlay must not skip to (or resume from)
+    # results made with other values under the same command line.
+    conflicts = D.broadcast_from_main(  # rank 0 decides for all
+        config_conflicts(record.data.get("config") or {}, OmegaConf.to_container(cfg, resolve=True)))
+    if conflicts:
+        D.finish()
+        raise ConfigError(
+            f"run directory {run_dir} holds a run ({record.status}) made with other values: "
+            f"{'; '.join(conflicts[:8])}{' ...' if len(conflicts) > 8 else ''}. Its results and checkpoints "
+            f"do not belong to this config: delete or move that directory to run this config there, or give "
+            f"it another run directory (run_name=... or paths.runs_dir=...).")
     if D.broadcast_from_main(record.is_complete() and not cfg.force):  # rank 0 decides for all
         D.finish()
         if dctx.is_main:
