@@ -45,8 +45,8 @@ def main() -> int:
     majority = 100.0 * Counter(labels).most_common(1)[0][1] / len(labels)
 
     print("\nMiniLM-L6 on SST-2 (3,000 training sentences, 1 epoch; full dev set, n=%d)" % len(labels))
-    print(f"| method | trainable params | dev accuracy | dev loss | wall time (s) |")
-    print(f"|---|---|---|---|---|")
+    print("| method | trainable params | dev accuracy | dev loss | wall time (s) |")
+    print("|---|---|---|---|---|")
     for method, rec, _ in rows:
         m, p = rec["metrics"], rec["trainable_params"]
         print(f"| {method} | {p['trainable']:,} | {m['accuracy']:.2f} | {m['dev_loss']:.4f} | "

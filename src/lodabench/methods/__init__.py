@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
+from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 
 REGISTRY: dict[str, str] = {
     "ft": "lodabench.methods.full",
@@ -50,7 +51,6 @@ REGISTRY: dict[str, str] = {
 
 # Attribute set on the model returned by apply_method: {"name": ..., "config": {...}}.
 METHOD_ATTR = "lodabench_method"
-HEAD_NAMES = ("classifier", "score")
 
 
 def get_spec(name: str) -> MethodSpec:

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 from transformers import DynamicCache
-from transformers.modeling_outputs import ModelOutput
 
 from lodabench.errors import ConfigError
 from lodabench.methods.base import MethodSpec
