@@ -100,6 +100,18 @@ def load_rows(grid, rw, sel) -> list[T.Row]:
     return keep
 
 
+def _top_class_share(run_dir: Path) -> float | str:
+    """Share of the dev set given the run's most frequent predicted class (1.0 = one class for every
+    item: the classifier collapsed to a constant); "" for regression and generation runs."""
+    path = run_dir / "predictions.jsonl"
+    if not path.is_file():
+        return ""
+    preds = [json.loads(line)["prediction"] for line in path.read_text().splitlines() if line.strip()]
+    if not preds or isinstance(preds[0], float):
+        return ""
+    return round(Counter(preds).most_common(1)[0][1] / len(preds), 4)
+
+
 def summary_rows(grid, rw) -> list[dict[str, Any]]:
     out = []
     for name, jobs in rw.chunks(grid).items():
@@ -116,8 +128,13 @@ def summary_rows(grid, rw) -> list[dict[str, Any]]:
                         "heldout_or_dev_loss_last_epoch": dev.get(str(max(map(int, dev)))) if dev else "",
                         "train_steps": train.get("global_step", ""),
                         "trainable": tp.get("trainable_without_head", tp.get("trainable", "")),
-                        "wall_time_s": rec.get("wall_time_s", ""), "run_dir": j.run_dir})
-    # de-duplicate (a winning selection run is also a main job)
+                        "wall_time_s": rec.get("wall_time_s", ""),
+                        "top_class_share": _top_class_share(rw.REPO / j.run_dir) if j.status == "complete" else "",
+                        "run_dir": j.run_dir})
+    # de-duplicate (a winning selection run is also a main job: it is in the tables)
+    main_dirs = {x["run_dir"] for x in out if x["kind"] == "main" and x["run_dir"]}
+    for x in out:
+        x["in_tables"] = x["kind"] == "baseline" or x["run_dir"] in main_dirs
     seen, uniq = set(), []
     for x in out:
         key = x["run_dir"] or (x["chunk"], x["method"], x["seed"])
@@ -174,7 +191,7 @@ def majority(task: str) -> float | None:
     return float(glue_metrics(task, [top] * len(dev), dev)[PAPER_METRIC[task]])
 
 
-def baselines_md(grid, rows: list[T.Row]) -> str:
+def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
     lines = []
     if grid.name == "minilm_glue":
         from lodabench.scoring.glue import PAPER_METRIC
@@ -193,6 +210,19 @@ def baselines_md(grid, rows: list[T.Row]) -> str:
                     continue
                 verdict = "" if maj[t] is None else (" (>)" if s.mean > maj[t] else " (NOT >)")
                 cells.append(f"{_fmt(s.mean, 1)}{verdict} [n={s.n}]")
+            lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | " + " | ".join(cells) + " |")
+        lines += ["", "### Runs whose classifier predicts ONE class for every dev item (collapsed to a constant)",
+                  "", "Seeds of each method whose predictions.jsonl holds a single class (`top_class_share` = 1.0 "
+                  "in runs_summary.csv); such a run scores the majority or the minority rate by construction.", "",
+                  "| method | " + " | ".join(grid.tasks) + " |", "|---|" + "---|" * len(grid.tasks)]
+        for m in grid.methods:
+            cells = []
+            for t in grid.tasks:
+                runs = {x["seed"]: x["top_class_share"] for x in summ
+                        if x["task"] == t and x["method"] == m.name and x["in_tables"] and x["status"] == "complete"}
+                shares = [v for v in runs.values() if v != ""]
+                cells.append("missing" if not runs else "n/a (regression)" if not shares
+                             else f"{sum(v == 1.0 for v in shares)} of {len(shares)}")
             lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | " + " | ".join(cells) + " |")
     else:
         lines += ["### Each method vs the untuned model (E2E BLEU x100, mean over complete seeds)", "",
@@ -295,7 +325,7 @@ def report(grid, rw) -> int:
     w.writerows(trecs)
     atomic_write_text(out / "ttests.csv", buf.getvalue())
     atomic_write_text(out / "ttests.md", tmd)
-    bmd = baselines_md(grid, rows)
+    bmd = baselines_md(grid, rows, summ)
     atomic_write_text(out / "baselines.md", bmd)
     smd = status_md(grid, rw, summ) + "\n" + budget_md(grid, rw, summ)
     atomic_write_text(out / "status.md", smd)

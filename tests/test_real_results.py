@@ -102,3 +102,38 @@ def test_no_weights_beside_the_committed_records() -> None:
     """The records' folders may hold checkpoints locally, but git must ignore them (results/.gitignore)."""
     ignore = (REPO / "results" / ".gitignore").read_text()
     assert "*/runs/**/checkpoints/" in ignore
+
+
+def test_collapsed_classifier_counts_rederived_from_predictions() -> None:
+    """baselines.md's "predicts ONE class" table (cited by the README for RTE) against each complete
+    run's predictions.jsonl, at the lr the table uses."""
+    md = GLUE_DIR / "baselines.md"
+    if not md.is_file() or "predicts ONE class" not in md.read_text(encoding="utf-8"):
+        pytest.skip(f"{md} has no collapse table yet (python scripts/real_weights.py report minilm_glue)")
+    lines = md.read_text(encoding="utf-8").split("predicts ONE class", 1)[1].splitlines()
+    header = next(line for line in lines if line.startswith("| method |"))
+    tasks = [c.strip() for c in header.strip("|").split("|")][1:]
+    chosen = json.loads((GLUE_DIR / "lr_selection.json").read_text())
+    labels = {"LoRA": "lora", "LoDA": "loda", "CondLoRA": "condlora", "LoDA+": "loda_plus", "DoRA": "dora",
+              "R-LoDA": "r_loda", "S-LoDA": "s_loda", "FT": "ft", "PreEmbed": "prompt"}
+    checked = 0
+    for line in lines[lines.index(header) + 2:]:
+        if not line.startswith("| "):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        method = labels[cells[0]]
+        for task, cell in zip(tasks, cells[1:]):
+            if " of " not in cell:
+                continue
+            family = {"ft": "ft", "prompt": "prompt"}.get(method, "lowrank")
+            lr = float(chosen[task][family]["chosen"])
+            collapsed = total = 0
+            for run_dir, rec in _complete_records(f"{task}/minilm-l6/{method}/*/seed*/record.json", GLUE_DIR / "runs"):
+                if float(rec["config"]["trainer"]["lr"]) != lr:
+                    continue
+                preds = {json.loads(x)["prediction"] for x in (run_dir / "predictions.jsonl").read_text().splitlines() if x}
+                total += 1
+                collapsed += len(preds) == 1
+            assert cell == f"{collapsed} of {total}", (method, task, cell)
+            checked += 1
+    assert checked, "the collapse table has no complete cell"
