@@ -192,12 +192,13 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
         pipeline = ClassificationPipeline(cfg, task, tokenizer, device)
 
     from lodabench.trainer import Trainer
+    examples = pipeline.train_examples()  # encoded once: the trainer and the length grouping share them
     trainer = Trainer(model, cfg.trainer, seed=int(cfg.seed), run_dir=run_dir,
-                      train_examples=pipeline.train_examples(), collate=pipeline.collate,
+                      train_examples=examples, collate=pipeline.collate,
                       loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
                       logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
                       loss_weight_fn=getattr(pipeline, "loss_weight", None),
-                      example_lengths=(pipeline.example_lengths() if cfg.trainer.get("group_by_length")
+                      example_lengths=(pipeline.example_lengths(examples) if cfg.trainer.get("group_by_length")
                                        and hasattr(pipeline, "example_lengths") else None))
     record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})

@@ -30,9 +30,9 @@ class ClassificationPipeline:
     def train_examples(self):
         return self.splits["fit"]
 
-    def example_lengths(self) -> list[int]:
-        """Token count of each fit row as the collator encodes it (trainer.group_by_length)."""
-        return self.collator.lengths(self.splits["fit"])
+    def example_lengths(self, rows) -> list[int]:
+        """Token count of each training row as the collator encodes it (trainer.group_by_length)."""
+        return self.collator.lengths(rows)
 
     def collate(self, rows):
         return self.collator(rows)

@@ -51,9 +51,9 @@ class GenerationPipeline:
     def train_examples(self) -> list[dict[str, list[int]]]:
         return self._encode(self.task.train_pairs("train"))
 
-    def example_lengths(self) -> list[int]:
-        """Token count of each training example (trainer.group_by_length)."""
-        return [len(ex["input_ids"]) for ex in self.train_examples()]
+    def example_lengths(self, examples: list[dict[str, list[int]]]) -> list[int]:
+        """Token count of each (already encoded) training example (trainer.group_by_length)."""
+        return [len(ex["input_ids"]) for ex in examples]
 
     def collate(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         return self.collator(examples)
