@@ -137,3 +137,33 @@ def test_collapsed_classifier_counts_rederived_from_predictions() -> None:
             assert cell == f"{collapsed} of {total}", (method, task, cell)
             checked += 1
     assert checked, "the collapse table has no complete cell"
+
+
+def test_committed_records_agree_with_todays_configs() -> None:
+    """Every committed complete record was made with the values its command composes to TODAY
+    (the committed overlays): an overlay edited after its runs would make the tables unreproducible
+    from the committed configs, and the entrypoint would refuse those directories."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    from lodabench.paths import CONF_DIR
+    from lodabench.records import RESULT_KEYS, config_conflicts
+
+    records = [(d, r) for grid in (GLUE_DIR, E2E_DIR) for d, r in _complete_records("**/record.json", grid / "runs")]
+    if not records:
+        pytest.skip("no complete real-weight run record is committed yet")
+    bad = []
+    for seed_dir, rec in records:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=_overrides(seed_dir), return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            now = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+                   for k in RESULT_KEYS if k in cfg}
+        conflicts = config_conflicts(rec["config"], now)
+        if conflicts:
+            bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
+    GlobalHydra.instance().clear()
+    assert not bad, "records made with other values than today's configs:\n" + "\n".join(bad)

@@ -342,10 +342,25 @@ def test_config_conflicts_ignore_added_and_operational_keys():
 
     old = {"trainer": {"lr": 1e-3, "epochs": 1, "progress": False}, "method": {"name": "lora", "r": 4}, "seed": 1,
            "paths": {"runs_dir": "a"}}
-    new = {"trainer": {"lr": 1e-3, "epochs": 3, "progress": True, "group_by_length": True},
+    new = {"trainer": {"lr": 1e-3, "epochs": 3, "progress": True, "a_future_knob": 5, "group_by_length": False},
            "method": {"name": "lora", "r": 8}, "seed": 1, "paths": {"runs_dir": "b"}}
     assert config_conflicts(old, new) == ["method.r: recorded 4, now 8", "trainer.epochs: recorded 1, now 3"]
     assert config_conflicts({}, new) == [] and config_conflicts(old, old) == []
+
+
+def test_config_conflicts_catch_an_added_key_set_away_from_the_old_behaviour():
+    """A record written before model.pooler / trainer.group_by_length existed ran with CLS pooling and
+    no length grouping: the old default is not a conflict, another value is."""
+    from lodabench.records import config_conflicts
+
+    old = {"model": {"name": "minilm-l6"}, "trainer": {"lr": 1e-3}}
+    same = {"model": {"name": "minilm-l6", "pooler": "cls"}, "trainer": {"lr": 1e-3, "group_by_length": False}}
+    assert config_conflicts(old, same) == []
+    changed = {"model": {"name": "minilm-l6", "pooler": "mean"}, "trainer": {"lr": 1e-3, "group_by_length": True}}
+    conflicts = config_conflicts(old, changed)
+    assert len(conflicts) == 2
+    assert conflicts[0].startswith("model.pooler: recorded absent (= 'cls'") and conflicts[0].endswith("now 'mean'")
+    assert conflicts[1].startswith("trainer.group_by_length: recorded absent (= False")
 
 
 # ============================================================================ bad inputs: config

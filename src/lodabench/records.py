@@ -116,11 +116,18 @@ OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device",
                     "decoding.progress", "decoding.batch_size"}
 
 
+# Result-defining keys added after run records existed, with the value that reproduces what a record
+# written before the key existed did. A launch that sets such a key to anything else is a conflict
+# with that record (else e.g. model.pooler=mean would silently reuse a CLS-head run).
+ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": False}
+
+
 def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Result-defining config values that differ between a run directory's record and this launch.
 
-    A key present on one side only is not a conflict: a newer version may add a key whose default
-    keeps the old behaviour. Returns ``["trainer.epochs: recorded 1, now 3", ...]``.
+    A key present on one side only is not a conflict (a newer version may add a key whose default
+    keeps the old behaviour), except a key of ``ADDED_KEYS`` now set to another value than the old
+    behaviour. Returns ``["trainer.epochs: recorded 1, now 3", ...]``.
     """
     out: list[str] = []
 
@@ -130,6 +137,10 @@ def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) & set(b)):
                 walk(a[k], b[k], f"{key}.{k}" if key else str(k))
+            for k in sorted(set(b) - set(a)):
+                full = f"{key}.{k}" if key else str(k)
+                if full in ADDED_KEYS and b[k] != ADDED_KEYS[full]:
+                    out.append(f"{full}: recorded absent (= {ADDED_KEYS[full]!r}, before the key existed), now {b[k]!r}")
         elif a != b:
             out.append(f"{key}: recorded {a!r}, now {b!r}")
 
