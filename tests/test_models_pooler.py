@@ -47,6 +47,20 @@ def test_mean_pooler_logits_ignore_padding():
     assert not torch.allclose(padded, unmasked)
 
 
+def test_mean_pooler_survives_deepcopy():
+    """A deep copy (apply_method callers and tests copy models) pools with its own mask."""
+    import copy
+
+    original = _bert("mean")
+    clone = copy.deepcopy(original)
+    ids, mask = _batch()
+    with torch.no_grad():
+        original(input_ids=ids[:1, :3], attention_mask=mask[:1, :3])   # leaves a (1, 3) mask on the original
+        padded = clone(input_ids=ids, attention_mask=mask).logits[0]
+        alone = clone(input_ids=ids[:1, :4], attention_mask=mask[:1, :4]).logits[0]
+    torch.testing.assert_close(padded, alone)
+
+
 def test_cls_pooler_is_the_default_and_unchanged():
     cls_model = _bert("cls")
     assert type(cls_model.bert.pooler).__name__ == "BertPooler"

@@ -155,13 +155,14 @@ def set_pooler(model: torch.nn.Module, pooler: str) -> None:
             f"model.pooler=mean needs a BERT-family classifier with a pooler ({type(model).__name__} has none); "
             "use model.pooler=cls."
         )
-    mean_pooler = MaskedMeanPooler()
+    encoder.pooler = MaskedMeanPooler()
+    encoder.register_forward_pre_hook(_hand_mask_to_pooler, with_kwargs=True)
 
-    def capture_mask(_module, args, kwargs):
-        mean_pooler.attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
 
-    encoder.pooler = mean_pooler
-    encoder.register_forward_pre_hook(capture_mask, with_kwargs=True)
+def _hand_mask_to_pooler(encoder, args, kwargs):
+    # A module-level hook that reaches the pooler through its encoder argument (not a closure), so a
+    # deep-copied model feeds its own pooler.
+    encoder.pooler.attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
 
 
 def default_gpt2_tokenizer_location() -> str:
