@@ -264,8 +264,8 @@ def status_md(grid, rw, summ: list[dict[str, Any]]) -> str:
 def budget_md(grid, rw, summ: list[dict[str, Any]]) -> str:
     """Per task: what one run trains (from its records) and the measured wall time per run."""
     lines = ["### Budget per run (from the complete records; wall time measured on the shared 2-core machine)", "",
-             "| task | fit examples | epochs | optimizer steps | max length | method family | complete runs | "
-             "wall min per run (mean, min–max) |", "|---|---|---|---|---|---|---|---|"]
+             "| task | fit examples | epochs | optimizer steps | max length | head input | method family | complete runs | "
+             "wall min per run (mean, min–max) |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for x in summ:
         if x["status"] == "complete" and x["run_dir"]:
@@ -274,11 +274,14 @@ def budget_md(grid, rw, summ: list[dict[str, Any]]) -> str:
         rec = json.loads((Path(rw.REPO) / xs[0]["run_dir"] / "record.json").read_text())
         cfg, train = rec.get("config") or {}, rec.get("train") or {}
         walls = [float(x["wall_time_s"]) / 60 for x in xs if x["wall_time_s"] != ""]
+        model = cfg.get("model", {})
+        # records older than model.pooler used BERT's CLS pooler (lodabench.records.ADDED_KEYS)
+        head = model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–"
         lines.append(f"| {task} | {train.get('examples', '?')} | {cfg.get('trainer', {}).get('epochs', '?')} | "
-                     f"{train.get('total_steps', '?')} | {cfg.get('trainer', {}).get('max_length', '?')} | {fam} | "
+                     f"{train.get('total_steps', '?')} | {cfg.get('trainer', {}).get('max_length', '?')} | {head} | {fam} | "
                      f"{len(xs)} | {_fmt(sum(walls) / len(walls), 1)} ({_fmt(min(walls), 1)}–{_fmt(max(walls), 1)}) |")
     if not groups:
-        lines.append("| – | – | – | – | – | – | 0 | no complete run yet |")
+        lines.append("| – | – | – | – | – | – | – | 0 | no complete run yet |")
     return "\n".join(lines) + "\n"
 
 
