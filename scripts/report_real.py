@@ -241,6 +241,47 @@ def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def diagnostics_rows(grid, rw) -> list[dict[str, Any]]:
+    """Every complete record under results/<grid>/diagnostics/ (runs that informed a recipe and are in
+    no table): what it changed and what it scored, read from its record."""
+    root = grid.out_dir / "diagnostics"
+    out = []
+    for rec_path in sorted(root.glob("**/record.json")) if root.is_dir() else []:
+        rec = json.loads(rec_path.read_text())
+        if rec.get("status") != "complete":
+            continue
+        run_dir = rec_path.parent
+        cfg, train, m = rec.get("config") or {}, rec.get("train") or {}, rec.get("metrics") or {}
+        task = (cfg.get("data") or {}).get("name", "?")
+        metric = grid.metric.get(task, "")
+        dev = train.get("dev_loss") or {}
+        model = cfg.get("model") or {}
+        out.append({"folder": str(run_dir.relative_to(root)), "task": task,
+                    "method": (cfg.get("method") or {}).get("name", "?"),
+                    "head": model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–",
+                    "lr": (cfg.get("trainer") or {}).get("lr", ""), "epochs": (cfg.get("trainer") or {}).get("epochs", ""),
+                    "seed": rec.get("seed", ""), "train_steps": train.get("global_step", ""),
+                    "heldout_loss_last_epoch": dev.get(str(max(map(int, dev)))) if dev else "",
+                    "metric": metric, "value": m.get(metric, ""),
+                    "top_class_share": _top_class_share(run_dir), "wall_time_s": rec.get("wall_time_s", "")})
+    return out
+
+
+def diagnostics_md(rows: list[dict[str, Any]]) -> str:
+    lines = ["# Diagnostic runs (in no table)", "",
+             "_Generated from the records below this folder by `python scripts/real_weights.py report "
+             "minilm_glue`; do not edit by hand. Why each was run: ../README.md._", "",
+             "| folder | task | method | head | lr | epochs | steps | held-out loss | metric | value (x100) | "
+             "top class share | wall min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        value = _fmt(float(x["value"]), 1) if x["value"] != "" else "–"
+        loss = _fmt(float(x["heldout_loss_last_epoch"]), 3) if x["heldout_loss_last_epoch"] != "" else "–"
+        lines.append(f"| `{x['folder']}` | {x['task']} | {x['method']} | {x['head']} | {x['lr']} | {x['epochs']} | "
+                     f"{x['train_steps']} | {loss} | {x['metric']} | {value} | {x['top_class_share'] or '–'} | "
+                     f"{_fmt(float(x['wall_time_s']) / 60, 1) if x['wall_time_s'] != '' else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
 def status_md(grid, rw, summ: list[dict[str, Any]]) -> str:
     """Per chunk, from its own job list (a winning selection run counts in both of its chunks)."""
     lines = ["### Chunks (resumable: re-running a chunk skips its complete runs)", "",
@@ -330,6 +371,14 @@ def report(grid, rw) -> int:
     atomic_write_text(out / "ttests.md", tmd)
     bmd = baselines_md(grid, rows, summ)
     atomic_write_text(out / "baselines.md", bmd)
+    diag = diagnostics_rows(grid, rw)
+    if diag:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(diag[0]))
+        w.writeheader()
+        w.writerows(diag)
+        atomic_write_text(out / "diagnostics" / "summary.csv", buf.getvalue())
+        atomic_write_text(out / "diagnostics" / "README.md", diagnostics_md(diag))
     smd = status_md(grid, rw, summ) + "\n" + budget_md(grid, rw, summ)
     atomic_write_text(out / "status.md", smd)
 

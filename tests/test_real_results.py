@@ -167,3 +167,18 @@ def test_committed_records_agree_with_todays_configs() -> None:
             bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
     GlobalHydra.instance().clear()
     assert not bad, "records made with other values than today's configs:\n" + "\n".join(bad)
+
+
+def test_diagnostics_summary_lists_every_diagnostic_record() -> None:
+    """results/minilm_glue/diagnostics/summary.csv (generated) has one row per complete diagnostic
+    record, with the value in that record's metrics.json."""
+    root = GLUE_DIR / "diagnostics"
+    records = _complete_records("**/record.json", root) if root.is_dir() else []
+    if not records:
+        pytest.skip("no diagnostic run is committed")
+    rows = {r["folder"]: r for r in _read_csv(root / "summary.csv")}
+    assert set(rows) == {str(d.relative_to(root)) for d, _ in records}, "stale: run `real_weights.py report minilm_glue`"
+    for seed_dir, rec in records:
+        row = rows[str(seed_dir.relative_to(root))]
+        metrics = json.loads((seed_dir / "metrics.json").read_text())
+        assert math.isclose(float(row["value"]), metrics[row["metric"]], rel_tol=1e-9), row["folder"]
