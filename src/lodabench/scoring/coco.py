@@ -105,7 +105,8 @@ class Meteor:
         self._lines: queue.Queue = queue.Queue()
         self._stderr: list[bytes] = []
         threading.Thread(target=self._pump_stdout, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self._stderr_pump = threading.Thread(target=self._pump_stderr, daemon=True)
+        self._stderr_pump.start()
 
     def _pump_stdout(self) -> None:
         for line in iter(self._proc.stdout.readline, b""):
@@ -118,6 +119,9 @@ class Meteor:
 
     def _fail(self, why: str) -> ScoringError:
         self.close()
+        # stdout's EOF can arrive before the stderr pump has read the dying JVM's last words: once the
+        # process is gone its stderr pipe hits EOF too, so wait (briefly) for the pump to finish.
+        self._stderr_pump.join(timeout=5)
         tail = b"".join(self._stderr).decode("utf-8", "replace")[-2000:]
         return ScoringError(f"METEOR 1.5 (pycocoevalcap meteor-1.5.jar) {why}. Its stderr: {tail or '(empty)'}")
 
