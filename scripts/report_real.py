@@ -112,6 +112,19 @@ def _top_class_share(run_dir: Path) -> float | str:
     return round(Counter(preds).most_common(1)[0][1] / len(preds), 4)
 
 
+def _last_epoch_loss(train: dict[str, Any]) -> float | str:
+    """The held-out (or dev) loss after the last epoch of a record's ``train`` block; "" if none."""
+    dev = train.get("dev_loss") or {}
+    return dev.get(str(max(map(int, dev)))) if dev else ""
+
+
+def _head_input(cfg: dict[str, Any]) -> str:
+    """model.pooler of a classification run; records older than the key used BERT's CLS pooler
+    (lodabench.records.ADDED_KEYS). "–" for generation runs."""
+    model = cfg.get("model") or {}
+    return model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–"
+
+
 def summary_rows(grid, rw) -> list[dict[str, Any]]:
     out = []
     for name, jobs in rw.chunks(grid).items():
@@ -119,13 +132,12 @@ def summary_rows(grid, rw) -> list[dict[str, Any]]:
         for j in jobs:
             rec = (j.record or {}) if j.run_dir else {}
             train = rec.get("train") or {}
-            dev = train.get("dev_loss") or {}
             tp = rec.get("trainable_params") or {}
             m = rec.get("metrics") or {}
             out.append({"chunk": name, "kind": j.kind, "task": j.task, "method": j.method, "family": j.family,
                         "lr": j.lr or "", "seed": j.seed, "status": j.status if j.run_dir else "needs-selection",
                         "metric": grid.metric[j.task], "value": m.get(grid.metric[j.task], ""),
-                        "heldout_or_dev_loss_last_epoch": dev.get(str(max(map(int, dev)))) if dev else "",
+                        "heldout_or_dev_loss_last_epoch": _last_epoch_loss(train),
                         "train_steps": train.get("global_step", ""),
                         "trainable": tp.get("trainable_without_head", tp.get("trainable", "")),
                         "wall_time_s": rec.get("wall_time_s", ""),
@@ -254,14 +266,12 @@ def diagnostics_rows(grid, rw) -> list[dict[str, Any]]:
         cfg, train, m = rec.get("config") or {}, rec.get("train") or {}, rec.get("metrics") or {}
         task = (cfg.get("data") or {}).get("name", "?")
         metric = grid.metric.get(task, "")
-        dev = train.get("dev_loss") or {}
-        model = cfg.get("model") or {}
         out.append({"folder": str(run_dir.relative_to(root)), "task": task,
                     "method": (cfg.get("method") or {}).get("name", "?"),
-                    "head": model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–",
+                    "head": _head_input(cfg),
                     "lr": (cfg.get("trainer") or {}).get("lr", ""), "epochs": (cfg.get("trainer") or {}).get("epochs", ""),
                     "seed": rec.get("seed", ""), "train_steps": train.get("global_step", ""),
-                    "heldout_loss_last_epoch": dev.get(str(max(map(int, dev)))) if dev else "",
+                    "heldout_loss_last_epoch": _last_epoch_loss(train),
                     "metric": metric, "value": m.get(metric, ""),
                     "top_class_share": _top_class_share(run_dir), "wall_time_s": rec.get("wall_time_s", "")})
     return out
@@ -315,9 +325,7 @@ def budget_md(grid, rw, summ: list[dict[str, Any]]) -> str:
         rec = json.loads((Path(rw.REPO) / xs[0]["run_dir"] / "record.json").read_text())
         cfg, train = rec.get("config") or {}, rec.get("train") or {}
         walls = [float(x["wall_time_s"]) / 60 for x in xs if x["wall_time_s"] != ""]
-        model = cfg.get("model", {})
-        # records older than model.pooler used BERT's CLS pooler (lodabench.records.ADDED_KEYS)
-        head = model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–"
+        head = _head_input(cfg)
         lines.append(f"| {task} | {train.get('examples', '?')} | {cfg.get('trainer', {}).get('epochs', '?')} | "
                      f"{train.get('total_steps', '?')} | {cfg.get('trainer', {}).get('max_length', '?')} | {head} | {fam} | "
                      f"{len(xs)} | {_fmt(sum(walls) / len(walls), 1)} ({_fmt(min(walls), 1)}–{_fmt(max(walls), 1)}) |")
