@@ -155,16 +155,16 @@ def test_committed_records_agree_with_todays_configs() -> None:
     if not records:
         pytest.skip("no complete real-weight run record is committed yet")
     bad = []
-    for seed_dir, rec in records:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # once; one compose per record
+        for seed_dir, rec in records:
             cfg = compose(config_name="config", overrides=_overrides(seed_dir), return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)
+            HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (run_dir) resolve per record
             now = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
                    for k in RESULT_KEYS if k in cfg}
-        conflicts = config_conflicts(rec["config"], now)
-        if conflicts:
-            bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
+            conflicts = config_conflicts(rec["config"], now)
+            if conflicts:
+                bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
     GlobalHydra.instance().clear()
     assert not bad, "records made with other values than today's configs:\n" + "\n".join(bad)
 
