@@ -277,10 +277,10 @@ def diagnostics_rows(grid, rw) -> list[dict[str, Any]]:
     return out
 
 
-def diagnostics_md(rows: list[dict[str, Any]]) -> str:
+def diagnostics_md(rows: list[dict[str, Any]], grid_name: str) -> str:
     lines = ["# Diagnostic runs (in no table)", "",
              "_Generated from the records below this folder by `python scripts/real_weights.py report "
-             "minilm_glue`; do not edit by hand. Why each was run: ../README.md._", "",
+             f"{grid_name}`; do not edit by hand. Why each was run: ../README.md._", "",
              "| folder | task | method | head | lr | epochs | steps | held-out loss | metric | value (x100) | "
              "top class share | wall min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in rows:
@@ -290,6 +290,14 @@ def diagnostics_md(rows: list[dict[str, Any]]) -> str:
                      f"{x['train_steps']} | {loss} | {x['metric']} | {value} | {x['top_class_share'] or '–'} | "
                      f"{_fmt(float(x['wall_time_s']) / 60, 1) if x['wall_time_s'] != '' else '–'} |")
     return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fieldnames)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def status_md(grid, rw, summ: list[dict[str, Any]]) -> str:
@@ -343,11 +351,7 @@ def report(grid, rw) -> int:
     atomic_write_text(out / "lr_selection.md", sel_md)
 
     summ = summary_rows(grid, rw)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(summ[0]) if summ else ["run_dir"])
-    w.writeheader()
-    w.writerows(summ)
-    atomic_write_text(out / "runs_summary.csv", buf.getvalue())
+    _write_csv(out / "runs_summary.csv", summ, list(summ[0]) if summ else ["run_dir"])
 
     rows = load_rows(grid, rw, sel)
     if grid.name == "minilm_glue":
@@ -371,22 +375,14 @@ def report(grid, rw) -> int:
     T._write(out, "params", pdf, pmd, ptex)
 
     trecs, tmd = ttests(grid, rows)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["task", "a", "b", "metric", "n", "seeds", "mean_diff", "t", "p", "note"])
-    w.writeheader()
-    w.writerows(trecs)
-    atomic_write_text(out / "ttests.csv", buf.getvalue())
+    _write_csv(out / "ttests.csv", trecs, ["task", "a", "b", "metric", "n", "seeds", "mean_diff", "t", "p", "note"])
     atomic_write_text(out / "ttests.md", tmd)
     bmd = baselines_md(grid, rows, summ)
     atomic_write_text(out / "baselines.md", bmd)
     diag = diagnostics_rows(grid, rw)
     if diag:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(diag[0]))
-        w.writeheader()
-        w.writerows(diag)
-        atomic_write_text(out / "diagnostics" / "summary.csv", buf.getvalue())
-        atomic_write_text(out / "diagnostics" / "README.md", diagnostics_md(diag))
+        _write_csv(out / "diagnostics" / "summary.csv", diag, list(diag[0]))
+        atomic_write_text(out / "diagnostics" / "README.md", diagnostics_md(diag, grid.name))
     smd = status_md(grid, rw, summ) + "\n" + budget_md(grid, rw, summ)
     atomic_write_text(out / "status.md", smd)
 
