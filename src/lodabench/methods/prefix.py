@@ -5,7 +5,11 @@ Implemented as per-layer trainable key/value prefixes handed to the base model t
 attention cache (``past_key_values``): every layer's self-attention attends to the prefix keys and
 values before the real tokens. This is exactly PEFT's prefix tuning with
 ``prefix_projection=False`` (one tensor of shape ``(num_virtual_tokens, layers, 2, kv_heads,
-head_dim)``; ``tests/test_methods_prefix_prompt.py`` checks logits equality with PEFT).
+head_dim)``; ``tests/test_methods_prefix_prompt.py`` checks logits equality with PEFT: live for GPT-2/LLaMA, and
+for BERT/RoBERTa against PEFT outputs stored under pinned versions in ``tests/golden/peft_prefix``,
+because PEFT 0.21.2's signature check looks for ``past_key_values``, which transformers 5.24 renamed
+``cache`` on those models; the base models still accept ``past_key_values`` (a deprecated alias
+until transformers 5.40, hence ``transformers<5.40`` in pyproject.toml)).
 
 Semantics shared with PEFT, which callers should know:
 * the real tokens' positions continue after the prefix (GPT-2/LLaMA derive positions from the cache
