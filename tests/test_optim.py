@@ -192,3 +192,12 @@ def test_e2e_loda_composes_with_lora_adamw_and_builds_it():
     opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg.trainer)
     assert isinstance(opt, LoRAAdamW)
     assert opt.defaults == {"lr": 2e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01, "correct_bias": True}
+
+
+def test_cli_refuses_an_unknown_optimizer_before_training(tmp_path):
+    from runs_helpers import TINY_E2E, run_cli
+
+    proc = run_cli([*TINY_E2E, "trainer.optimizer=adam"], tmp_path, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "trainer.optimizer='adam' is not one of lora_adamw, adamw" in proc.stderr
+    assert not list(tmp_path.rglob("checkpoints"))

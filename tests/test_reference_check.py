@@ -32,6 +32,7 @@ def _cases(root: Path) -> list[Path]:
     return cases
 
 
+@pytest.mark.slow
 def test_every_shared_case_agrees(lora_nlg):
     cases = _cases(lora_nlg)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "HF_HUB_OFFLINE": "1"}
