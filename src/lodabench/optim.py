@@ -27,7 +27,7 @@ own words, "Add weight decay at the end (fixed version)".)
     steps: the LoRA tensors differ from LoRA's by 2.7e-4 against a total motion of 6.0e-4 with
     torch's rule, by 1.5e-8 with this one -- the float differences of the gradients themselves);
 (2) it decays first, ``p = p*(1 - lr*wd)``, and then applies the Adam step to the decayed p.
-    The difference is of order lr*wd*step per step.
+    The difference per step is lr*wd times the Adam step itself (~lr**2 * wd).
 
 torch AdamW always corrects the bias; ``correct_bias: false`` (BERT's TF optimizer) exists only for
 ``lora_adamw``, and ``build_optimizer`` refuses it with ``adamw``. State (``step`` as an int,
