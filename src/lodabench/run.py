@@ -154,12 +154,14 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     from lodabench import methods
     from lodabench.data import get_task
     from lodabench.models import load_model, load_tokenizer
+    from lodabench.optim import optimizer_name
 
     set_seed(int(cfg.seed))
     device = ddp_device or pick_device(cfg.trainer.device)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     methods.method_config(method_cfg)  # key/type errors before anything heavy is loaded
     check_known_keys(cfg.trainer, "trainer")
+    optimizer_name(cfg.trainer)  # trainer.optimizer / correct_bias errors before anything heavy is loaded
     task = get_task(cfg.data, resolve_data_root(cfg.paths.data_root))
     if task.kind == "generation":  # a missing/malformed dev or test file fails now, not after training
         task.eval_items(cfg.data.get("eval_split", "test"))

@@ -8,9 +8,12 @@ the RNG states and the loop position; ``checkpoints/latest.json`` is rewritten a
 after all of a checkpoint's files are complete, so a crash mid-write leaves the previous
 checkpoint in force. Loading uses safetensors and ``torch.load(weights_only=True)`` only.
 
-The optimizer is ``torch.optim.AdamW`` with LoRA's settings (β2 0.999, ε 1e-6, bias correction).
-LoRA's own AdamW (examples/NLG/src/optimizer.py) applies weight decay after the Adam update
-instead of before it; the difference is of order lr²·wd per step and is documented, not emulated.
+The optimizer is ``trainer.optimizer`` (``lodabench.optim``): ``lora_adamw``, microsoft/LoRA's own
+AdamW (examples/NLG/src/optimizer.py: ε added to sqrt(v) BEFORE the bias correction, weight decay
+AFTER the Adam step, ``trainer.correct_bias`` honoured), or ``adamw``, ``torch.optim.AdamW`` (ε
+added to the bias-corrected sqrt(v), decay first). The two differ by more than the weight-decay
+order: early in training the ε placement dominates (lodabench/optim.py says by how much). The
+optimizer state is saved in every checkpoint and restored on resume, for either optimizer.
 
 Global batch, accumulation and data parallelism. ``trainer.batch_size`` is the GLOBAL batch of one
 optimizer step, whatever the number of processes: the epoch permutation is the same on every rank,
@@ -50,6 +53,7 @@ from lodabench import distributed as D
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_with, read_json, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
+from lodabench.optim import build_optimizer, optimizer_name
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +238,7 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        c = self.cfg
-        if c.get("optimizer", "adamw") != "adamw":
-            raise ValueError(f"trainer.optimizer={c.get('optimizer')!r}: only 'adamw' is implemented")
-        return torch.optim.AdamW(self.params, lr=float(c["lr"]), betas=(float(c["adam_beta1"]), float(c["adam_beta2"])),
-                                 eps=float(c["adam_eps"]), weight_decay=float(c["weight_decay"]))
+        return build_optimizer(self.params, self.cfg)  # ConfigError on a bad trainer.optimizer
 
     # ----------------------------------------------------------------------- checkpoints
     def _rng_state(self) -> dict[str, Any]:
@@ -254,8 +254,8 @@ class Trainer:
         target = self.ckpt_dir / name
         target.mkdir(parents=True, exist_ok=True)
         save_trainable(self.model, target / "trainable.safetensors")
-        blob = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": self._rng_state()}
+        blob = {"optimizer": self.optimizer.state_dict(), "optimizer_name": optimizer_name(self.cfg),
+                "scheduler": self.scheduler.state_dict(), "rng": self._rng_state()}
         if self.scaler is not None:
             blob["scaler"] = self.scaler.state_dict()
         atomic_write_with(target / "optimizer.pt", lambda p: torch.save(blob, p))
@@ -289,6 +289,7 @@ class Trainer:
         except Exception as exc:  # truncated/corrupted file
             raise CheckpointError(f"checkpoint {ckpt / 'optimizer.pt'} is unreadable ({exc}); delete {ckpt} "
                                   "to restart from the previous checkpoint or from scratch.") from exc
+        self._check_optimizer_name(blob, ckpt)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         if self.scaler is not None and "scaler" in blob:
@@ -300,6 +301,14 @@ class Trainer:
         log.info("resumed from %s (epoch %d, batch %d, step %d)", ckpt, self.state.epoch + 1,
                  self.state.batch_in_epoch, self.state.global_step)
         return True
+
+    def _check_optimizer_name(self, blob: Mapping[str, Any], ckpt: Path) -> None:
+        """A checkpoint's moments belong to the optimizer that wrote them (older ones: adamw, the only one then)."""
+        saved, now = blob.get("optimizer_name", "adamw"), optimizer_name(self.cfg)
+        if saved != now:
+            raise CheckpointError(f"checkpoint {ckpt} was written with trainer.optimizer={saved}, this run uses "
+                                  f"trainer.optimizer={now}; set trainer.optimizer={saved} to resume it, or delete "
+                                  f"{self.ckpt_dir} to restart from scratch.")
 
     def load_weights(self, path: Path) -> None:
         """Trainable tensors from a checkpoint; another method/rank/config is refused (CheckpointError)."""
