@@ -92,7 +92,7 @@ def reference(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     """A multirun `method.r=0,8`: r=0 fails (bad value), r=8 is the uninterrupted reference run."""
     results = tmp_path_factory.mktemp("reference")
     args = [a for a in REF_ARGS if not a.startswith("method.r=")]
-    proc = run_cli(["-m", *args, "method.r=0,8"], results)
+    proc = run_cli(["-m", *args, "method.r=0,8"], results, check=False)
     dirs = {json.loads((d / "record.json").read_text())["config"]["method"]["r"]: d for d in run_dirs(results)}
     return {"results": results, "proc": proc, "ok": dirs[8], "failed": dirs[0]}
 
@@ -167,7 +167,10 @@ def test_kill9_then_rerun_equals_uninterrupted(chain, reference):
     for key in ref_w:
         torch.testing.assert_close(res_w[key], ref_w[key], rtol=0, atol=0)
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads((ref_dir / "metrics.json").read_text())
-    assert chain["final"]["record"]["status"] == "complete" and chain["final"]["record"]["attempts"] == 4
+    final = chain["final"]["record"]
+    outcomes = [a["outcome"] for a in final["attempts"]]
+    assert final["status"] == "complete" and len(outcomes) == 4, outcomes
+    assert outcomes[0] == "died" and outcomes[-1] == "complete" and "running" not in outcomes
 
 
 @pytest.mark.slow
@@ -290,12 +293,16 @@ def test_disk_full_is_refused(tmp_path, monkeypatch):
 @pytest.mark.slow
 @rel(case="one failing job in a multirun",
      done="python -m lodabench -m ... method.r=0,8 (r=0 invalid, runs first); then lodabench.tables.build",
-     expect="the r=8 job still completes; the r=0 row is marked failed† with the error in the footnote")
+     expect="the r=8 job still completes; the sweep then exits 1 printing the failed job's run dir and error; "
+            "the r=0 row is marked failed† with the error in the footnote")
 def test_multirun_failed_job_is_marked(reference, tmp_path):
     from lodabench import tables
 
     failed = json.loads((reference["failed"] / "record.json").read_text())
     assert failed["status"] == "failed" and "method.r=0" in failed["error"]
+    proc = reference["proc"]  # the sweep finished the other job, then exits 1 with a summary of the failed ones
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 job(s) of this multirun failed" in proc.stderr and str(reference["failed"]) in proc.stderr
     assert not (reference["failed"] / "checkpoints").exists()
     assert json.loads((reference["ok"] / "record.json").read_text())["status"] == "complete"
     written = tables.build(reference["results"] / "runs", tmp_path, None, plots=False)

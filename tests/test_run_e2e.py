@@ -77,7 +77,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(finished_run, tmp_path):
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["global_step"] == 2
     run_cli(TINY_E2E, tmp_path)
     record = json.loads((run_dir / "record.json").read_text())
-    assert record["status"] == "complete" and record["attempts"] == 2
+    assert record["status"] == "complete" and len(record["attempts"]) == 2
     ref_w, res_w = final_weights(reference_dir), final_weights(run_dir)
     assert ref_w.keys() == res_w.keys()
     for key in ref_w:

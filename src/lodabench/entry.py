@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
 import sys
+import tempfile
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -52,25 +54,58 @@ if not OmegaConf.has_resolver("lb_rank0"):
     OmegaConf.register_new_resolver("lb_rank0", _rank0)
 
 
+# Failed jobs of a multirun are appended here (one JSON line each) by whichever process ran them
+# (basic, joblib or submitit launcher: all inherit the environment), and summarised by main().
+FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
-    from lodabench.run import run
+    from lodabench.run import RunInterrupted, run
     try:
         metrics = run(cfg)
+    except RunInterrupted as exc:
+        print(f"lodabench: {exc}; the record says so (status interrupted). Re-run the command to resume.",
+              file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
     except LodabenchError as exc:
         log.error("%s", exc)
         print(f"lodabench: error: {exc}", file=sys.stderr)
         # Under multirun a failing job must not stop the others: Hydra's basic launcher would
         # re-raise, so report and continue; the failed record marks the cell for the tables.
         if _is_multirun():
+            _note_failed_job(cfg, exc)
             return None
         raise SystemExit(2)
-    except Exception:
+    except Exception as exc:
         if _is_multirun():
             log.exception("job failed; continuing with the rest of the sweep")
+            _note_failed_job(cfg, exc)
             return None
         raise
     return None if metrics is None else metrics.get("objective")
+
+
+def _note_failed_job(cfg: DictConfig, exc: BaseException) -> None:
+    path = os.environ.get(FAILED_JOBS_ENV)
+    if path:
+        line = json.dumps({"run_dir": str(cfg.run_dir), "error": f"{type(exc).__name__}: {exc}"[:500]})
+        with open(path, "a", encoding="utf-8") as fh:  # one short append per job: atomic enough on POSIX
+            fh.write(line + "\n")
+
+
+def _report_failed_jobs(path: str) -> int:
+    """Print the failed jobs of a finished multirun; the exit status main() returns (0 or 1)."""
+    try:
+        jobs = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    except FileNotFoundError:
+        return 0
+    if not jobs:
+        return 0
+    print(f"lodabench: {len(jobs)} job(s) of this multirun failed (the others finished):", file=sys.stderr)
+    for job in jobs:
+        print(f"  - {job['run_dir']}: {job['error']}", file=sys.stderr)
+    return 1
 
 
 def _is_multirun() -> bool:
@@ -107,6 +142,33 @@ def _precheck_results_dir(argv: list[str]) -> None:
         raise SystemExit(2) from None
 
 
+_INT = re.compile(r"^-?\d+$")
+
+
+def _precheck_seed(argv: list[str]) -> None:
+    """``seed=abc`` would only fail after Hydra made its ``seedabc/`` run directory: refuse it first."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key != "seed" or not value or "(" in value or "${" in value:  # range(...)/choice(...): Hydra checks
+            continue
+        bad = [v for v in value.split(",") if not _INT.match(v.strip())]
+        if bad:
+            print(f"lodabench: error: seed={value}: {bad[0]!r} is not an integer. Give an integer seed "
+                  "(seed=110) or a comma list to sweep (-m seed=110,111,112).", file=sys.stderr)
+            raise SystemExit(2)
+
+
 def main() -> None:
-    _precheck_results_dir(sys.argv[1:])
-    hydra_main()
+    argv = sys.argv[1:]
+    _precheck_results_dir(argv)
+    _precheck_seed(argv)
+    fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
+    os.close(fd)
+    os.environ[FAILED_JOBS_ENV] = failed_jobs
+    try:
+        hydra_main()
+    finally:
+        status = _report_failed_jobs(failed_jobs)
+        os.unlink(failed_jobs)
+    if status:
+        raise SystemExit(status)

@@ -53,6 +53,18 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def read_json_file(path: str | os.PathLike, fix: str, error: type | None = None) -> Any:
+    """``read_json`` for the harness's own state files: a damaged one (truncated, not UTF-8, not JSON)
+    raises ``error`` (default DataError) naming the file, what is wrong and ``fix``, never a raw
+    JSONDecodeError."""
+    from lodabench.errors import DataError
+
+    try:
+        return read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise (error or DataError)(f"{path} is damaged ({type(exc).__name__}: {exc}); {fix}.") from exc
+
+
 def safe_rmtree(path: str | os.PathLike, root: str | os.PathLike) -> None:
     """Delete the directory tree ``path`` only if it lies strictly inside ``root``.
 

@@ -1,9 +1,13 @@
 """The run record: everything needed to trust and re-create a number, written beside it.
 
-``record.json`` holds the status (running | complete | failed), the resolved config, seed, git
-commit (and whether the tree was dirty), package versions, machine, thread count, trainable
-parameter counts, wall time, peak memory, the training log summary, which checkpoint the reported
-numbers come from, and the metrics. Every write is atomic.
+``record.json`` holds the status (running | complete | failed | interrupted), the resolved config,
+seed, trainable parameter counts, wall time, peak memory, the training log summary, which checkpoint
+the reported numbers come from, the metrics, and ``attempts``: one entry per launch that worked on
+the run (git commit and dirty flag, requirements.lock sha256, package versions, machine, start/end,
+outcome, and whether it resumed another attempt's work or started from step 0). Nothing about an
+earlier attempt is overwritten: a resume under another commit or lock is an entry of its own that says
+so. The top-level ``git``/``lock_sha256``/``packages``/``machine`` mirror the latest attempt. Every write
+is atomic.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any
 
 import torch
 
-from lodabench.io import atomic_write_json, read_json
+from lodabench.errors import ConfigError
+from lodabench.io import atomic_write_json, read_json_file
+from lodabench.lockfile import lock_sha256
 from lodabench.paths import REPO_ROOT
 
 PACKAGES = ("lodabench", "torch", "transformers", "datasets", "hydra-core", "omegaconf", "sacrebleu", "nltk",
@@ -28,6 +34,7 @@ PACKAGES = ("lodabench", "torch", "transformers", "datasets", "hydra-core", "ome
             "peft", "wandb", "tokenizers", "gguf")
 
 RECORD = "record.json"
+ATTEMPTS_DIR = "attempts"  # force=true moves earlier outputs to attempts/<n>/
 METRICS = "metrics.json"
 
 
@@ -76,7 +83,7 @@ class RunRecord:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RECORD
-        self.data: dict[str, Any] = read_json(self.path) if self.path.is_file() else {}
+        self.data: dict[str, Any] = read_json_file(self.path, _RECORD_FIX) if self.path.is_file() else {}
         self._t0 = time.time()
         self._prior_wall = float(self.data.get("wall_time_s") or 0.0)
 
@@ -94,18 +101,82 @@ class RunRecord:
         self.data["peak_memory"] = _max_merge(self.data.get("peak_memory"), peak_memory_mb())
         atomic_write_json(self.path, self.data)
 
-    def start(self, config: dict[str, Any], seed: int) -> None:
-        attempts = int(self.data.get("attempts", 0)) + 1
-        self.update(status="running", config=config, seed=seed, git=git_info(), packages=package_versions(),
-                    machine=machine_info(), attempts=attempts, started_at=self.data.get("started_at") or _now(),
-                    last_attempt_at=_now())
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """The attempts list; a record written before attempts were listed becomes one legacy entry."""
+        value = self.data.get("attempts")
+        if isinstance(value, list):
+            return value
+        if not self.data:
+            return []
+        legacy = {k: self.data.get(k) for k in ("git", "packages", "machine")}
+        return [{**legacy, "n": 1, "legacy_count": value, "started_at": self.data.get("started_at"),
+                 "outcome": self.data.get("status")}]
+
+    def start(self, config: dict[str, Any], seed: int, *, fresh: bool, allow_code_change: bool = False) -> None:
+        """Open a new attempt. ``fresh``: it starts from step 0 (first launch or force=true); otherwise
+        it resumes earlier work, which is refused under another commit or lock unless allowed."""
+        attempts, now = self.attempts, provenance()
+        changed = [] if fresh or not attempts else code_changes(attempts[-1], now)
+        if changed and not allow_code_change:
+            raise ConfigError(
+                f"run directory {self.run_dir} holds unfinished work of an attempt made under other code: "
+                f"{'; '.join(changed)}. Resuming would mix two versions in one result. Re-run it from step 0 "
+                "with force=true, or resume anyway with allow_code_change=true (recorded in the attempt).")
+        entry = {"n": len(attempts) + 1, **now, "started_at": _now(), "ended_at": None, "outcome": "running",
+                 "start": "step 0" if fresh or not attempts else "resume", "code_changed": changed or None}
+        self.update(status="running", config=config, seed=seed, attempts=[*attempts, entry], **now,
+                    started_at=self.data.get("started_at") if not fresh else _now(), last_attempt_at=entry["started_at"])
+
+    def end_attempt(self, outcome: str, **details: Any) -> None:
+        attempts = self.attempts
+        if attempts:
+            attempts[-1].update(outcome=outcome, ended_at=_now(), **details)
+        self.data["attempts"] = attempts
 
     def complete(self, metrics: dict[str, Any]) -> None:
         atomic_write_json(self.run_dir / METRICS, metrics)
+        self.end_attempt("complete")
         self.update(status="complete", metrics=metrics, finished_at=_now())
 
     def fail(self, error: str) -> None:
+        self.end_attempt("failed", error=error)
         self.update(status="failed", error=error, failed_at=_now())
+
+    def interrupt(self, signal_name: str, last_checkpoint: str | None) -> None:
+        self.end_attempt("interrupted", signal=signal_name, last_checkpoint=last_checkpoint)
+        self.update(status="interrupted", error=f"interrupted by {signal_name}", interrupted_at=_now(),
+                    last_checkpoint=last_checkpoint)
+
+    def supersede(self, moved_to: str) -> None:
+        """force=true: the earlier outputs now lie in ``moved_to``; the record keeps only their history."""
+        attempts = self.attempts
+        if attempts:
+            attempts[-1].update(superseded_by_force=True, moved_to=moved_to, outcome=attempts[-1].get("outcome"))
+        for key in ("metrics", "checkpoint_used", "train", "error", "finished_at", "failed_at", "interrupted_at",
+                    "last_checkpoint", "trainable_params", "peak_memory", "warm_start", "parallel"):
+            self.data.pop(key, None)
+        self.data["attempts"] = attempts
+        self._prior_wall = 0.0
+
+
+_RECORD_FIX = "delete it (the run then starts again from its checkpoints) or restore it from a backup"
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a number, as of this process: code, lock, packages, machine."""
+    return {"git": git_info(), "lock_sha256": lock_sha256(), "packages": package_versions(), "machine": machine_info()}
+
+
+def code_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Differences in commit or lock between an earlier attempt and this process (``["commit a -> b"]``)."""
+    out = []
+    old_commit, new_commit = (before.get("git") or {}).get("commit"), (now.get("git") or {}).get("commit")
+    if old_commit != new_commit:
+        out.append(f"git commit {str(old_commit)[:12]} -> {str(new_commit)[:12]}")
+    if before.get("lock_sha256") != now.get("lock_sha256") and "lock_sha256" in before:
+        out.append(f"requirements.lock sha256 {str(before.get('lock_sha256'))[:12]} -> {str(now.get('lock_sha256'))[:12]}")
+    return out
 
 
 # What a run's numbers depend on. Everything else (paths, logging, progress bars, threads, device,

@@ -8,12 +8,16 @@ and a re-run decodes only the rest; a crash during scoring re-scores from the wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,8 @@ from lodabench import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text
 from lodabench.paths import resolve_data_root
-from lodabench.records import RunRecord, config_conflicts
+from lodabench.records import ATTEMPTS_DIR, RECORD, RunRecord, config_conflicts
+from lodabench.runlock import LOCK_NAME, RunLock
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,27 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     # outputs; the other ranks train and leave (lodabench.distributed, docs/cluster.md).
     dctx, ddp_device = D.init_from_env(str(cfg.trainer.device))
     run_dir = Path(cfg.run_dir)
+    lock = RunLock(run_dir) if dctx.is_main else None
+    lock_error = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except ConfigError as exc:
+            lock_error = str(exc)
+    lock_error = D.broadcast_from_main(lock_error)  # rank 0 holds the lock for all
+    if lock_error:
+        D.finish()
+        raise ConfigError(lock_error)
+    try:
+        return _launch(cfg, run_dir, dctx, ddp_device)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> dict[str, Any] | None:
+    if dctx.is_main:
+        attempt_hygiene(run_dir)
     record = RunRecord(run_dir)
     # A run directory belongs to one config: an edited overlay must not skip to (or resume from)
     # results made with other values under the same command line.
@@ -122,16 +148,18 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     if not dctx.is_main:
         return _run(cfg, run_dir, _NoRecord(), None, dctx, ddp_device)
     check_writable(run_dir)
+    fresh = bool(cfg.force) or not has_work(run_dir)
+    if cfg.force and record.attempts:
+        record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
     config = OmegaConf.to_container(cfg, resolve=True)
+    record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=bool(cfg.get("allow_code_change", False)))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    record.start(config, int(cfg.seed))
     logger = WandbLogger(cfg, run_dir, config) if cfg.logger.name == "wandb" else None
     try:
-        metrics = _run(cfg, run_dir, record, logger, dctx, ddp_device)
+        with interrupts_raise():
+            metrics = _run(cfg, run_dir, record, logger, dctx, ddp_device)
     except BaseException as exc:
-        record.fail(f"{type(exc).__name__}: {exc}")
-        if not isinstance(exc, LodabenchError):
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+        _record_end(record, run_dir, exc)
         raise
     finally:
         if logger is not None:
@@ -140,6 +168,108 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     print(f"[lodabench] complete: {run_dir}")
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+# ----------------------------------------------------------------------------- attempts
+# What force=true leaves in place: the record (it lists every attempt), this launch's lock and
+# Hydra capture, the archive itself, wandb's offline runs, and Hydra's open job log.
+FORCE_KEEPS = {RECORD, LOCK_NAME, ".hydra", ATTEMPTS_DIR, "wandb"}
+UNRECORDED = ".unrecorded-failure"
+WORK_PRODUCTS = ("checkpoints/latest.json", "hyp.partial.jsonl", "hyp.txt", "predictions.jsonl")
+
+
+def has_work(run_dir: Path) -> bool:
+    """Whether an earlier attempt left work a launch would reuse (checkpoints, decoded outputs)."""
+    return any((run_dir / name).exists() for name in WORK_PRODUCTS)
+
+
+def move_attempt_aside(run_dir: Path, n: int) -> str:
+    """force=true: move the earlier attempt's outputs into ``attempts/<n>/`` (nothing is deleted)."""
+    dest = run_dir / ATTEMPTS_DIR / str(n)
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name not in FORCE_KEEPS and entry.suffix != ".log":
+            entry.rename(dest / entry.name)
+    log.info("force=true: earlier outputs of %s moved to %s", run_dir, dest)
+    return str(dest.relative_to(run_dir))
+
+
+def attempt_hygiene(run_dir: Path) -> None:
+    """With the lock held: remove orphan temporary files, and close what a dead launch left open."""
+    for tmp in run_dir.rglob(".*.tmp") if run_dir.is_dir() else []:
+        tmp.unlink(missing_ok=True)
+        log.info("removed orphan temporary file %s (a launch died while writing it)", tmp)
+    if not (run_dir / RECORD).is_file():
+        return
+    record = RunRecord(run_dir)
+    marker = run_dir / UNRECORDED
+    if marker.exists():
+        note = marker.read_text(errors="replace").strip() or "no details could be written"
+        print(f"[lodabench] the previous attempt of {run_dir} failed and its failure could not be recorded "
+              f"then ({note}); recorded now.", file=sys.stderr)
+        record.end_attempt("failed (recorded late)", error=note)
+        record.update(status="failed", error=f"failed, unrecorded at the time: {note}")
+        marker.unlink()
+    elif record.status == "running":  # we hold the lock, so the launch that wrote this is gone
+        record.end_attempt("died", error="the launch ended without a record (kill -9, power loss, OOM kill)")
+        record.update(status="interrupted", error="the previous launch died without recording its end")
+
+
+def _record_end(record: RunRecord, run_dir: Path, exc: BaseException) -> None:
+    """Record how the attempt ended; if even that write fails (disk full), leave a marker file."""
+    try:
+        if isinstance(exc, RunInterrupted):
+            record.interrupt(exc.signal_name, last_checkpoint(run_dir))
+        else:
+            record.fail(f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, LodabenchError):
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+    except OSError as write_error:
+        _leave_marker(run_dir / UNRECORDED, f"{type(exc).__name__}: {exc}; recording it failed: {write_error}")
+
+
+def _leave_marker(path: Path, note: str) -> None:
+    # An empty file needs an inode, not a data block: it can be created on a full disk.
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, note[:2000].encode())
+    os.close(fd)
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "checkpoints" / "latest.json").read_text()).get("dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM/SIGINT/SIGHUP during a run: unwinds like KeyboardInterrupt so the record is closed."""
+
+    def __init__(self, signum: int):
+        self.signum, self.signal_name = signum, signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+@contextlib.contextmanager
+def interrupts_raise():
+    """Turn SIGTERM/SIGINT/SIGHUP into RunInterrupted for the duration (main thread only)."""
+    def handler(signum, _frame):
+        raise RunInterrupted(signum)
+
+    signums = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _NoRecord:
@@ -155,12 +285,14 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     from lodabench.data import get_task
     from lodabench.models import load_model, load_tokenizer
     from lodabench.optim import optimizer_name
+    from lodabench.trainer import check_trainer_values
 
     set_seed(int(cfg.seed))
     device = ddp_device or pick_device(cfg.trainer.device)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     methods.method_config(method_cfg)  # key/type errors before anything heavy is loaded
     check_known_keys(cfg.trainer, "trainer")
+    check_trainer_values(cfg.trainer)
     optimizer_name(cfg.trainer)  # trainer.optimizer / correct_bias errors before anything heavy is loaded
     task = get_task(cfg.data, resolve_data_root(cfg.paths.data_root))
     if task.kind == "generation":  # a missing/malformed dev or test file fails now, not after training

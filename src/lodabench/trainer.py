@@ -51,7 +51,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from lodabench import distributed as D
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
-from lodabench.io import atomic_write_json, atomic_write_with, read_json, safe_rmtree
+from lodabench.io import atomic_write_json, atomic_write_with, read_json_file, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
 from lodabench.optim import build_optimizer, optimizer_name
 
@@ -93,6 +93,28 @@ def length_grouped_order(lengths: Sequence[int], seed: int, epoch: int, batch_si
         # stable sort: ties keep the random order
         out.extend(sorted(order[start:start + size], key=lambda i: -lengths[i]))
     return out
+
+
+def check_trainer_values(cfg: Mapping[str, Any]) -> None:
+    """Values no run can use, refused before anything is loaded (key, value, fix).
+
+    ``max_steps=0`` is legal and trains nothing, like ``epochs=0`` (an untrained baseline).
+    """
+    lr = cfg.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"trainer.lr={lr!r}: the learning rate must be a finite number > 0 (e.g. trainer.lr=2e-4).")
+    for key, low in (("epochs", 0), ("batch_size", 1)):
+        _check_int(cfg, key, low, required=True)
+    _check_int(cfg, "max_steps", 0, required=False)
+
+
+def _check_int(cfg: Mapping[str, Any], key: str, low: int, required: bool) -> None:
+    value = cfg.get(key)
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "null (no limit) or " if not required else ""
+        raise ConfigError(f"trainer.{key}={value!r}: must be {what}an integer >= {low}.")
 
 
 def warmup_steps(cfg: Mapping[str, Any], total_steps: int) -> int:
@@ -191,7 +213,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(train_examples) / self.batch_size)
         epochs = int(cfg["epochs"])
         total = self.batches_per_epoch * epochs
-        if cfg.get("max_steps"):
+        if cfg.get("max_steps") is not None:  # 0 trains nothing (like epochs=0), never "no limit"
             total = min(total, int(cfg["max_steps"]))
         self.total_steps = total
         self.optimizer = self._build_optimizer()
@@ -276,7 +298,11 @@ class Trainer:
         pointer = self.ckpt_dir / "latest.json"
         if not pointer.is_file():
             return False
-        info = read_json(pointer)
+        info = read_json_file(pointer, f"delete {pointer} to resume from no checkpoint (training restarts at "
+                              f"step 0), or delete {self.ckpt_dir} to restart cleanly", CheckpointError)
+        if not isinstance(info, dict) or not isinstance(info.get("dir"), str):
+            raise CheckpointError(f"{pointer} is damaged (no checkpoint 'dir' in it); delete {self.ckpt_dir} to "
+                                  "restart this run from step 0.")
         ckpt = self.ckpt_dir / info["dir"]
         try:
             self.load_weights(ckpt / "trainable.safetensors")
@@ -297,7 +323,9 @@ class Trainer:
         torch.set_rng_state(blob["rng"]["torch"])
         if "cuda" in blob["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(blob["rng"]["cuda"])
-        self.state = TrainState(**read_json(ckpt / "trainer_state.json"))
+        self.state = TrainState(**read_json_file(
+            ckpt / "trainer_state.json", f"delete {ckpt} and set {pointer} to an earlier checkpoint, or delete "
+            f"{self.ckpt_dir} to restart this run from step 0", CheckpointError))
         log.info("resumed from %s (epoch %d, batch %d, step %d)", ckpt, self.state.epoch + 1,
                  self.state.batch_in_epoch, self.state.global_step)
         return True
@@ -340,7 +368,7 @@ class Trainer:
         self.try_resume()
         if self.state.finished:
             return self.state
-        epochs = int(c["epochs"])
+        epochs = 0 if c.get("max_steps") == 0 else int(c["epochs"])
         every = int(c.get("checkpoint_every") or 0)
         bar = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train",
                    disable=not c.get("progress", True) or self.rank != 0, dynamic_ncols=True)

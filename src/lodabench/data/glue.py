@@ -104,15 +104,21 @@ SPECS: dict[str, GlueSpec] = {
     ]
 }
 PROTOCOLS = ("official", "holdout")
+STSB_RANGE = (0.0, 5.0)  # GLUE STS-B: similarity scored 0-5 (Cer et al. 2017); also rejects NaN (no order)
 
 
 def _parse_label(spec: GlueSpec, value: str, where: str) -> int | float:
     if spec.label_names is None:
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise DataError(f"{where}: label {value!r} is not a number (STS-B scores are floats "
                             "in [0, 5])") from None
+        # float() accepts 'nan' and 'inf': a NaN target would silently poison the loss and Pearson.
+        if not STSB_RANGE[0] <= score <= STSB_RANGE[1]:
+            raise DataError(f"{where}: label {value!r} is outside [0, 5] (STS-B similarity scores); "
+                            "fix or drop that row of the file")
+        return score
     assert spec.file_labels is not None
     try:
         return spec.file_labels.index(value.strip())
