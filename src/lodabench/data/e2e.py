@@ -63,10 +63,11 @@ import csv
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from lodabench.data import DATA_ROOT_HINT, GenerationTask, Pair, Slicing
-from lodabench.data.e2e_lora_text import LORA_FILES, lora_reference
+from lodabench.data.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
 from lodabench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,62 @@ def _hub_rows(split: str) -> list[tuple[str, str]]:  # HUB: needs network; not r
         raise DataError(f"could not load {HUB_ID!r} split {HUB_SPLITS[split]!r} from the hub "
                         f"({type(err).__name__}: {err}). {HOW_TO_GET}") from err
     return [(ex["meaning_representation"], ex["human_reference"]) for ex in ds]
+
+
+# ---------------------------------------------------------------------------------------------
+# how close the made text is to LoRA's files (scripts/e2e_lora_text_agreement.py, README)
+
+
+def lora_lines(rows: list[tuple[str, str]], split: str) -> list[str]:
+    """The lines of LoRA's file for ``split`` made from official CSV rows: ``MR||reference \\n``."""
+    return [f"{format_mr_lora(mr)}||{lora_reference(ref, split)} \n" for mr, ref in rows]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Made lines vs LoRA's file: identical lines, MR sides, reference sides (and, as a baseline,
+    how many official CSV references already equal LoRA's), and the made file's git blob id."""
+
+    split: str
+    lines: int
+    same_line: int | None
+    same_mr: int | None
+    same_reference: int | None
+    same_official: int | None
+    blob: str
+
+    def describe(self) -> str:
+        name = f"{self.split} {FILES[self.split]} -> {LORA_FILES[self.split]}"
+        verdict = "identical to" if self.blob == LORA_BLOB_IDS[self.split] else "differs from"
+        blob = f"git blob {self.blob[:12]} {verdict} LoRA's ({LORA_BLOB_IDS[self.split][:12]})"
+        if self.same_line is None:
+            return f"{name}: {self.lines} lines, {blob}"
+        share = 100.0 * self.same_line / self.lines
+        return (f"{name}: {self.same_line}/{self.lines} lines identical ({share:.2f}%), MR side "
+                f"{self.same_mr}/{self.lines}, reference side {self.same_reference}/{self.lines} "
+                f"(official CSV text: {self.same_official}/{self.lines}); {blob}")
+
+
+def lora_text_agreement(data_root: Path, split: str) -> Agreement:
+    """Compare the lines made from ``<data_root>/e2e/`` with ``<data_root>/e2e_lora/`` (if there)."""
+    rows = read_e2e_csv(data_root / "e2e" / FILES[split])
+    made = lora_lines(rows, split)
+    blob = git_blob_id("".join(made).encode("utf-8"))
+    theirs_path = data_root / LORA_DIR / LORA_FILES[split]
+    if not theirs_path.is_file():
+        return Agreement(split, len(made), None, None, None, None, blob)
+    text = theirs_path.read_text(encoding="utf-8-sig")
+    theirs = [line + "\n" for line in text.removesuffix("\n").split("\n")]
+    pairs = list(zip(made, theirs))
+    sides = [(m.split("||", 1), t.split("||", 1) + [""]) for m, t in pairs]
+    return Agreement(
+        split, max(len(made), len(theirs)),
+        same_line=sum(m == t for m, t in pairs),
+        same_mr=sum(m[0] == t[0] for m, t in sides),
+        same_reference=sum(m[1] == t[1] for m, t in sides),
+        same_official=sum(ref.strip() == t[1].strip() for (_, ref), (_, t) in zip(rows, sides)),
+        blob=blob,
+    )
 
 
 def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
