@@ -237,8 +237,9 @@ def test_text_config_errors():
         get_task({"name": "e2e", "text": "tokenized"}, None)
     with pytest.raises(ConfigError, match="data.text=lora .* data.source_format=lora"):
         get_task({"name": "e2e", "text": "lora", "source_format": "raw"}, None)
-    with pytest.raises(ConfigError, match="data.text"):   # E2E only
+    with pytest.raises(ConfigError, match="data.text for dart must be 'official'"):   # E2E only
         get_task({"name": "dart", "text": "lora"}, None)
+    assert get_task({"name": "dart", "text": "official"}, None).name == "dart"
 
 
 # --- configs and the run-identity guard -----------------------------------------------------
@@ -249,6 +250,7 @@ def test_text_config_errors():
     (["experiment=e2e_loda"], "lora"),
     (["experiment=e2e_s_loda_plus_p05"], "lora"),
     (["experiment=smollm2_e2e"], "official"),   # its committed records ran on the official text
+    (["experiment=dart_loda"], "official"),     # DART has one text
 ])
 def test_composed_text(overrides, text):
     from hydra import compose, initialize_config_dir

@@ -242,8 +242,7 @@ Task = GenerationTask | ClassificationTask
 # registry
 
 _COMMON_KEYS = {"name", "max_train_examples", "max_eval_items", "subset", "subset_seed"}
-_GENERATION_KEYS = _COMMON_KEYS | {"eval_split", "source_format"}
-_E2E_KEYS = _GENERATION_KEYS | {"text"}  # data.text: lodabench.data.e2e
+_GENERATION_KEYS = _COMMON_KEYS | {"eval_split", "source_format", "text"}
 _GLUE_KEYS = _COMMON_KEYS | {"protocol", "holdout_fraction"}
 
 GENERATION_TASKS = ("e2e", "dart")
@@ -281,7 +280,7 @@ def get_task(data_cfg: Mapping, data_root: Path | str | None) -> Task:
         subset_seed=int(cfg.get("subset_seed", 0)),
     )
     if name in GENERATION_TASKS:
-        _check_keys(cfg, _E2E_KEYS if name == "e2e" else _GENERATION_KEYS, name)
+        _check_keys(cfg, _GENERATION_KEYS, name)
         if name == "e2e":
             from lodabench.data import e2e as module
         else:

@@ -14,7 +14,8 @@ i.e. ``"Mars Hill College : joined : 1973 | Mars Hill College : location : Mars 
 Carolina"``: subject and object verbatim, the predicate lower-cased (``[TITLE]`` ->
 ``[title]``), no other change. LoRA writes one (context, completion) line per annotation, so
 training pairs are every (tripleset, annotation) in file order. Annotation texts are used as
-they are (only leading/trailing whitespace stripped, as ``gpt2_decode.py`` strips references).
+they are (only leading/trailing whitespace stripped, as ``gpt2_decode.py`` strips references),
+so DART has one text, ``data.text: official`` (E2E's ``lora`` text does not apply).
 
 Eval items: ``gpt2_decode.py`` keys references by the context string, so entries whose
 linearised triplesets are identical are merged into one item, in order of first appearance,
@@ -196,6 +197,9 @@ def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in te
 def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
     if cfg.get("source_format", "lora") != "lora":
         raise ConfigError("data.source_format for dart must be 'lora' (the only linearisation)")
+    if cfg.get("text", "official") != "official":
+        raise ConfigError("data.text for dart must be 'official': LoRA's DART text is the official "
+                          "JSON annotation text (data.text=lora is E2E's tokenized text)")
     eval_split = cfg.get("eval_split", "test")
     if eval_split not in FILES:
         raise ConfigError(f"data.eval_split={eval_split!r}; valid: {', '.join(FILES)}")

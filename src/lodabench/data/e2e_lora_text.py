@@ -85,11 +85,6 @@ def _sentences(text: str) -> list[str]:
     return [" ".join(s) for s in sentences if s]
 
 
-def _hide_multidots(text: str) -> str:
-    """Moses keeps runs of periods together ("rating.." -> "rating .."): hide them as words."""
-    return re.sub(r"\.{2,}", lambda m: f" DOTS{len(m.group())} ", text)
-
-
 def _final_period(words: list[str], i: int) -> list[str]:
     """Moses: split a word's final period unless it is a non-breaking prefix, an abbreviation
     with inner periods, or the next word of the sentence starts lower-case."""
@@ -99,21 +94,29 @@ def _final_period(words: list[str], i: int) -> list[str]:
     return [pre, "."]
 
 
+_MOSES_STEPS = [(re.compile(pattern), replacement) for pattern, replacement in [
+    (r"([^\w\s.'`,\-]|_)", r" \1 "),                  # other symbols: £ : ! ? ( ) ...
+    (r"(?<=[^\W_])-(?=[^\W_])", " - "),                # -a: hyphens between alphanumerics
+    (r"\.{2,}", lambda m: f" \0{len(m.group())}\0 "),     # runs of periods stay one word: hidden
+    (r"(\D),", r"\1 , "),                               # commas, except 5,300 ...
+    (r",(\D)", r" , \1"),                               # ... and a final "5," (no padding)
+    (rf"({_NON_ALPHA})'({_NON_ALPHA})", r"\1 ' \2"),     # English apostrophes, in Moses' order
+    (rf"([\W_])'({_ALPHA})", r"\1 ' \2"),
+    (rf"({_ALPHA})'({_NON_ALPHA})", r"\1 ' \2"),
+    (rf"({_ALPHA})'({_ALPHA})", r"\1 '\2"),              # isn't -> isn 't
+    (r"(\d)'(s)", r"\1 '\2"),                           # 1990's -> 1990 's
+]]
+_PERIOD_FINAL = re.compile(r"\S+\.")
+_DOTS = re.compile("\0(\\d+)\0")
+
+
 def _moses_sentence(text: str) -> str:
-    text = re.sub(r"([^\w\s.'`,\-]|_)", r" \1 ", text)          # other symbols: £ : ! ? ( ) ...
-    text = re.sub(r"(?<=[^\W_])-(?=[^\W_])", " - ", text)        # -a: hyphens between alphanumerics
-    text = _hide_multidots(text)
-    text = re.sub(r"(\D),", r"\1 , ", text)                       # commas, except 5,300 ...
-    text = re.sub(r",(\D)", r" , \1", text)                       # ... and a final "5," (no padding)
-    text = re.sub(rf"({_NON_ALPHA})'({_NON_ALPHA})", r"\1 ' \2", text)   # English apostrophes,
-    text = re.sub(rf"([\W_])'({_ALPHA})", r"\1 ' \2", text)             # in Moses' order
-    text = re.sub(rf"({_ALPHA})'({_NON_ALPHA})", r"\1 ' \2", text)
-    text = re.sub(rf"({_ALPHA})'({_ALPHA})", r"\1 '\2", text)            # isn't -> isn 't
-    text = re.sub(r"(\d)'(s)", r"\1 '\2", text)                          # 1990's -> 1990 's
+    for pattern, replacement in _MOSES_STEPS:
+        text = pattern.sub(replacement, text)
     words = text.split()
     words = [w for i in range(len(words))
-             for w in (_final_period(words, i) if re.fullmatch(r"\S+\.", words[i]) else [words[i]])]
-    return re.sub(r"DOTS(\d+)", lambda m: "." * int(m.group(1)), " ".join(words))
+             for w in (_final_period(words, i) if _PERIOD_FINAL.fullmatch(words[i]) else [words[i]])]
+    return _DOTS.sub(lambda m: "." * int(m.group(1)), " ".join(words))
 
 
 def moses_style(text: str) -> str:
