@@ -229,6 +229,8 @@ def load_split(split: str, data_root: Path | None, source_format: str = "lora",
     if text == "lora" and lora_file.is_file():
         log.info("E2E %s: LoRA's text read from %s", split, lora_file)
         return read_lora_txt(lora_file)
+    if text == "lora":
+        log.info("E2E %s: LoRA's text made from %s (%s absent)", split, FILES[split], lora_file)
     return to_pairs(read_e2e_csv(data_root / "e2e" / FILES[split]), source_format, text, split)
 
 
