@@ -71,6 +71,9 @@ from lodabench.paths import CONF_DIR, REPO_ROOT
      "rating of 1 out of 5,",
      "Cocum is a fast food coffee shop that is not children friendly . It has a high price range and a customer "
      "rating of 1 out of 5,"),
+    # train.txt 13: £ split off first, so "20-£" has no hyphen between alphanumerics to split
+    ("Taste of Cambridge is a restaurant with a customer rating of 3 out of 5 and and a price range of £20-£25",
+     "Taste of Cambridge is a restaurant with a customer rating of 3 out of 5 and and a price range of £ 20- £ 25"),
     # train.txt 5598: £ split off inside a word too
     ("Green Man is not a family-friendly restaurant located in the riverside .average price range is less than£20.",
      "Green Man is not a family - friendly restaurant located in the riverside .average price range is less "

@@ -7,19 +7,22 @@ official CSVs. Those files are Li & Liang's prefix-tuning data (``XiangLi1999/Pr
 ``data/e2e_data/src1_{train,valid,test}.txt``, the same git blobs), one ``MR||reference `` line
 per CSV row, in CSV order, each reference word-tokenized and followed by one space.
 
-Nobody published the code that made them, so the two rules below were worked out from the files
-and checked against them (``scripts/e2e_lora_text_agreement.py``):
+No code that made them is published; the two rules below were inferred from the files and are
+checked against them (``scripts/e2e_lora_text_agreement.py``):
 
 * ``train`` and ``dev`` (``moses_style``): the references of Wiseman et al. (2018)'s
-  ``harvardnlp/neural-template-gen`` ``data/e2e_aligned.tar.gz`` (its ``valid.txt`` holds the 4,672
-  references of LoRA's ``valid.txt`` verbatim). The rule is the Moses tokenizer (``tokenizer.perl
-  -l en -a``, run on the stripped sentence with no padding spaces, the aggressive ``@-@`` written
-  as a plain ``-``) applied to each sentence of a punkt-style sentence split: ``isn 't``,
-  ``family - friendly``, ``£ 20-£ 25``, ``'Strada`` at a sentence start kept whole, ``5. it``
-  kept (a number before a lower-case word does not end a sentence) but ``£20. it`` split.
-* ``test`` (``spacy_style``): spaCy 2's English tokenizer (prefix / suffix / infix rules and its
-  exception table): ``is n't``, ``that s`` (the ``thats`` exception), ``5-star`` kept (hyphens
-  split between letters only), ``£ 20-£25`` (a currency prefix splits, an infix one does not).
+  ``harvardnlp/neural-template-gen`` ``data/e2e_aligned.tar.gz``: its ``valid.txt`` holds the
+  4,672 references of LoRA's ``valid.txt`` verbatim, and its ``train.txt`` references with
+  ``e2e.format_mr_lora`` sources give a file with the git blob id of LoRA's ``train.txt``. They
+  behave as the Moses tokenizer (``tokenizer.perl -l en -a``, run on the stripped sentence with no
+  padding spaces, the aggressive ``@-@`` written as a plain ``-``) applied to each sentence of a
+  punkt-style sentence split: ``isn 't``, ``family - friendly``, ``£ 20- £ 25``, ``'Strada`` at a
+  sentence start kept whole, ``5. it`` kept (a number before a lower-case word ends no sentence)
+  but ``£20. it`` split.
+* ``test`` (``spacy_style``): behaves as spaCy 2's English tokenizer (prefix / suffix / infix
+  rules and its exception table): ``is n't``, ``that s`` (the ``thats`` exception), ``5-star``
+  kept (hyphens split between letters only), ``£ 20-£25`` (a currency prefix splits, an infix one
+  does not).
 
 Measured (official CSVs of shared/data -> these rules + ``e2e.format_mr_lora``): every line of
 ``valid.txt`` and ``test.txt`` identical, and the generated ``train.txt`` has the git blob id of
