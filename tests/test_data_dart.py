@@ -126,3 +126,44 @@ def test_missing_train_file_names_path(tmp_path):
         task.train_pairs("train")
     assert str(tmp_path / "dart" / "dart-v1.1.1-full-train.json") in str(err.value)
     assert "github.com/Yale-LILY/dart" in str(err.value)
+
+
+# --- references of the eval split (issue #17): checked when the split loads, before training --
+
+def test_eval_item_without_reference_names_file_line_and_entry(tmp_path):
+    path = _write(tmp_path, [_entry("One."), _entry("  ", [("C", "R", "d")])])
+    task = get_task({"name": "dart", "eval_split": "dev"}, tmp_path)
+    with pytest.raises(DataError, match=rf"{path}: line 17: entry 1 \(0-based\): every annotation "
+                                        "text is empty") as err:
+        task.eval_items("dev")   # what run.py calls before training
+    assert "add a reference or remove the entry" in str(err.value)
+    assert json.loads(path.read_text())[1]["tripleset"] == [["C", "R", "d"]]
+    assert path.read_text().split("\n")[16] == "  {"   # line 17 opens entry 1
+
+
+def test_empty_annotation_beside_others_is_kept(tmp_path):
+    """As in the staged test split (entry 115): LoRA keeps it as an empty reference."""
+    entry = _entry("One.")
+    entry["annotations"].append({"source": "x", "text": ""})
+    _write(tmp_path, [entry, _entry("", [("C", "R", "d")]), _entry("Two.", [("C", "R", "d")])])
+    task = get_task({"name": "dart", "eval_split": "dev"}, tmp_path)
+    assert task.eval_items("dev") == [   # entry 1's empty text merges with entry 2's reference
+        EvalItem("A : rel : b", ["One.", ""]), EvalItem("C : r : d", ["", "Two."])
+    ]
+
+
+def test_only_the_eval_split_is_checked(tmp_path):
+    _write(tmp_path, [_entry(""), _entry("Two.", [("C", "R", "d")])])
+    task = get_task({"name": "dart", "eval_split": "test"}, tmp_path)
+    assert task.train_pairs("dev") == [Pair("A : rel : b", ""), Pair("C : r : d", "Two.")]
+
+
+def test_staged_test_split_loads_with_its_empty_annotation(dart):
+    items = dart.eval_items("test")
+    assert any("" in item.references for item in items)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = _write(tmp_path, "\ufeff" + json.dumps([_entry("One.")]))
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert read_dart_json(path)[0]["annotations"][0]["text"] == "One."

@@ -191,3 +191,20 @@ def test_unknown_key_and_bad_values():
         get_task({"name": "webnlg"}, None)
     with pytest.raises(ConfigError, match="no split"):
         get_task({"name": "e2e"}, None).train_pairs("validation")
+
+
+# --- issue #17: empty references, byte-order mark -------------------------------------------
+
+@pytest.mark.parametrize("ref", ['""', '"   "'])
+def test_empty_reference_names_file_and_line(tmp_path, ref):
+    path = _write(tmp_path, GOOD + '"name[B]","multi\nline"\n' + f'"name[C]",{ref}\n')
+    task = get_task({"name": "e2e"}, tmp_path)
+    with pytest.raises(DataError, match=rf"{path}: line 5: empty reference") as err:
+        task.eval_items("test")   # what run.py calls before training
+    assert "fix or delete that row" in str(err.value)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = _write(tmp_path, "\ufeff" + GOOD)
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert read_e2e_csv(path) == [("name[A], eatType[pub]", "A is a pub.")]

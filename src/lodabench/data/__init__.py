@@ -242,7 +242,7 @@ Task = GenerationTask | ClassificationTask
 # registry
 
 _COMMON_KEYS = {"name", "max_train_examples", "max_eval_items", "subset", "subset_seed"}
-_GENERATION_KEYS = _COMMON_KEYS | {"eval_split", "source_format"}
+_GENERATION_KEYS = _COMMON_KEYS | {"eval_split", "source_format", "text"}
 _GLUE_KEYS = _COMMON_KEYS | {"protocol", "holdout_fraction"}
 
 GENERATION_TASKS = ("e2e", "dart")

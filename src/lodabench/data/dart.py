@@ -14,13 +14,17 @@ i.e. ``"Mars Hill College : joined : 1973 | Mars Hill College : location : Mars 
 Carolina"``: subject and object verbatim, the predicate lower-cased (``[TITLE]`` ->
 ``[title]``), no other change. LoRA writes one (context, completion) line per annotation, so
 training pairs are every (tripleset, annotation) in file order. Annotation texts are used as
-they are (only leading/trailing whitespace stripped, as ``gpt2_decode.py`` strips references).
+they are (only leading/trailing whitespace stripped, as ``gpt2_decode.py`` strips references),
+so DART has one text, ``data.text: official`` (E2E's ``lora`` text does not apply).
 
 Eval items: ``gpt2_decode.py`` keys references by the context string, so entries whose
 linearised triplesets are identical are merged into one item, in order of first appearance,
 with all their references (dev: 2,768 entries -> 2,721 items). Every reference is kept; the DART
 scorer pads/truncates to its fixed number of reference files. The one empty annotation of the
-staged test file (entry 115) is kept as an empty reference, as LoRA would have.
+staged test file (entry 115, beside a non-empty one) is kept as an empty reference, as LoRA would
+have (logged when the split is loaded). An eval item with NO non-empty reference cannot be scored
+(``scoring.dart`` rejects it), so loading the eval split raises ``DataError`` naming the file and
+the entries, when the task is built, before training. A UTF-8 byte-order mark is accepted.
 
 The sequence built from a pair is the same as for E2E (see ``lodabench.data.e2e`` and
 ``collate.encode_pair``).
@@ -32,12 +36,15 @@ triplesets / 12,552 annotations, the 2021-04 release; LoRA used the 2020 test JS
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lodabench.data import DATA_ROOT_HINT, GenerationTask, Pair, Slicing
 from lodabench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 NAME = "dart"
 FILES = {
@@ -99,7 +106,7 @@ def read_dart_json(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"DART file not found: {path}. {HOW_TO_GET}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}") from None
     except json.JSONDecodeError as err:
@@ -117,10 +124,55 @@ def to_pairs(entries: list[dict]) -> list[Pair]:
     return pairs
 
 
-def load_split(split: str, data_root: Path | None) -> list[Pair]:
+def entry_line(path: Path, index: int) -> int | None:
+    """The line on which entry ``index`` of a DART JSON list starts (for error messages)."""
+    text = path.read_text(encoding="utf-8-sig")
+    decoder, pos = json.JSONDecoder(), text.find("[") + 1
+    for i in range(index + 1):
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if i == index:
+            return text.count("\n", 0, pos) + 1
+        try:
+            pos = decoder.raw_decode(text, pos)[1]
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def check_eval_references(entries: list[dict], where: str, path: Path | None = None) -> None:
+    """Every eval item (entries merged by linearised tripleset) needs a non-empty reference;
+    DataError names ``where`` (the file), the entries and the line of the first. Empty
+    annotations beside non-empty ones are kept (logged)."""
+    by_source: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        by_source.setdefault(linearise(entry["tripleset"]), []).append(i)
+    for indices in by_source.values():
+        texts = [(i, j, ann["text"]) for i in indices for j, ann in enumerate(entries[i]["annotations"])]
+        if not any(text.strip() for _, _, text in texts):
+            line = entry_line(path, indices[0]) if path is not None else None
+            at = f"line {line}: " if line else ""
+            raise DataError(
+                f"{where}: {at}entry {', '.join(map(str, indices))} (0-based): every annotation text is "
+                "empty, so this eval item has no reference to score against; add a reference "
+                "or remove the entry"
+            )
+        for i, j, text in texts:
+            if not text.strip():
+                log.info("%s: entry %d annotations[%d] is empty: kept as an empty reference, as LoRA "
+                         "keeps it (the item has non-empty ones)", where, i, j)
+
+
+def load_split(split: str, data_root: Path | None, eval_split: str | None = None) -> list[Pair]:
+    """Pairs of one split; the eval split's references are checked first (``check_eval_references``)."""
     if data_root is not None:
-        return to_pairs(read_dart_json(data_root / "dart" / FILES[split]))
-    return to_pairs(_hub_entries(split))
+        path = data_root / "dart" / FILES[split]
+        entries, where = read_dart_json(path), str(path)
+    else:
+        path, entries, where = None, _hub_entries(split), f"hub dataset {HUB_ID} split {HUB_SPLITS[split]}"
+    if split == eval_split:
+        check_eval_references(entries, where, path)
+    return to_pairs(entries)
 
 
 def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in tests
@@ -145,13 +197,16 @@ def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in te
 def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
     if cfg.get("source_format", "lora") != "lora":
         raise ConfigError("data.source_format for dart must be 'lora' (the only linearisation)")
+    if cfg.get("text", "official") != "official":
+        raise ConfigError("data.text for dart must be 'official': LoRA's DART text is the official "
+                          "JSON annotation text (data.text=lora is E2E's tokenized text)")
     eval_split = cfg.get("eval_split", "test")
     if eval_split not in FILES:
         raise ConfigError(f"data.eval_split={eval_split!r}; valid: {', '.join(FILES)}")
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root),
+        loader=lambda split: load_split(split, data_root, eval_split),
         slicing=slicing,
         eval_split=eval_split,
     )

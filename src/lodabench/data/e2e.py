@@ -26,10 +26,20 @@ So in LoRA's files:
 
 We build the same source string from the official MR (``source_format: lora``, the default;
 ``source_format: raw`` feeds the official MR string ``name[Blue Spice], eatType[pub], ...``
-unchanged). We do NOT tokenize the references: we train on, and score against, the official
-CSV text (only leading/trailing whitespace is stripped, as ``gpt2_decode.py`` strips the
-references it writes). This is a deliberate difference from LoRA's txt files: the official
-E2E scorer expects untokenized references and detokenized outputs.
+unchanged).
+
+Which reference text (``data.text``)
+------------------------------------
+* ``official`` (the data config's default): the official CSV text, which the E2E challenge
+  scored (only leading/trailing whitespace stripped, as ``gpt2_decode.py`` strips references).
+* ``lora`` (the E2E paper overlays, ``conf/experiment/e2e_*.yaml``): the word-tokenized text of
+  LoRA's ``data/e2e/{train,valid,test}.txt``, on which LoRA (and so the LoDA paper, which reuses
+  its recipe) trained and scored: LoRA's README scores ``gpt2_decode.py``'s references, taken from
+  those files, with ``measure_scores.py``. Read from ``<data_root>/e2e_lora/{train,valid,test}.txt``
+  when present (a LoRA checkout's ``examples/NLG/data/e2e/`` has all three), else made from the
+  official CSV with ``lodabench.data.e2e_lora_text`` (measured identical to LoRA's three files).
+  Training targets and the references scored are the same text, and eval items group references
+  by the source as that text has it. ``text: lora`` needs ``source_format: lora``.
 
 The token sequence built from a pair (``collate.encode_pair``; LoRA ``gpt2_encode.py
 --add_bos --add_eos`` and ``data_utils.FT_Dataset``) is
@@ -40,19 +50,27 @@ Splits: ``train`` (42,061 pairs / 4,862 MRs), ``dev`` (4,672 / 547), ``test`` (4
 Eval items group the references of each unique source in order of first appearance, as
 ``gpt2_decode.py`` does (``refer_dict`` keyed by the context string).
 
-Malformed CSVs (wrong header, wrong column count, bad quoting, an MR that is not
-``attr[value], ...``) raise ``DataError`` naming the file and the line number.
+Malformed files (CSV: wrong header, wrong column count, bad quoting, an MR that is not
+``attr[value], ...``; LoRA txt: a line without exactly one ``||``) and an empty reference in any
+split (the E2E scorer rejects one, and no official row has one) raise ``DataError`` naming the
+file and the line number, when the split is loaded, so before training. A UTF-8 byte-order mark
+is accepted (read as ``utf-8-sig``, as the GLUE reader does).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from lodabench.data import DATA_ROOT_HINT, GenerationTask, Pair, Slicing
+from lodabench.data.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
 from lodabench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 NAME = "e2e"
 FILES = {"train": "trainset.csv", "dev": "devset.csv", "test": "testset_w_refs.csv"}
@@ -75,6 +93,8 @@ LORA_KEYS = {
     "near": "near",
 }
 SOURCE_FORMATS = ("lora", "raw")
+TEXTS = ("official", "lora")
+LORA_DIR = "e2e_lora"  # <data_root>/e2e_lora/{train,valid,test}.txt: LoRA's examples/NLG/data/e2e/
 
 _MR_ATTR = re.compile(r"\s*([^\[\],]+?)\[([^\[\]]*)\]\s*(,|$)")
 
@@ -116,7 +136,7 @@ def read_e2e_csv(path: Path) -> list[tuple[str, str]]:
         raise DataError(f"E2E file not found: {path}. {HOW_TO_GET}")
     rows: list[tuple[str, str]] = []
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, strict=True)
             line = 1
             try:
@@ -150,6 +170,7 @@ def read_e2e_csv(path: Path) -> list[tuple[str, str]]:
                     parse_mr(mr)
                 except ValueError as err:
                     raise DataError(f"{path}: line {line}: malformed MR {mr!r}: {err}") from None
+                _check_reference(ref, f"{path}: line {line}")
                 rows.append((mr, ref))
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}") from None
@@ -158,17 +179,59 @@ def read_e2e_csv(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def to_pairs(rows: list[tuple[str, str]], source_format: str = "lora") -> list[Pair]:
+def _check_reference(ref: str, where: str) -> None:
+    if not ref.strip():
+        raise DataError(f"{where}: empty reference. Every E2E row needs a non-empty reference "
+                        "(the E2E scorer rejects empty ones); fix or delete that row.")
+
+
+def read_lora_txt(path: Path) -> list[Pair]:
+    """LoRA's ``MR||reference`` lines as Pair(source, target), validated (DataError names file
+    and line). ``format_converting_e2e.py`` strips each line and splits it on ``||``."""
+    pairs: list[Pair] = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split("||")
+        if len(parts) != 2 or not parts[0].strip():
+            raise DataError(f"{path}: line {number}: expected one 'MR||reference' pair (LoRA's "
+                            f"examples/NLG/data/e2e format), got {line[:80]!r}")
+        _check_reference(parts[1], f"{path}: line {number}")
+        pairs.append(Pair(parts[0], parts[1].strip()))
+    if not pairs:
+        raise DataError(f"{path}: no 'MR||reference' lines")
+    return pairs
+
+
+def to_pairs(rows: list[tuple[str, str]], source_format: str = "lora", text: str = "official",
+             split: str = "test") -> list[Pair]:
     """(mr, ref) rows -> Pair(source, target) in file order (see the module docstring)."""
     fmt = format_mr_lora if source_format == "lora" else (lambda mr: mr)
+    if text == "lora":
+        return [Pair(fmt(mr), lora_reference(ref.strip(), split)) for mr, ref in rows]
     return [Pair(fmt(mr), ref.strip()) for mr, ref in rows]
 
 
-def load_split(split: str, data_root: Path | None, source_format: str = "lora") -> list[Pair]:
-    """Pairs of one split from ``<data_root>/e2e/`` or, when data_root is None, from the hub."""
-    if data_root is not None:
-        return to_pairs(read_e2e_csv(data_root / "e2e" / FILES[split]), source_format)
-    return to_pairs(_hub_rows(split), source_format)
+def load_split(split: str, data_root: Path | None, source_format: str = "lora",
+               text: str = "official") -> list[Pair]:
+    """Pairs of one split from ``<data_root>/e2e/`` or, when data_root is None, from the hub;
+    with ``text="lora"``, from ``<data_root>/e2e_lora/`` when that split's file is there."""
+    if data_root is None:
+        rows = _hub_rows(split)
+        for i, (_, ref) in enumerate(rows):
+            _check_reference(ref, f"hub dataset {HUB_ID} split {HUB_SPLITS[split]} row {i}")
+        return to_pairs(rows, source_format, text, split)
+    lora_file = data_root / LORA_DIR / LORA_FILES[split]
+    if text == "lora" and lora_file.is_file():
+        log.info("E2E %s: LoRA's text read from %s", split, lora_file)
+        return read_lora_txt(lora_file)
+    if text == "lora":
+        log.info("E2E %s: LoRA's text made from %s (%s absent)", split, FILES[split], lora_file)
+    return to_pairs(read_e2e_csv(data_root / "e2e" / FILES[split]), source_format, text, split)
 
 
 def _hub_rows(split: str) -> list[tuple[str, str]]:  # HUB: needs network; not run in tests
@@ -184,19 +247,82 @@ def _hub_rows(split: str) -> list[tuple[str, str]]:  # HUB: needs network; not r
     return [(ex["meaning_representation"], ex["human_reference"]) for ex in ds]
 
 
+# ---------------------------------------------------------------------------------------------
+# how close the made text is to LoRA's files (scripts/e2e_lora_text_agreement.py, README)
+
+
+def lora_lines(rows: list[tuple[str, str]], split: str) -> list[str]:
+    """The lines of LoRA's file for ``split`` made from official CSV rows: ``MR||reference \\n``."""
+    return [f"{format_mr_lora(mr)}||{lora_reference(ref, split)} \n" for mr, ref in rows]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Made lines vs LoRA's file: identical lines, MR sides, reference sides (and, as a baseline,
+    how many official CSV references already equal LoRA's), and the made file's git blob id."""
+
+    split: str
+    lines: int
+    same_line: int | None
+    same_mr: int | None
+    same_reference: int | None
+    same_official: int | None
+    blob: str
+
+    def describe(self) -> str:
+        name = f"{self.split} {FILES[self.split]} -> {LORA_FILES[self.split]}"
+        verdict = "identical to" if self.blob == LORA_BLOB_IDS[self.split] else "differs from"
+        blob = f"git blob {self.blob[:12]} {verdict} LoRA's ({LORA_BLOB_IDS[self.split][:12]})"
+        if self.same_line is None:
+            return f"{name}: {self.lines} lines, {blob}"
+        share = 100.0 * self.same_line / self.lines
+        return (f"{name}: {self.same_line}/{self.lines} lines identical ({share:.2f}%), MR side "
+                f"{self.same_mr}/{self.lines}, reference side {self.same_reference}/{self.lines} "
+                f"(official CSV text: {self.same_official}/{self.lines}); {blob}")
+
+
+def lora_text_agreement(data_root: Path, split: str) -> Agreement:
+    """Compare the lines made from ``<data_root>/e2e/`` with ``<data_root>/e2e_lora/`` (if there)."""
+    rows = read_e2e_csv(data_root / "e2e" / FILES[split])
+    made = lora_lines(rows, split)
+    blob = git_blob_id("".join(made).encode("utf-8"))
+    theirs_path = data_root / LORA_DIR / LORA_FILES[split]
+    if not theirs_path.is_file():
+        return Agreement(split, len(made), None, None, None, None, blob)
+    text = theirs_path.read_text(encoding="utf-8-sig")
+    theirs = [line + "\n" for line in text.removesuffix("\n").split("\n")]
+    pairs = list(zip(made, theirs))
+    sides = [(m.split("||", 1), t.split("||", 1) + [""]) for m, t in pairs]
+    return Agreement(
+        split, max(len(made), len(theirs)),
+        same_line=sum(m == t for m, t in pairs),
+        same_mr=sum(m[0] == t[0] for m, t in sides),
+        same_reference=sum(m[1] == t[1] for m, t in sides),
+        same_official=sum(ref.strip() == t[1].strip() for (_, ref), (_, t) in zip(rows, sides)),
+        blob=blob,
+    )
+
+
 def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
     source_format = cfg.get("source_format", "lora")
     if source_format not in SOURCE_FORMATS:
         raise ConfigError(
             f"data.source_format={source_format!r} for e2e; valid: {', '.join(SOURCE_FORMATS)}"
         )
+    text = cfg.get("text", "official")
+    if text not in TEXTS:
+        raise ConfigError(f"data.text={text!r} for e2e; valid: {', '.join(TEXTS)} (lora: LoRA's "
+                          "word-tokenized E2E files; official: the E2E challenge CSV text)")
+    if text == "lora" and source_format != "lora":
+        raise ConfigError("data.text=lora takes the MR as LoRA's files have it: set "
+                          "data.source_format=lora (or data.text=official to keep the raw MR)")
     eval_split = cfg.get("eval_split", "test")
     if eval_split not in FILES:
         raise ConfigError(f"data.eval_split={eval_split!r}; valid: {', '.join(FILES)}")
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root, source_format),
+        loader=lambda split: load_split(split, data_root, source_format, text),
         slicing=slicing,
         eval_split=eval_split,
     )
