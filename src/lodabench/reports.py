@@ -447,7 +447,9 @@ def claim_records(spec: PaperSpec, paper: pd.DataFrame, sources: Sequence[Source
     out = []
     for claim in C.CLAIMS[spec.key]:
         for where, res in readings:
-            if claim.data and res.name != "paper setting" and not set(claim.data) & set(res.entries):
+            published = res.name.startswith("published")
+            if claim.data and res.name != "paper setting" and not set(claim.data) & set(res.entries) \
+                    and (published or not claim.why):
                 continue   # a published model or a grid without any of the claim's datasets
             o = C.evaluate(claim, res)
             out.append({"paper": spec.key, "claim": claim.id, "quote": claim.quote, "where_in_paper": claim.where,
@@ -471,6 +473,15 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
 def _delta(x: dict[str, Any]) -> str:
     d = x["delta"]
     return "" if d is None or (isinstance(d, float) and math.isnan(d)) else f"{d:+.3g}"
+
+
+def _short_detail(detail: str, csv_name: str, keep: int = 6) -> str:
+    """The first ``keep`` items of a claim's detail (all of them are in the claims CSV)."""
+    body, sep, absent = detail.partition(" [not run: ")
+    items = body.split("; ")
+    if len(items) > keep:
+        body = "; ".join(items[:keep]) + f"; … ({len(items) - keep} more in {csv_name})"
+    return body + (sep + absent if sep else "")
 
 
 def _short_cmd(cmd: str) -> str:
@@ -517,7 +528,7 @@ def markdown(spec: PaperSpec, cells: list[dict[str, Any]], claim_recs: list[dict
     lines += _table(["claim", "quote (where)", "read on", "verdict", "detail"],
                     [[c["claim"], f"“{c['quote']}” ({c['where_in_paper']})"
                       + (f" — reading: {c['reading']}" if c["reading"] else ""), c["read_on"], f"**{c['verdict']}**",
-                      c["detail"]] for c in claim_recs]) + [""]
+                      _short_detail(c["detail"], f"{spec.key}_claims.csv")] for c in claim_recs]) + [""]
     lines += [f"## Figure", "", f"![main metric vs trainable parameters]({png.name})", "",
               "Main metric against trainable parameters (log scale). Open squares: the published rows "
               "(parameter counts as printed, see the notes); filled circles: ours, mean ± sample std over seeds; "
