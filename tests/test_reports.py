@@ -212,3 +212,13 @@ def test_published_counts() -> None:
     assert reports.published_count(copied) == pytest.approx(354.92e6)
     assert reports.published_count({"params": "294,912", "file": "condlora_table4_speed.csv"}) == 294_912
     assert math.isclose(reports.published_count({"params": "0.35M", "file": "lora_table3_e2e.csv"}), 0.35e6)
+
+
+def test_cli_writes_the_four_files(tmp_path: Path, capsys) -> None:
+    assert reports.main(["--paper", "condlora", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "none"),
+                         "--grid", str(REPO_ROOT / "results" / "minilm_glue")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["condlora.csv", "condlora.md", "condlora.png",
+                                                         "condlora_claims.csv"]
+    assert "# Reproduction report: A Single Linear Layer" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        reports.main(["--paper", "dora"])

@@ -236,7 +236,7 @@ def rows_results(name: str, rows: Sequence[T.Row], paper: pd.DataFrame, loose: b
     for r in rows:
         values = {}
         for metric in _metric_keys(r.data, paper):
-            scale = T._display(r.data, metric)[0]
+            scale = T.display_scale(r.data, metric)[0]
             if r.values(metric, scale):
                 values[metric] = r.values(metric, scale)
         label = T.METHOD_LABELS.get(r.method, (r.method,))[0] + (f" [{r.approx}]" if r.approx != "–" else "")
@@ -284,10 +284,11 @@ def cell_records(spec: PaperSpec, paper: pd.DataFrame, src: Source) -> list[dict
         if row is None and src.model is None:
             cmds = ["to run: " + command_to_run(x)]
         verdict = x["verdict"] if src.model is None or not x["n"] else DIFFERENT_MODEL
+        approx = x["approx"] if isinstance(x["approx"], str) else ""
         out.append({"paper": spec.key, "source": src.name, "file": x["file"], "table": x["table"],
                     "dataset": x["dataset"], "paper_model": x["model"], "our_model": x["ours_model"],
-                    "row": x["row_label"], "method": x["method"], "approx": x["approx"] if isinstance(x["approx"], str) else "", "metric": x["metric"],
-                    "published": T._published_text(x, T._display(x["dataset"], x["metric"], x["file"])[1]),
+                    "row": x["row_label"], "method": x["method"], "approx": approx, "metric": x["metric"],
+                    "published": T.published_text(x, T.display_scale(x["dataset"], x["metric"], x["file"])[1]),
                     "paper_value": x["paper_value"], "paper_pm": x["paper_pm"], "paper_params": x["paper_params"],
                     "ours": x["ours"], "ours_mean": x["ours_mean"], "ours_std": x["ours_std"], "n": x["n"],
                     "delta": x["diff"], "welch_p": x["welch_p"] if src.model is None else math.nan,
@@ -335,7 +336,7 @@ def _panel(ax, data: str, metric: str, paper: pd.DataFrame, sources: Sequence[So
         rows = [r for r in src.rows if r.data == data and r.params]
         pts = []
         for r in rows:
-            s = T.summarize(list(r.values(metric, T._display(data, metric)[0]).values()))
+            s = T.summarize(list(r.values(metric, T.display_scale(data, metric)[0]).values()))
             if s.n:
                 label = T.METHOD_LABELS.get(r.method, (r.method,))[0]
                 pts.append((float(r.params), s.mean, label, 0.0 if math.isnan(s.std) else s.std))
@@ -501,8 +502,7 @@ def _short_dirs(dirs: str) -> str:
 
 
 def markdown(spec: PaperSpec, cells: list[dict[str, Any]], claim_recs: list[dict[str, Any]],
-             sources: Sequence[Source], png: Path, paper: pd.DataFrame, paper_dir: Path,
-             grids: dict[str, Grid]) -> str:
+             sources: Sequence[Source], png: Path, paper_dir: Path, grids: dict[str, Grid]) -> str:
     own = [c for c in cells if c["source"] == "paper setting"]
     have = sum(1 for c in own if c["n"])
     lines = [f"# Reproduction report: {spec.title}", "",
@@ -614,7 +614,7 @@ def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], 
              "claims": out_dir / f"{spec.key}_claims.csv", "png": png}
     atomic_write_text(paths["csv"], pd.DataFrame(cells).to_csv(index=False))
     atomic_write_text(paths["claims"], pd.DataFrame(claim_recs).to_csv(index=False))
-    atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper, paper_dir, used))
+    atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper_dir, used))
     return paths
 
 
@@ -643,7 +643,8 @@ def _grid_from_dir(path: Path) -> Grid:
         return known[path.resolve()]
     models = sorted({r.model for r in grid_rows(path / "runs", path / "runs_summary.csv")})
     if len(models) != 1:
-        raise LodabenchError(f"--grid {path}: expected runs of one model under {path / 'runs'}, found {models or 'none'}.")
+        raise LodabenchError(f"--grid {path}: expected runs of one model under {path / 'runs'}, "
+                             f"found {models or 'none'}.")
     return Grid(path.name, path, models[0], models[0])
 
 

@@ -629,7 +629,8 @@ def welch_verdict(ours: Cell, paper_value: float, paper_pm: float | None, paper_
     return Verdict(f"{'significant' if sig else 'not significant'} (Welch p={p:.3g}, {basis})", t, p, sig)
 
 
-def _display(data: str, metric: str, file: str | None = None) -> tuple[float, int]:
+def display_scale(data: str, metric: str, file: str | None = None) -> tuple[float, int]:
+    """(record value -> printed scale, printed decimals) of a metric, as the paper table ``file`` prints it."""
     if file in PAPER_DISPLAY and metric in PAPER_DISPLAY[file]:
         return PAPER_DISPLAY[file][metric]
     for c in TABLE_COLS.get(data, []):
@@ -669,7 +670,7 @@ def compare(rows: Sequence[Row], paper: pd.DataFrame, model: str | None = None) 
     out = []
     for p in paper.to_dict("records"):
         file = p.get("file")
-        scale, decimals = _display(p["dataset"], p["metric"], file)
+        scale, decimals = display_scale(p["dataset"], p["metric"], file)
         spread = PAPER_SPREAD.get(file, Spread(None, "n not stated"))
         base = {k: p.get(k) for k in ("paper", "table", "file", "dataset", "model", "method", "approx",
                                       "row_label", "metric")}
@@ -692,7 +693,7 @@ def compare(rows: Sequence[Row], paper: pd.DataFrame, model: str | None = None) 
     return pd.DataFrame(out)
 
 
-def _published_text(x: dict[str, Any], decimals: int) -> str:
+def published_text(x: dict[str, Any], decimals: int) -> str:
     pm = x.get("paper_pm")
     has_pm = isinstance(pm, (int, float)) and not math.isnan(pm)
     return _num(float(x["paper_value"]), decimals) + (f" ± {_num(float(pm), decimals)}" if has_pm else "")
@@ -705,11 +706,11 @@ def compare_markdown(df: pd.DataFrame, matched_only: bool = False) -> str:
     for x in df.to_dict("records"):
         if matched_only and not x["n"]:
             continue
-        decimals = _display(x["dataset"], x["metric"], x.get("file"))[1]
+        decimals = display_scale(x["dataset"], x["metric"], x.get("file"))[1]
         diff = "" if math.isnan(x["diff"]) else f"{x['diff']:+.{decimals}f}"
         model = x["model"] if x.get("ours_model", x["model"]) == x["model"] else f"{x['ours_model']} (paper: {x['model']})"
         body.append([x["paper"], str(x["table"]), x["dataset"], model, x["row_label"], x["metric"],
-                     _published_text(x, decimals), x["ours"], str(x["n"]), diff, str(x.get("verdict", "")),
+                     published_text(x, decimals), x["ours"], str(x["n"]), diff, str(x.get("verdict", "")),
                      str(x.get("paper_params", "")), str(x.get("ours_params", ""))])
     title = "Ours vs. published numbers (results/paper/*.csv)"
     if matched_only:
@@ -792,7 +793,7 @@ def find_row(rows: Sequence[Row], ident: str, data: str | None, model: str | Non
 
 def ttest_report(rows: Sequence[Row], a: str, b: str, metric: str, data: str | None, model: str | None) -> str:
     ra, rb = find_row(rows, a, data, model), find_row(rows, b, data, model)
-    scale, decimals = _display(ra.data, metric)
+    scale, decimals = display_scale(ra.data, metric)
     va, vb = ra.values(metric, scale), rb.values(metric, scale)
     if not va or not vb:
         raise LodabenchError(f"metric {metric!r} not found in the complete runs of "
