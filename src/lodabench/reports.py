@@ -80,8 +80,12 @@ SPECS = {
         (("e2e", "BLEU"), ("sst2", "accuracy"), ("mrpc", "accuracy"), ("cola", "mcc"), ("rte", "accuracy"),
          ("stsb", "pearson")),
         ("Rows marked * are numbers the LoRA paper copied from prior work; † = its Houlsby-style setup.",
-         "Table 3's ± are, in its caption's words, 'Confidence intervals ... for experiments we ran'; the "
-         f"Welch verdict reads them as a sample std over n={T.ASSUMED_PAPER_N} (assumed: n is not stated).",
+         "Seeds (LoRA App. D; the appendix is not in ../shared/papers): GPT-2 'We report the mean over 3 random "
+         "seeds'; RoBERTa 'We report the median over 5 random seeds'. Table 3 calls its ± 'Confidence intervals'; "
+         "the Welch verdict reads every ± as a sample std over those n (and a median as a mean).",
+         "**Selection on the reported set**: 'the result for each run is taken from the best epoch' (App. D) — "
+         "E2E/DART are scored on their test sets and GLUE on dev, the sets the tables report, and no other "
+         "split is named for choosing the epoch.",
          "Parameter counts are the LoRA paper's (10^6 units).")),
     "condlora": PaperSpec(
         "condlora", "A Single Linear Layer Yields Task-Adapted Low-Rank Matrices — CondLoRA (Kim et al., "

@@ -583,10 +583,12 @@ _LODA_N = "LoDA does not state its number of seeds (§3 footnote 3 says only 'th
 PAPER_SPREAD = {
     "loda_table1_e2e.csv": Spread(None, _LODA_N),
     "loda_table2_dart.csv": Spread(None, _LODA_N),
-    "lora_table3_e2e.csv": Spread(None, "LoRA Table 3: 'Confidence intervals are shown for experiments we ran'; "
-                                        "n not stated in the caption"),
-    "lora_table2_glue.csv": Spread(None, "LoRA Table 2: n not stated in the caption"),
-    "lora_readme_dart.csv": Spread(None, "microsoft/LoRA README: n not stated"),
+    # LoRA (arXiv:2106.09685v2) App. D, as printed in the paper (not in ../shared/papers):
+    "lora_table3_e2e.csv": Spread(3, "LoRA App. D.3 (GPT-2): 'We report the mean over 3 random seeds; the result "
+                                     "for each run is taken from the best epoch.'"),
+    "lora_table2_glue.csv": Spread(5, "LoRA App. D.1-D.2 (RoBERTa): 'We report the median over 5 random seeds; the "
+                                      "result for each run is taken from the best epoch.' (a median: read as the mean)"),
+    "lora_readme_dart.csv": Spread(3, "LoRA App. D.3 (GPT-2, which includes DART): mean over 3 random seeds"),
     "condlora_table2_glue.csv": Spread(3, "CondLoRA Table 2: 'the average of three models'; no ± printed"),
 }
 # Used only where the paper does not state n (every such verdict says "paper n=3 assumed"): the
