@@ -28,6 +28,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,6 +184,19 @@ def _approx_suffix(approx: str) -> str:
     return ""
 
 
+def _overlay_model(name: str, depth: int = 0) -> str | None:
+    """The model an experiment overlay selects (``override /model: X``), following its defaults."""
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text(encoding="utf-8")
+    found = re.search(r"override /model:\s*([\w.-]+)", text)
+    if found or depth > 5:
+        return found.group(1) if found else None
+    parents = re.findall(r"^\s*-\s*([a-z0-9_]+)\s*$", text, flags=re.M)
+    for parent in parents:
+        if (CONF_DIR / "experiment" / f"{parent}.yaml").is_file():
+            return _overlay_model(parent, depth + 1)
+    return None
+
+
 def command_to_run(p: dict[str, Any]) -> str:
     """For a missing cell on the paper's setting: the command that would produce it."""
     data, method, model = p["dataset"], p["method"], p["model"]
@@ -194,7 +208,8 @@ def command_to_run(p: dict[str, Any]) -> str:
         names = [f"glue_lora_{model.replace('-', '_')}_{data}"]
     for name in names:
         if (CONF_DIR / "experiment" / f"{name}.yaml").is_file():
-            return f"python -m lodabench -m experiment={name} seed={SEEDS}"
+            extra = f" model={model}" if _overlay_model(name) not in (None, model) else ""
+            return f"python -m lodabench -m experiment={name}{extra} seed={SEEDS}"
     if data == "glue_avg":
         return "(the mean of the eight task cells)"
     if (CONF_DIR / "method" / f"{method}.yaml").is_file() and (CONF_DIR / "data" / f"{data}.yaml").is_file():
