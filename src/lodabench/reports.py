@@ -385,30 +385,51 @@ def _points(ax, pts: list[tuple], label: str, color: str, marker: str, filled: b
 
 
 def _spread_labels(ax, labels: list[tuple[float, float, str, str]]) -> None:
-    """Label every point; points at (nearly) the same parameter count get a column of labels to
-    their right, spaced so they do not overlap, each with a thin line to its point."""
+    """Label every point; points at (nearly) the same parameter count get a column of labels, spaced
+    so they do not overlap, each with a thin line to its point. A column goes to the right of its
+    points, or to the left where fewer other points lie under it."""
     lo, hi = ax.get_ylim()
     pad = 0.06 * (hi - lo)
     ax.set_ylim(lo - pad, hi + pad)
-    gap = 0.055 * (hi - lo + 2 * pad)
+    span = hi - lo + 2 * pad
+    gap = 0.055 * span
     groups: list[list[tuple]] = []
     for lab in sorted(labels, key=lambda t: (t[3], t[0], t[1])):   # per point set (color), by parameters
-        if groups and groups[-1][0][3] == lab[3] and lab[0] / groups[-1][0][0] < 2.5:
+        if groups and groups[-1][0][3] == lab[3] and lab[0] / groups[-1][0][0] < 5:
             groups[-1].append(lab)
         else:
             groups.append([lab])
-    span = hi - lo + 2 * pad
-    for group in groups:
+    per_char = _decades_per_char(ax)
+    placed: list[tuple[float, float, float, float]] = []      # text boxes: log10 x0, x1, y0, y1
+    points = [(math.log10(t[0]), t[1]) for t in labels]
+    for group in sorted(groups, key=len, reverse=True):       # the big columns choose their side first
         group.sort(key=lambda t: t[1])
         k = len(group)
         step = min(gap, span / (k + 0.5))
         center = min(max(sum(t[1] for t in group) / k, lo - pad + step * (k - 1) / 2), hi + pad - step * (k - 1) / 2)
-        x_text = group[-1][0] * (1.9 if k > 1 else 1.15)
-        for i, (x, y, text, color) in enumerate(group):
-            y_text = center + (i - (k - 1) / 2) * step if k > 1 else y
+        ys = [center + (i - (k - 1) / 2) * step if k > 1 else t[1] for i, t in enumerate(group)]
+        width = per_char * max(len(t[2]) for t in group)
+        right = math.log10(max(t[0] for t in group)) + (0.28 if k > 1 else 0.06)
+        left = math.log10(min(t[0] for t in group)) - (0.28 if k > 1 else 0.06)
+        y0, y1 = min(ys) - gap / 2, max(ys) + gap / 2
+        sides = {"left": (left - width, left), "right": (right, right + width)}
+        cost = {side: sum(a <= px <= b and y0 <= py <= y1 for px, py in points)
+                + 3 * sum(a < bx1 and bx0 < b and y0 < by1 and by0 < y1 for bx0, bx1, by0, by1 in placed)
+                for side, (a, b) in sides.items()}
+        on_left = cost["left"] < cost["right"]
+        placed.append((*sides["left" if on_left else "right"], y0, y1))
+        x_text = 10 ** (left if on_left else right)
+        for (x, y, text, color), y_text in zip(group, ys):
             ax.annotate(text, (x, y), xytext=(x_text, y_text), textcoords="data", fontsize=6.5, color=color,
-                        va="center", arrowprops={"arrowstyle": "-", "color": color, "lw": 0.4, "alpha": 0.6}
-                        if k > 1 else None)
+                        va="center", ha="right" if on_left else "left",
+                        arrowprops={"arrowstyle": "-", "color": color, "lw": 0.4, "alpha": 0.6} if k > 1 else None)
+
+
+def _decades_per_char(ax) -> float:
+    """How many decades of the log x axis one 6.5 pt character spans in the saved figure."""
+    lo, hi = ax.get_xlim()
+    inches = ax.get_position().width * ax.figure.get_figwidth()
+    return (6.5 * 0.55 / 72) / (inches / math.log10(hi / lo))
 
 
 def figure(spec: PaperSpec, paper: pd.DataFrame, sources: Sequence[Source], path: Path) -> Path:
