@@ -106,7 +106,7 @@ class Comparison:
 
     def text(self) -> str:
         test = f", paired p={self.p:.3g} (n={self.n})" if not math.isnan(self.p) else ""
-        return f"{self.a} vs {self.b} {self.data} {self.metric}: {self.diff:+.3g}{test}"
+        return f"{self.a} vs {self.b} {self.data} {self.metric}: {self.diff + 0.0:+.3g}{test}"  # + 0.0: no "-0"
 
 
 def _mean(v: dict[Any, float]) -> float:
