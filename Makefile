@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= $(if $(wildcard ../shared/data),1,0)
 export WANDB_MODE ?= offline
 
-.PHONY: install lock test-latest test test-fast demo e2e-loda e2e-lora tables params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
+.PHONY: install lock test-latest test test-fast demo e2e-loda e2e-lora tables report params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
         minilm-glue smollm2-e2e analysis clean help
 
 help:
@@ -61,6 +61,10 @@ e2e-lora: install ## LoRA paper E2E row: GPT-2 medium, LoRA r=4 on Wq,Wv (GPU + 
 
 tables: install ## regenerate paper tables from results/runs into results/tables
 	$(PY) -m lodabench.cli tables $(ARGS)
+
+# PAPER=loda|lora|condlora; ARGS e.g. --runs-dir DIR (runs on the paper's setting) or --grid results/<grid> (repeatable).
+report: install ## reproduction report of one paper from the records: make report PAPER=loda -> results/reports/
+	$(PY) -m lodabench.reports --paper $(or $(PAPER),loda) $(ARGS)
 
 params: install ## trainable-parameter table for all methods (GPT-2 medium, RoBERTa-base)
 	$(PY) scripts/param_table.py
