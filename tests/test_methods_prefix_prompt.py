@@ -393,7 +393,8 @@ def test_training_moves_only_the_virtual_tokens(method, family):
 def test_specs_exposed():
     assert [s.name for s in prefix_mod.SPECS] == ["prefix"]
     assert [s.name for s in prompt_mod.SPECS] == ["prompt"]
-    assert prefix_mod.SPECS[0].merge is None and prompt_mod.SPECS[0].merge is None
+    assert prefix_mod.SPECS[0].merge is prefix_mod.merge_prefix_projection  # projection=mlp -> plain prefix
+    assert prompt_mod.SPECS[0].merge is None
 
 
 def test_prefix_vocab_kv_init_is_the_models_own_kv():
@@ -447,7 +448,8 @@ def test_left_padded_batch_decodes_like_single_rows(method):
 
 @pytest.mark.parametrize("name", ["prefix", "prompt"])
 def test_registry_roundtrip(name):
-    """Through lodabench.methods: head trainable for classifiers, state dict round trip, no merge."""
+    """Through lodabench.methods: head trainable for classifiers, state dict round trip; prompt has no
+    merge (a plain prefix merges to itself: tests/test_methods_prefix_projection.py)."""
     from lodabench.methods import apply_method, load_trainable_state_dict, merge_method, method_config, trainable_state_dict
 
     extra = {"init": "random"} if name == "prompt" else {}
@@ -463,5 +465,6 @@ def test_registry_roundtrip(name):
     with torch.no_grad():
         torch.testing.assert_close(other.eval()(input_ids=x, attention_mask=mask).logits,
                                    model.eval()(input_ids=x, attention_mask=mask).logits, rtol=0, atol=0)
-    with pytest.raises(ConfigError, match="cannot be merged"):
-        merge_method(model)
+    if name == "prompt":
+        with pytest.raises(ConfigError, match="cannot be merged"):
+            merge_method(model)
