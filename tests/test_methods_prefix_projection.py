@@ -155,3 +155,22 @@ def test_counts_trainable_mlp_versus_stored_prefix():
 def test_projection_config_errors(cfg, msg):
     with pytest.raises(ConfigError, match=msg):
         PrefixConfig(**cfg).validate(tiny("gpt2"))
+
+
+def test_li_liang_overlay_composes_to_the_mlp_recipe():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from lodabench.methods import method_config
+    from lodabench.paths import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=prefix_e2e"])
+    GlobalHydra.instance().clear()
+    conf = method_config(OmegaConf.to_container(cfg.method, resolve=True))
+    assert (conf.projection, conf.projection_hidden, conf.num_virtual_tokens, conf.init) == ("mlp", 512, 10, "random")
+    assert cfg.model.name == "gpt2-medium" and cfg.data.name == "e2e"
+    assert (cfg.trainer.lr, cfg.trainer.batch_size, cfg.trainer.epochs) == (5e-5, 10, 5)
+    assert cfg.decoding.num_beams == 5 and cfg.decoding.max_new_tokens == 100
