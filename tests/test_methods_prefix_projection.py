@@ -174,3 +174,22 @@ def test_li_liang_overlay_composes_to_the_mlp_recipe():
     assert cfg.model.name == "gpt2-medium" and cfg.data.name == "e2e"
     assert (cfg.trainer.lr, cfg.trainer.batch_size, cfg.trainer.epochs) == (5e-5, 10, 5)
     assert cfg.decoding.num_beams == 5 and cfg.decoding.max_new_tokens == 100
+
+
+def test_param_table_shows_trained_and_stored_prelayer_counts(tmp_path):
+    """GPT-2 medium (L=24, d=1024), n=10, hidden 512: the MLP trains 25.75M, the merged prefix keeps
+    2*L*d*n; the notes recompute why the published 0.35M is 0.1% of the model."""
+    from lodabench.params import param_table, prelayer_note, write_table
+
+    L, d, n, h = 24, 1024, 10, 512
+    rows = {r["method"]: r for r in param_table(("gpt2-medium",), ["prefix"])}
+    mlp = rows["prefix+mlp"]
+    assert mlp["trainable"] == n * d + d * h + h + h * 2 * L * d + 2 * L * d == 25_750_016
+    assert mlp["stored"] == rows["prefix"]["stored"] == rows["prefix"]["trainable"] == 2 * L * d * n == 491_520
+    assert '"projection_hidden": 512' in mlp["config"]
+    note = "\n".join(prelayer_note())
+    assert "24*1024 = 24,576 per position" in note and "0.35M needs l_p+l_i = 14.2 (1e6 units)" in note
+    assert "0.1% of the model's 354,823,168 = 354,823" in note and "774,030,080" in note
+    _, md = write_table(list(rows.values()), tmp_path)
+    text = md.read_text()
+    assert "| gpt2-medium | prefix+mlp |" in text and "| 491,520 |" in text and "PreLayer" in text
