@@ -21,8 +21,9 @@ MLP hidden 512: trained n*d + (d*512 + 512) + (512*2*L*d + 2*L*d) = 25,750,016; 
 The published PreLayer "0.35M" (LoRA paper Table 3, GPT-2 M; LoDA Table 1 "PreLayer*", copied
 from Li & Liang) is neither count. The LoRA paper's formula is |Theta| = L * d * (l_p + l_i):
 24 * 1024 = 24,576 per position, and 0.35M needs l_p + l_i = 14.2 (1e6 units) or 14.9 (2^20
-units); its GPT-2 L row (0.77M; L=36, d=1280: 46,080 per position) needs 16.7 or 17.5 -- no
-integer length gives both rows in one unit. Both rows are 0.1% of the model, Li & Liang's
+units: only l=15 prints as 0.35M, in 2^20 units); its GPT-2 L row (0.77M; L=36, d=1280: 46,080
+per position) needs 16.7 or 17.5, and no integer length prints as 0.77M in either unit. Both rows
+are 0.1% of the model, Li & Liang's
 "by learning only 0.1% of the parameters" (their abstract): 0.1% of 354,823,168 (GPT-2 M) =
 354,823 -> "0.35M", 0.1% of 774,030,080 (GPT-2 L) = 774,030 -> "0.77M". So the 0.35M matches
 the stored prefix's order of magnitude (Li & Liang count the prefix, not the discarded MLP),
@@ -171,13 +172,16 @@ def prelayer_note() -> list[str]:
         cfg, _ = model_config(model)
         per_pos = cfg.n_layer * cfg.n_embd
         total = count_for(model, "ft")["total"]
+        fits = {unit: [n for n in range(1, 100) if round(per_pos * n / scale, 2) == published]
+                for unit, scale in (("1e6", 1e6), ("2^20", 2**20))}
         lines.append(
             f"- {model}: L*d = {cfg.n_layer}*{cfg.n_embd} = {per_pos:,} per position; {published}M needs "
             f"l_p+l_i = {published * 1e6 / per_pos:.1f} (1e6 units) or {published * 2**20 / per_pos:.1f} (2^20 units); "
-            f"0.1% of the model's {total:,} = {total / 1000:,.0f} -> {total / 1e9:.3f}M")
-    lines.append("- no integer l_p+l_i gives both rows in one unit; 0.1% of the model gives both: the published "
-                 "count is Li & Liang's \"0.1% of the parameters\", which counts the stored prefix, not the MLP "
-                 "(`stored` column), whose trained count is far larger (`trainable` of prefix+mlp).")
+            f"integer l_p+l_i printing as {published}M: {fits['1e6'] or 'none'} (1e6), {fits['2^20'] or 'none'} (2^20); "
+            f"0.1% of the model's {total:,} = {total / 1000:,.0f} -> {round(total / 1e9, 2)}M")
+    lines.append("- 0.1% of the model gives both published numbers, L*d*(l_p+l_i) does not (see the integer fits): "
+                 "the published count is Li & Liang's \"0.1% of the parameters\", which counts the stored prefix, "
+                 "not the MLP (`stored` column), whose trained count is far larger (`trainable` of prefix+mlp).")
     return lines
 
 
