@@ -20,14 +20,14 @@ MLP hidden 512: trained n*d + (d*512 + 512) + (512*2*L*d + 2*L*d) = 25,750,016; 
 
 The published PreLayer "0.35M" (LoRA paper Table 3, GPT-2 M; LoDA Table 1 "PreLayer*", copied
 from Li & Liang) is neither count. The LoRA paper's formula is |Theta| = L * d * (l_p + l_i):
-24 * 1024 = 24,576 per position, and 0.35M needs l_p + l_i = 14.2 (1e6 units) or 14.9 (2^20
-units: only l=15 prints as 0.35M, in 2^20 units); its GPT-2 L row (0.77M; L=36, d=1280: 46,080
+24 * 1024 = 24,576 per position, so 0.35M needs l_p + l_i = 14.2 (1e6 units) or 14.9 (2^20 units;
+only l = 15 prints as 0.35M, and only in 2^20 units). Its GPT-2 L row (0.77M; L=36, d=1280: 46,080
 per position) needs 16.7 or 17.5, and no integer length prints as 0.77M in either unit. Both rows
-are 0.1% of the model, Li & Liang's
-"by learning only 0.1% of the parameters" (their abstract): 0.1% of 354,823,168 (GPT-2 M) =
-354,823 -> "0.35M", 0.1% of 774,030,080 (GPT-2 L) = 774,030 -> "0.77M". So the 0.35M matches
-the stored prefix's order of magnitude (Li & Liang count the prefix, not the discarded MLP),
-not the trained MLP; ``prelayer_note`` recomputes this arithmetic for the table.
+are 0.1% of the model, Li & Liang's "by learning only 0.1% of the parameters" (their abstract):
+0.1% of 354,823,168 (GPT-2 M) = 354,823 -> "0.35M"; 0.1% of 774,030,080 (GPT-2 L) = 774,030 ->
+"0.77M". That 0.1% fits the stored prefix (n=10: 491,520 = 0.14%), not the trained MLP (25.75M =
+7.3%), so the 0.35M corresponds to the `stored` column. ``prelayer_note`` recomputes this
+arithmetic for the table.
 """
 
 from __future__ import annotations
