@@ -193,3 +193,34 @@ def test_param_table_shows_trained_and_stored_prelayer_counts(tmp_path):
     _, md = write_table(list(rows.values()), tmp_path)
     text = md.read_text()
     assert "| gpt2-medium | prefix+mlp |" in text and "| 491,520 |" in text and "PreLayer" in text
+
+
+@pytest.mark.slow
+def test_run_keeps_and_evaluates_the_merged_prefix(tmp_path, data_root, gpt2_tokenizer_dir):
+    """The CLI end to end with projection=mlp: training checkpoints hold P' and the MLP (resuming needs
+    them); after training the run writes merged_prefix.safetensors = the MLP's output, plain prefix only."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from lodabench.methods.checkpoint import read_metadata
+    from lodabench.methods.prefix import MERGED_FILE
+    from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
+
+    args = [a for a in TINY_E2E if not a.startswith("method")] + [
+        "method=prefix", "method.projection=mlp", "method.init=random", "method.projection_hidden=16",
+        "method.num_virtual_tokens=4"]
+    run_cli(args, tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "complete"
+    trained = final_weights(run_dir)
+    assert set(trained) == {"projection.embedding.weight", "projection.transform.0.weight",
+                            "projection.transform.0.bias", "projection.transform.2.weight",
+                            "projection.transform.2.bias"}
+    merged = load_file(str(run_dir / MERGED_FILE))
+    assert set(merged) == {"prefix"}
+    assert json.loads(read_metadata(run_dir / MERGED_FILE)["lodabench.config"])["projection"] == "none"
+    hidden = torch.tanh(trained["projection.embedding.weight"] @ trained["projection.transform.0.weight"].T
+                        + trained["projection.transform.0.bias"])
+    flat = hidden @ trained["projection.transform.2.weight"].T + trained["projection.transform.2.bias"]
+    torch.testing.assert_close(merged["prefix"].reshape(4, -1), flat, rtol=0, atol=1e-6)

@@ -180,8 +180,8 @@ def prelayer_note() -> list[str]:
             f"integer l_p+l_i printing as {published}M: {fits['1e6'] or 'none'} (1e6), {fits['2^20'] or 'none'} (2^20); "
             f"0.1% of the model's {total:,} = {total / 1000:,.0f} -> {round(total / 1e9, 2)}M")
     lines.append("- 0.1% of the model gives both published numbers, L*d*(l_p+l_i) does not (see the integer fits): "
-                 "the published count is Li & Liang's \"0.1% of the parameters\", which counts the stored prefix, "
-                 "not the MLP (`stored` column), whose trained count is far larger (`trainable` of prefix+mlp).")
+                 "the published count is Li & Liang's \"0.1% of the parameters\", and 0.1% fits the stored prefix "
+                 "(`stored` column), not the trained MLP (`trainable` of prefix+mlp), which is far larger.")
     return lines
 
 

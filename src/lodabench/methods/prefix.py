@@ -43,7 +43,10 @@ export need no MLP (exactly the logits of the unmerged model: the same operation
 ``merge_prefix_projection`` keeps the method record (with ``projection="none"``, ``init="normal"``:
 any plain-prefix init, the stored tensor replaces it) so ``checkpoint.save_trainable`` writes a
 checkpoint that loads into ``method=prefix method.projection=none method.init=normal``;
-``merge_method`` drops the record, as for every merged method. Training checkpoints (trainer) hold ``P'`` and the MLP, which resuming needs.
+``merge_method`` drops the record, as for every merged method. Training checkpoints (trainer)
+hold ``P'`` and the MLP, which resuming needs. In a run (``lodabench.run``), once the reported
+checkpoint is loaded, ``merge_after_training`` merges, writes ``<run_dir>/merged_prefix.safetensors``
+and the run evaluates the merged model.
 
 Note on parameter counts: the LoRA paper's PreLayer counts ``L * d_model * (l_p + l_i)`` (one
 activation vector per layer and position); the key/value form learns a key and a value per layer
@@ -279,6 +282,24 @@ def merge_prefix_projection(model: PrefixTuningModel) -> PrefixTuningModel:
     if record is not None:
         record["config"] = {**record["config"], "projection": "none", "init": "normal"}
     return model
+
+
+MERGED_FILE = "merged_prefix.safetensors"
+
+
+def merge_after_training(model: nn.Module, run_dir) -> nn.Module:
+    """The run's hook after training: a prefix with the MLP projection is merged in place and
+    saved as ``<run_dir>/merged_prefix.safetensors`` (loads into method.projection=none); any
+    other model is returned unchanged."""
+    if not isinstance(model, PrefixTuningModel) or not hasattr(model, "projection"):
+        return model
+    from pathlib import Path
+
+    from lodabench.methods.checkpoint import save_trainable
+
+    merged = merge_prefix_projection(model)
+    save_trainable(merged, Path(run_dir) / MERGED_FILE)
+    return merged
 
 
 SPECS = [
