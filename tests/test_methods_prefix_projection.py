@@ -82,8 +82,7 @@ def test_merged_checkpoint_loads_into_a_plain_prefix_model(tmp_path):
     with torch.no_grad():
         want = model(input_ids=x, attention_mask=mask).logits
     save_trainable(merge_prefix_projection(model), tmp_path / "merged.safetensors")
-    plain = apply_method(tiny("gpt2"), {"name": "prefix", "num_virtual_tokens": 3, "init": "normal",
-                                        "projection_hidden": 16}).eval()
+    plain = apply_method(tiny("gpt2"), {"name": "prefix", "num_virtual_tokens": 3, "init": "normal"}).eval()
     load_trainable(plain, tmp_path / "merged.safetensors")
     with torch.no_grad():
         got = plain(input_ids=x, attention_mask=mask).logits

@@ -40,8 +40,8 @@ them there was not checked.) Differences: PEFT's
 Merging (``merge``, the registry's ``merge_method``): after training the MLP output is computed
 once and stored as the plain ``prefix`` tensor; the MLP and ``P'`` are deleted, so inference and
 export need no MLP (exactly the logits of the unmerged model: the same operations run once).
-``merge_prefix_projection`` keeps the method record (with ``projection="none"``, ``init="normal"``:
-any plain-prefix init, the stored tensor replaces it) so ``checkpoint.save_trainable`` writes a
+``merge_prefix_projection`` keeps the method record (with ``projection="none"``, ``init="normal"``
+and the default ``projection_hidden``: none of them matters for a stored tensor) so ``checkpoint.save_trainable`` writes a
 checkpoint that loads into ``method=prefix method.projection=none method.init=normal``;
 ``merge_method`` drops the record, as for every merged method. Training checkpoints (trainer)
 hold ``P'`` and the MLP, which resuming needs. In a run (``lodabench.run``), once the reported
@@ -275,12 +275,15 @@ def merge_prefix_projection(model: PrefixTuningModel) -> PrefixTuningModel:
     prefix = model.projection().detach().float().clone()
     del model.projection
     model.prefix = nn.Parameter(prefix)
-    model.method_config = replace(model.method_config, projection="none", init="normal")
+    # A plain prefix: init and projection_hidden no longer matter, so the record takes the values a
+    # fresh `method.projection=none method.init=normal` model has, and the checkpoint loads into it.
+    plain = {"projection": "none", "init": "normal", "projection_hidden": PrefixConfig.projection_hidden}
+    model.method_config = replace(model.method_config, **plain)
     from lodabench.methods import METHOD_ATTR
 
     record = getattr(model, METHOD_ATTR, None)
     if record is not None:
-        record["config"] = {**record["config"], "projection": "none", "init": "normal"}
+        record["config"] = {**record["config"], **plain}
     return model
 
 
