@@ -198,7 +198,8 @@ def test_incremental_decoding_equals_full_forward(method, explicit_positions):
         model = apply_prefix(tiny("gpt2"), PrefixConfig(num_virtual_tokens=3, init="normal", init_std=0.5))
     else:
         n_prompts = 3 if method == "prompt_ensemble" else 1
-        model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=n_prompts))
+        model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=n_prompts,
+                                                                ensemble="mean_prob"))
     model.eval()
     x = torch.randint(3, V, (2, 9))
     mask = torch.ones_like(x)
@@ -216,7 +217,8 @@ def test_cache_reorder_for_beams(method):
     if method == "prefix":
         model = apply_prefix(tiny("gpt2"), PrefixConfig(num_virtual_tokens=3, init="normal", init_std=0.5))
     else:
-        model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=2))
+        model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=2,
+                                                        ensemble="mean_prob"))
     model.eval()
     x = torch.randint(3, V, (3, 6))
     idx = torch.tensor([2, 2, 0])
@@ -233,7 +235,8 @@ def test_cache_reorder_for_beams(method):
 # ----------------------------------------------------------------------------- prompt inits
 def test_prompt_init_random_shape_and_range():
     torch.manual_seed(0)
-    model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=7, init="random", num_prompts=2))
+    model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=7, init="random", num_prompts=2,
+                                                    ensemble="mean_prob"))
     p = model.prompt.detach()
     assert p.shape == (2, 7, 32)
     assert p.min() >= -0.5 and p.max() <= 0.5
@@ -322,11 +325,12 @@ def test_gradient_checkpointing_is_refused():
 
 
 # ----------------------------------------------------------------------------- ensembling
-@pytest.mark.parametrize("family", ["gpt2", "roberta"])
-def test_ensemble_one_pass_equals_separate_passes(family):
+@pytest.mark.parametrize("family,rule", [("gpt2", "mean_prob"), ("roberta", "mean_prob"), ("roberta", "majority_vote")])
+def test_ensemble_one_pass_equals_separate_passes(family, rule):
     torch.manual_seed(6)
     base = tiny(family)
-    ens = apply_prompt(copy.deepcopy(base), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=3)).eval()
+    ens = apply_prompt(copy.deepcopy(base), PromptConfig(num_virtual_tokens=3, init="random", num_prompts=3,
+                                                         ensemble=rule)).eval()
     x, mask = batch(seed=1)
     labels = x.clone() if family == "gpt2" else torch.tensor([1, 0, 2])
     with torch.no_grad():
@@ -340,7 +344,12 @@ def test_ensemble_one_pass_equals_separate_passes(family):
             losses.append(o.loss)
     stacked = torch.stack(singles)
     torch.testing.assert_close(out.per_prompt_logits, stacked, rtol=0, atol=ATOL)
-    want = torch.log(torch.stack([s.softmax(-1) for s in singles]).mean(0))
+    probs = torch.stack([s.softmax(-1) for s in singles])
+    if rule == "mean_prob":
+        want = torch.log(probs.mean(0))
+    else:  # votes of the separate passes, plus the mean probability, over N + 1
+        votes = torch.stack([torch.nn.functional.one_hot(s.argmax(-1), s.shape[-1]) for s in singles]).sum(0)
+        want = torch.log((votes + probs.mean(0)) / 4)
     torch.testing.assert_close(out.logits, want, rtol=0, atol=ATOL)
     torch.testing.assert_close(out.loss, torch.stack(losses).mean(), rtol=0, atol=ATOL)
 
@@ -368,7 +377,8 @@ def test_training_moves_only_the_virtual_tokens(method, family):
         trained = {"prefix"}
     else:
         model = apply_prompt(base, PromptConfig(num_virtual_tokens=4, init="random",
-                                                num_prompts=2 if method == "prompt_ensemble" else 1))
+                                                num_prompts=2 if method == "prompt_ensemble" else 1,
+                                                ensemble="mean_prob"))
         trained = {"prompt"}
     assert model.base_model is base
     assert {n for n, p in model.named_parameters() if p.requires_grad} == trained
@@ -393,7 +403,8 @@ def test_training_moves_only_the_virtual_tokens(method, family):
 def test_specs_exposed():
     assert [s.name for s in prefix_mod.SPECS] == ["prefix"]
     assert [s.name for s in prompt_mod.SPECS] == ["prompt"]
-    assert prefix_mod.SPECS[0].merge is None and prompt_mod.SPECS[0].merge is None
+    assert prefix_mod.SPECS[0].merge is prefix_mod.merge_prefix_projection  # projection=mlp -> plain prefix
+    assert prompt_mod.SPECS[0].merge is None
 
 
 def test_prefix_vocab_kv_init_is_the_models_own_kv():
@@ -420,7 +431,8 @@ def test_left_padded_batch_decodes_like_single_rows(method):
         model = apply_prefix(tiny("gpt2"), PrefixConfig(num_virtual_tokens=3, init="normal", init_std=0.5))
     else:
         model = apply_prompt(tiny("gpt2"), PromptConfig(num_virtual_tokens=3, init="random",
-                                                        num_prompts=2 if method == "prompt_ensemble" else 1))
+                                                        num_prompts=2 if method == "prompt_ensemble" else 1,
+                                                ensemble="mean_prob"))
     model.eval()
     rows = [torch.randint(3, V, (k,)).tolist() for k in (4, 7)]
     nxt = torch.randint(3, V, (2, 1))
@@ -447,7 +459,8 @@ def test_left_padded_batch_decodes_like_single_rows(method):
 
 @pytest.mark.parametrize("name", ["prefix", "prompt"])
 def test_registry_roundtrip(name):
-    """Through lodabench.methods: head trainable for classifiers, state dict round trip, no merge."""
+    """Through lodabench.methods: head trainable for classifiers, state dict round trip; prompt has no
+    merge (a plain prefix merges to itself: tests/test_methods_prefix_projection.py)."""
     from lodabench.methods import apply_method, load_trainable_state_dict, merge_method, method_config, trainable_state_dict
 
     extra = {"init": "random"} if name == "prompt" else {}
@@ -463,5 +476,6 @@ def test_registry_roundtrip(name):
     with torch.no_grad():
         torch.testing.assert_close(other.eval()(input_ids=x, attention_mask=mask).logits,
                                    model.eval()(input_ids=x, attention_mask=mask).logits, rtol=0, atol=0)
-    with pytest.raises(ConfigError, match="cannot be merged"):
-        merge_method(model)
+    if name == "prompt":
+        with pytest.raises(ConfigError, match="cannot be merged"):
+            merge_method(model)

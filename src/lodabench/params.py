@@ -10,6 +10,24 @@ Hydra wrapper only composes ``conf/`` (model/<m>.yaml, method/<x>.yaml and overr
 Models whose ``source`` is a hub id are described by hub-free configs of the same shapes
 (``HUB_FREE_CONFIGS``: e.g. GPT-2 medium = GPT2Config(n_embd=1024, n_layer=24, n_head=16)), so
 counting never downloads. ``param_table`` builds the all-methods table (scripts/param_table.py).
+
+Trained versus stored: ``count_for`` also reports ``stored_without_head``, the numbers a finished
+run keeps. They equal the trainable ones except for prefix tuning with Li & Liang's MLP
+(``method.projection=mlp``): P' and the MLP train, and only the merged prefix is kept
+(``methods.prefix.merge_prefix_projection``). GPT-2 medium (L=24, d=1024), prefix length n=10,
+MLP hidden 512: trained n*d + (d*512 + 512) + (512*2*L*d + 2*L*d) = 25,750,016; stored
+2*L*d*n = 491,520.
+
+The published PreLayer "0.35M" (LoRA paper Table 3, GPT-2 M; LoDA Table 1 "PreLayer*", copied
+from Li & Liang) is neither count. The LoRA paper's formula is |Theta| = L * d * (l_p + l_i):
+24 * 1024 = 24,576 per position, so 0.35M needs l_p + l_i = 14.2 (1e6 units) or 14.9 (2^20 units;
+only l = 15 prints as 0.35M, and only in 2^20 units). Its GPT-2 L row (0.77M; L=36, d=1280: 46,080
+per position) needs 16.7 or 17.5, and no integer length prints as 0.77M in either unit. Both rows
+are 0.1% of the model, Li & Liang's "by learning only 0.1% of the parameters" (their abstract):
+0.1% of 354,823,168 (GPT-2 M) = 354,823 -> "0.35M"; 0.1% of 774,030,080 (GPT-2 L) = 774,030 ->
+"0.77M". That 0.1% fits the stored prefix (n=10: 491,520 = 0.14%), not the trained MLP (25.75M =
+7.3%), so the 0.35M corresponds to the `stored` column. ``prelayer_note`` recomputes this
+arithmetic for the table.
 """
 
 from __future__ import annotations
@@ -130,8 +148,41 @@ def count_for(model: str | Mapping[str, Any] | PretrainedConfig, method_cfg: Map
         net = apply_method(build_meta_model(model, num_labels, device="cpu"), method_cfg)
     counts = count_parameters(net)
     counts["device"] = device
-    counts["method_config"] = getattr(net, "lodabench_method", {}).get("config", dict(method_cfg))
+    counts["method_config"] = dict(getattr(net, "lodabench_method", {}).get("config", dict(method_cfg)))
+    counts["stored_without_head"] = stored_without_head(net, counts)  # after: merging rewrites the record
     return counts
+
+
+def stored_without_head(net: torch.nn.Module, counts: dict[str, Any]) -> int:
+    """Numbers a finished run keeps (task head excluded): the merged prefix for prefix+MLP."""
+    from lodabench.methods import count_parameters
+
+    if not hasattr(net, "projection") or getattr(net, "lodabench_method", {}).get("name") != "prefix":
+        return counts["trainable_without_head"]
+    from lodabench.methods.prefix import merge_prefix_projection
+
+    return count_parameters(merge_prefix_projection(net))["trainable_without_head"]
+
+
+def prelayer_note() -> list[str]:
+    """The arithmetic behind the published PreLayer counts (LoRA paper Table 3: GPT-2 M 0.35M,
+    GPT-2 L 0.77M), recomputed from the models' shapes (see the module docstring)."""
+    lines = ["PreLayer (LoRA paper Table 3 / LoDA Table 1, numbers copied from Li & Liang 2021):"]
+    for model, published in (("gpt2-medium", 0.35), ("gpt2-large", 0.77)):
+        cfg, _ = model_config(model)
+        per_pos = cfg.n_layer * cfg.n_embd
+        total = count_for(model, "ft")["total"]
+        fits = {unit: [n for n in range(1, 100) if round(per_pos * n / scale, 2) == published]
+                for unit, scale in (("1e6", 1e6), ("2^20", 2**20))}
+        lines.append(
+            f"- {model}: L*d = {cfg.n_layer}*{cfg.n_embd} = {per_pos:,} per position; {published}M needs "
+            f"l_p+l_i = {published * 1e6 / per_pos:.1f} (1e6 units) or {published * 2**20 / per_pos:.1f} (2^20 units); "
+            f"integer l_p+l_i printing as {published}M: {fits['1e6'] or 'none'} (1e6), {fits['2^20'] or 'none'} (2^20); "
+            f"0.1% of the model's {total:,} = {total / 1000:,.0f} -> {round(total / 1e9, 2)}M")
+    lines.append("- 0.1% of the model gives both published numbers, L*d*(l_p+l_i) does not (see the integer fits): "
+                 "the published count is Li & Liang's \"0.1% of the parameters\", and 0.1% fits the stored prefix "
+                 "(`stored` column), not the trained MLP (`trainable` of prefix+mlp), which is far larger.")
+    return lines
 
 
 def method_names() -> list[str]:
@@ -153,16 +204,22 @@ def method_defaults(name: str) -> dict[str, Any]:
 # Per-model settings of the rank-r methods in the papers' tables (conf/method defaults are the
 # GPT-2 E2E recipe): LoRA paper Table 9, RoBERTa-base GLUE: r_q = r_v = 8, alpha = 8.
 TABLE_OVERRIDES: dict[str, dict[str, Any]] = {"roberta-base": {"r": 8, "alpha": 8.0}}
+# Extra rows: (row label, overrides of conf/method/<name>.yaml). prefix+mlp: Li & Liang's MLP
+# reparameterisation (conf/experiment/prefix_e2e.yaml), trained count vs stored (merged) count.
+TABLE_VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "prefix": [("prefix+mlp", {"projection": "mlp", "init": "random"})],
+}
 
 
 def param_table(models: tuple[str, ...] = ("gpt2-medium", "roberta-base"),
                 methods: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for model in models:
-        for name in methods or method_names():
+        for name, label, extra in _table_methods(methods or method_names()):
             cfg = method_defaults(name)
             cfg.update({k: v for k, v in TABLE_OVERRIDES.get(model, {}).items() if k in cfg})
-            row: dict[str, Any] = {"model": model, "method": name}
+            cfg.update(extra)
+            row: dict[str, Any] = {"model": model, "method": label}
             try:
                 c = count_for(model, cfg)
             except Exception as exc:  # one method's failure must not hide the others' counts
@@ -170,17 +227,29 @@ def param_table(models: tuple[str, ...] = ("gpt2-medium", "roberta-base"),
                 rows.append(row)
                 continue
             shown = {k: v for k, v in c["method_config"].items() if k in ("r", "alpha", "rank", "keep", "targets", "bottleneck", "num_virtual_tokens", "prefix_length", "top_layers")}
+            if c["method_config"].get("projection") == "mlp":
+                shown["projection_hidden"] = c["method_config"]["projection_hidden"]
             row.update(
                 config=json.dumps(shown, sort_keys=True),
                 trainable=c["trainable_without_head"],
                 trainable_M=round(c["trainable_without_head_M"], 6),
                 trainable_Mi=round(c["trainable_without_head_Mi"], 6),
                 paper=c["paper"],
+                stored=c["stored_without_head"],
                 head=c["head"],
                 total=c["total"],
             )
             rows.append(row)
     return rows
+
+
+def _table_methods(names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method name, row label, config overrides): each method, then its TABLE_VARIANTS."""
+    out = []
+    for name in names:
+        out.append((name, name, {}))
+        out.extend((name, label, dict(extra)) for label, extra in TABLE_VARIANTS.get(name, []))
+    return out
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
@@ -190,7 +259,8 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
     from lodabench.io import atomic_write_text
 
     out = Path(out_dir)
-    cols = ["model", "method", "config", "trainable", "trainable_M", "trainable_Mi", "paper", "head", "total", "error"]
+    cols = ["model", "method", "config", "trainable", "trainable_M", "trainable_Mi", "paper", "stored", "head", "total",
+            "error"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
@@ -204,16 +274,21 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
         "method hyperparameters are conf/method/<name>.yaml. `paper` = trainable / 2^20 with two decimals,",
         "as the LoDA paper prints 393,216 as 0.38M. `head` = the classification head, trained but not counted.",
         "RoBERTa-base rows use LoRA paper Table 9's r=8, alpha=8 for the rank-r methods (TABLE_OVERRIDES).",
+        "`stored` = the numbers a finished run keeps: equal to `trainable` except prefix+mlp (Li & Liang's",
+        "MLP reparameterisation), whose MLP is merged into the plain prefix after training.",
         "",
-        "| model | method | config | trainable | 1e6 | 2^20 | paper | head |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| model | method | config | trainable | 1e6 | 2^20 | paper | stored | head |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['method']} | n/a: {r['error']} | | | | | |")
+            lines.append(f"| {r['model']} | {r['method']} | n/a: {r['error']} | | | | | | |")
         else:
             lines.append(f"| {r['model']} | {r['method']} | `{r['config']}` | {r['trainable']:,} | "
-                         f"{r['trainable_M']:.4f} | {r['trainable_Mi']:.4f} | {r['paper']} | {r['head']:,} |")
+                         f"{r['trainable_M']:.4f} | {r['trainable_Mi']:.4f} | {r['paper']} | {r['stored']:,} | "
+                         f"{r['head']:,} |")
+    if any(str(r["method"]).startswith("prefix") for r in rows):
+        lines += [""] + prelayer_note()
     atomic_write_text(out / "param_counts.md", "\n".join(lines) + "\n")
     return out / "param_counts.csv", out / "param_counts.md"
 

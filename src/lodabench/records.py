@@ -190,7 +190,9 @@ OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device",
 # Result-defining keys added after run records existed, with the value that reproduces what a record
 # written before the key existed did. A launch that sets such a key to anything else is a conflict
 # with that record (else e.g. model.pooler=mean would silently reuse a CLS-head run).
-ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": False, "data.text": "official"}
+ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": False, "data.text": "official",
+                              "method.projection": "none", "method.projection_hidden": 512,
+                              "method.vocab_source": "auto", "method.vocab_top_k": 5000}
 
 
 def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

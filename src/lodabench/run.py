@@ -348,6 +348,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
 
     used = _select_checkpoint(cfg, trainer, state)
     record.update(checkpoint_used=used)
+    from lodabench.methods.prefix import merge_after_training  # prefix+MLP: keep/evaluate the merged prefix
+    trainer.model = merge_after_training(trainer.model, run_dir)
     metrics = pipeline.evaluate(trainer.model, run_dir)
     metrics["dev_loss"] = state.dev_loss.get(str(max(map(int, state.dev_loss)))) if state.dev_loss else None
     metrics["checkpoint"] = used

@@ -6,16 +6,41 @@ low-dimensional NON-linear map:
     LoDA :  dh = s * ( xA B + f1(xA) B )          = s * (z + f1(z)) B,   z = dropout(x) A
     LoDA+:  dh = s * ( xA B + f2(f1(xA) B) )
 
-with s = alpha / r. f1: R^r -> R^r is a small MLP of ``depth`` r x r linear maps without bias,
-with a LeakyReLU (negative_slope 0.8) between consecutive maps and a LayerNorm without affine
-parameters. z + f1(z) is a residual connection from A's output to B's input. f2 is a fixed,
-parameter-free nonlinearity on the d_out-dim output (the same LeakyReLU).
+with s = alpha / r.
 
-Order of the pieces in f1 (our choice, documented because the paper's text does not pin it
-down and we found no public reference code): pre-norm, as in the transformer blocks LoDA is
-inserted into:
+What the paper says about f1 and f2 (../shared/papers/loda_liu2023.txt):
+- Sec. 2: "f_1(.) is a non-linear function between matrix A and matrix B, which consists of a
+  series of linear layers and non-linear operations (e.g., LeakyReLU activation,
+  layer-normalization). Note that Figure 1b is just an example of a LoDA structure, e.g., the
+  non-linear part between matrix A and matrix B could have more layers than illustrated, and may
+  use non-square matrices." LoRA is the special case "if f_1(xA)B is zero (e.g., a hidden layer's
+  weights in LoDA are zero) or if f_1(.) is linear".
+- LoDA+: "the additional non-linear function f_2(.), e.g., non-linear activation and/or
+  layer-normalization"; Fig. 1 caption: "the non-linear part has additional non-linear operations
+  after B (e.g., LeakyReLU)".
+- "Number of fine-tuning parameters": "the matrices A and B in all methods are of shape d by r.
+  The proposed methods have additional two r by r bottleneck matrices. Their non-linear activation
+  function is LeakyReLU with fixed slope 0.8, and their layer-normalization is not trainable. So,
+  the total number of trainable parameters for LoRA is 2rdL, and for all proposed methods is
+  2(rd+r^2)L".
+- App. A.4: "the two bottleneck matrices in Figure 1b-Figure 1e are r by r square matrices, and
+  there are some non-linear activation and/or layer-normalization layers".
 
-    f1(z) = W_depth ( act( ... act( W_1 LN(z) ) ... ) )
+So the paper fixes: two r x r maps (``depth=2``) of r^2 numbers each (2(rd+r^2)L: no bias),
+LeakyReLU with slope 0.8, a LayerNorm without trainable parameters, and the residual z + f1(z)
+between A and B.
+It does NOT fix the order of norm, maps and activations, whether an activation follows the last
+map, where f1's LayerNorm sits, what f2 contains beyond "e.g. LeakyReLU", nor the init of the
+r x r maps; we found no public reference code. Our choices (each a config value where it is one):
+- f1 is pre-norm, as the transformer blocks LoDA is inserted into, with the activation between
+  consecutive maps only:
+
+      f1(z) = W_depth ( act( ... act( W_1 LN(z) ) ... ) )
+
+  (``norm=layernorm``: LayerNorm without affine parameters at f1's input; ``activation``,
+  ``negative_slope``, ``depth`` as above);
+- f2 = the same LeakyReLU on the d_out-dim output, with no LayerNorm (``plus``);
+- the r x r maps use nn.Linear's default init (kaiming_uniform(a=sqrt(5))), without bias.
 
 Consequences we rely on and test:
 - zeroing the last map W_depth (or the first, since act(0) = 0 for LeakyReLU) makes f1 = 0, so
@@ -24,7 +49,6 @@ Consequences we rely on and test:
 - B = 0 at init (as LoRA), so the model is unchanged at step 0;
 - trainable per adapted slice: r*(d_in + d_out) + depth * r^2 (LayerNorm has no parameters):
   GPT-2 medium, r=4, q+v, depth 2: 393,216 + 24*2*2*16 = 394,752.
-f1's maps use nn.Linear's default init (kaiming_uniform(a=sqrt(5))).
 LoDA is not linear in the weights, so it has no merge (merge_method raises ConfigError).
 """
 

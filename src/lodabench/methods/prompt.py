@@ -4,11 +4,19 @@ embeddings prepended to the input embeddings; the base model is frozen.
 Inits (Lester et al. Sec. 3.2 / 7):
 * ``random``: uniform in [-0.5, 0.5];
 * ``sampled_vocab``: rows of the (frozen) embedding matrix for ids sampled without replacement
-  from the "5,000 most common tokens". We take ids ``[vocab_low, vocab_high)`` (default
-  ``[0, 5000)``) as that set: GPT-2's byte-level BPE numbers its merges by rank, and the fairseq
-  dictionary behind RoBERTa's ids is sorted by count, so the first ids are roughly the most
-  frequent -- an approximation, not a frequency count. For BERT WordPiece vocabularies the first
-  ~1000 ids are ``[unusedN]`` placeholders: set ``vocab_low`` past them;
+  from "the 5,000 most common tokens" (T5's SentencePiece vocabulary "is ordered by likelihood in
+  pre-training corpus", ../shared/papers/peft_overview_slides.txt). The pool (``vocab_source``):
+  - ``counts``: the ``vocab_top_k`` (5,000) most frequent ids of a committed count list. GPT-2's
+    byte-level BPE ids are NOT frequency-ordered (the 256 byte symbols, then merges in merge
+    order), and GPT-2's training-text counts are unpublished, so ``token_ranks_gpt2.py`` ranks the
+    ids by their count in the GLUE training text with the GPT-2 tokenizer (made by
+    ``scripts/make_token_ranks.py``, which says why that corpus; ``--check`` reproduces it). Only
+    2,699 of those 5,000 ids lie in ``[0, 5000)``.
+  - ``id_range``: ids ``[vocab_low, vocab_high)`` (default ``[0, 5000)``), the earlier
+    approximation; right where the ids are count-ordered (RoBERTa's fairseq dictionary ids 4 on),
+    not for BERT WordPiece (the first ~1000 ids are ``[unusedN]``: set ``vocab_low`` past them).
+  - ``auto`` (default): ``counts`` where a list exists for the model's vocabulary (GPT-2's 50,257
+    ids on a GPT-2 model), else ``id_range`` -- so BERT/RoBERTa/LLaMA runs keep their old init;
 * ``class_label``: prompt position ``i`` gets the average embedding of the tokens of label word
   ``i`` (in the order given); positions beyond the number of labels fall back to sampled vocab.
   Label words need token ids: give ``label_token_ids`` directly, or ``label_words`` plus a local
@@ -20,9 +28,20 @@ initialised independently, in one batched pass -- the batch is repeated N times 
 rows ``k*B:(k+1)*B`` of the internal batch) and copy ``k`` gets prompt ``k``. Combination:
 * ``.loss`` (when ``labels`` are given) is the mean over prompts of each prompt's own loss, so each
   prompt gets exactly the gradient it would get if trained alone on the same batches;
-* ``.logits`` are the ensemble prediction: ``log(mean_k softmax(logits_k))`` (average of the
-  prompts' probabilities, returned as log-probabilities, so argmax/beam search use it directly);
-  for a regression head (``num_labels == 1``) the plain mean of the prompts' outputs;
+* ``.logits`` are the ensemble prediction, by ``ensemble``:
+  - ``majority_vote`` (default; Lester et al. Sec. 6 combine the five prompts' outputs by simple
+    majority voting -- the paper's text is not in ../shared/papers, the slides there show the
+    batched pass and Table 3 but not the rule): each prompt votes for its argmax class; returned as
+    ``log((votes + p_mean) / (N + 1))`` with ``p_mean`` the prompts' mean probability, a proper
+    distribution whose argmax is the class with most votes, ties going to the higher mean
+    probability (our tie rule; the paper states none). Its cross-entropy is what a dev loss on
+    ``.logits`` then measures. Classifiers only: for a causal LM the paper's vote is over decoded
+    sequences, which the decoder does not do, so ``majority_vote`` with N > 1 on a causal LM is a
+    ConfigError (use ``mean_prob``);
+  - ``mean_prob``: ``log(mean_k softmax(logits_k))`` (average of the prompts' probabilities,
+    returned as log-probabilities, so argmax/beam search use it directly; per token for a causal LM);
+  - either way, a regression head (``num_labels == 1``) gets the plain mean of the prompts' outputs
+    (a vote over real values is undefined);
 * ``.per_prompt_logits`` has shape ``(N, B, ...)`` for analysis.
 With a cache (incremental decoding) the returned cache holds all N copies; it is a DynamicCache
 subclass whose ``reorder_cache``/``batch_select_indices``/``batch_repeat_interleave`` take indices
@@ -42,6 +61,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers import DynamicCache
 
 from lodabench.errors import ConfigError
@@ -50,6 +70,8 @@ from lodabench.methods import targets
 from lodabench.methods.prefix import check_no_gradient_checkpointing, extend_mask, is_sequence_classifier
 
 PROMPT_INITS = ("random", "sampled_vocab", "class_label")
+PROMPT_ENSEMBLES = ("majority_vote", "mean_prob")
+VOCAB_SOURCES = ("auto", "counts", "id_range")
 
 
 @dataclass
@@ -57,12 +79,15 @@ class PromptConfig:
     name: str = "prompt"
     num_virtual_tokens: int = field(default=20, metadata={"help": "soft prompt length (Lester et al.: 20 is a good default; 100 best)"})
     init: str = field(default="sampled_vocab", metadata={"help": "random | sampled_vocab | class_label (Lester et al. Sec. 3.2; class_label needs label words)"})
-    vocab_low: int = field(default=0, metadata={"help": "sampled_vocab draws ids from [vocab_low, vocab_high): the approximate most-frequent tokens"})
-    vocab_high: int = field(default=5000, metadata={"help": "upper end (exclusive) of the sampled_vocab id range (Lester et al.: top 5,000)"})
+    vocab_source: str = field(default="auto", metadata={"help": "sampled_vocab pool: counts (the vocab_top_k most frequent ids of a committed count list: GPT-2) | id_range ([vocab_low, vocab_high)) | auto (counts where a list exists, else id_range)"})
+    vocab_top_k: int = field(default=5000, metadata={"help": "vocab_source=counts: draw from the vocab_top_k most frequent ids (Lester et al.: 5,000)"})
+    vocab_low: int = field(default=0, metadata={"help": "vocab_source=id_range: sampled_vocab draws ids from [vocab_low, vocab_high)"})
+    vocab_high: int = field(default=5000, metadata={"help": "vocab_source=id_range: upper end (exclusive) of the id range"})
     label_words: list | None = field(default=None, metadata={"help": "class_label: label words in label order (tokenized with `tokenizer`)"})
     label_token_ids: list | None = field(default=None, metadata={"help": "class_label: token ids per label word (alternative to label_words + tokenizer)"})
     tokenizer: str | None = field(default=None, metadata={"help": "class_label: local tokenizer directory used to tokenize label_words"})
     num_prompts: int = field(default=1, metadata={"help": "prompt ensemble size N, evaluated in one batched pass"})
+    ensemble: str = field(default="majority_vote", metadata={"help": "how N > 1 prompts combine: majority_vote (Lester et al. Sec. 6; classifiers) | mean_prob (average of the prompts' probabilities)"})
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
 
     def validate(self, model: nn.Module | None = None) -> None:
@@ -72,9 +97,16 @@ class PromptConfig:
             raise ConfigError(f"method.num_prompts={self.num_prompts!r}: must be a positive integer (1 = no ensemble)")
         if self.init not in PROMPT_INITS:
             raise ConfigError(f"method.init={self.init!r} for prompt: choose one of {list(PROMPT_INITS)}")
+        if self.ensemble not in PROMPT_ENSEMBLES:
+            raise ConfigError(f"method.ensemble={self.ensemble!r}: choose one of {list(PROMPT_ENSEMBLES)}")
+        if self.vocab_source not in VOCAB_SOURCES:
+            raise ConfigError(f"method.vocab_source={self.vocab_source!r}: choose one of {list(VOCAB_SOURCES)}")
+        if not isinstance(self.vocab_top_k, int) or self.vocab_top_k < 1:
+            raise ConfigError(f"method.vocab_top_k={self.vocab_top_k!r}: must be a positive integer (e.g. 5000)")
         if model is None:
             return
         targets.family(model)  # ConfigError for an unsupported model type
+        self._validate_ensemble(model)
         vocab = int(model.get_input_embeddings().num_embeddings)
         if self.init == "class_label":
             if self.label_token_ids is None and not (self.label_words and self.tokenizer):
@@ -94,7 +126,32 @@ class PromptConfig:
                         raise ConfigError(
                             f"method.label_token_ids[{i}]={ids!r}: needs at least one id, each in [0, {vocab})"
                         )
-        if self.init != "random" and not 0 <= self.vocab_low < self.vocab_high <= vocab:
+        if self.init != "random":
+            self._validate_pool(model, vocab)
+
+    def _validate_ensemble(self, model: nn.Module) -> None:
+        if self.num_prompts > 1 and self.ensemble == "majority_vote" and not is_sequence_classifier(model):
+            raise ConfigError(
+                "method.ensemble=majority_vote with method.num_prompts>1 needs a classifier: on a causal LM "
+                "Lester et al.'s vote is over decoded sequences, which the decoder does not do. Fix: "
+                "method.ensemble=mean_prob (per-token probability averaging) or method.num_prompts=1"
+            )
+
+    def _validate_pool(self, model: nn.Module, vocab: int) -> None:
+        source = resolved_vocab_source(self, model)
+        if source == "counts":
+            if not has_count_list(model):
+                raise ConfigError(
+                    f"method.vocab_source=counts: no committed token-count list for this model's vocabulary "
+                    f"({targets.family(model)}, {vocab} ids; lodabench/methods/token_ranks_gpt2.py covers "
+                    "GPT-2's 50,257). Fix: method.vocab_source=id_range with vocab_low/vocab_high"
+                )
+            from lodabench.methods import token_ranks_gpt2
+
+            if self.vocab_top_k > len(token_ranks_gpt2.IDS):
+                raise ConfigError(f"method.vocab_top_k={self.vocab_top_k}: the committed list ranks "
+                                  f"{len(token_ranks_gpt2.IDS)} ids; use at most that many")
+        elif not 0 <= self.vocab_low < self.vocab_high <= vocab:
             raise ConfigError(
                 f"method.vocab_low={self.vocab_low}, method.vocab_high={self.vocab_high}: need "
                 f"0 <= vocab_low < vocab_high <= vocabulary size {vocab}"
@@ -113,23 +170,45 @@ class PromptConfig:
         return ids
 
 
-def sample_vocab_rows(embedding: torch.Tensor, n: int, low: int, high: int) -> torch.Tensor:
-    """``n`` rows of ``embedding`` for ids drawn without replacement from [low, high) (with
-    replacement only if n exceeds the range)."""
-    span = high - low
-    if n <= span:
-        ids = torch.randperm(span)[:n] + low
+def has_count_list(model: nn.Module) -> bool:
+    """A committed token-count list exists for the model's vocabulary (GPT-2's 50,257 BPE ids)."""
+    from lodabench.methods import token_ranks_gpt2
+
+    rows = int(model.get_input_embeddings().num_embeddings)
+    return targets.family(model) == "gpt2" and rows == token_ranks_gpt2.VOCAB_SIZE
+
+
+def resolved_vocab_source(cfg: PromptConfig, model: nn.Module) -> str:
+    if cfg.vocab_source != "auto":
+        return cfg.vocab_source
+    return "counts" if has_count_list(model) else "id_range"
+
+
+def vocab_pool(cfg: PromptConfig, model: nn.Module) -> torch.Tensor:
+    """The ids sampled_vocab draws from: the vocab_top_k most frequent, or [vocab_low, vocab_high)."""
+    if resolved_vocab_source(cfg, model) == "counts":
+        from lodabench.methods import token_ranks_gpt2
+
+        return torch.tensor(token_ranks_gpt2.IDS[:cfg.vocab_top_k], dtype=torch.long)
+    return torch.arange(cfg.vocab_low, cfg.vocab_high)
+
+
+def sample_vocab_rows(embedding: torch.Tensor, n: int, pool: torch.Tensor) -> torch.Tensor:
+    """``n`` rows of ``embedding`` for ids drawn without replacement from ``pool`` (with replacement
+    only if n exceeds it). For a range pool the draw equals the earlier ``randperm(span)[:n] + low``."""
+    if n <= len(pool):
+        ids = pool[torch.randperm(len(pool))[:n]]
     else:
-        ids = torch.randint(low, high, (n,))
+        ids = pool[torch.randint(0, len(pool), (n,))]
     return embedding[ids.to(embedding.device)].detach().clone()
 
 
-def init_prompt(cfg: PromptConfig, embedding: torch.Tensor) -> torch.Tensor:
+def init_prompt(cfg: PromptConfig, embedding: torch.Tensor, pool: torch.Tensor | None) -> torch.Tensor:
     """One prompt, shape (num_virtual_tokens, d), float32."""
     n, d = cfg.num_virtual_tokens, embedding.shape[1]
     if cfg.init == "random":
         return torch.empty(n, d).uniform_(-0.5, 0.5)
-    prompt = sample_vocab_rows(embedding, n, cfg.vocab_low, cfg.vocab_high).float().cpu()
+    prompt = sample_vocab_rows(embedding, n, pool).float().cpu()
     if cfg.init == "class_label":
         for i, ids in enumerate(cfg.resolved_label_token_ids()):
             prompt[i] = embedding[torch.tensor(ids, device=embedding.device)].float().mean(dim=0).cpu()
@@ -171,8 +250,10 @@ class PromptTuningModel(nn.Module):
         self.num_virtual_tokens = cfg.num_virtual_tokens
         self.num_prompts = cfg.num_prompts
         self.is_classifier = is_sequence_classifier(base_model)
+        self.ensemble = cfg.ensemble
         embedding = base_model.get_input_embeddings().weight
-        prompts = torch.stack([init_prompt(cfg, embedding) for _ in range(cfg.num_prompts)])
+        pool = None if cfg.init == "random" else vocab_pool(cfg, base_model)
+        prompts = torch.stack([init_prompt(cfg, embedding, pool) for _ in range(cfg.num_prompts)])
         self.prompt = nn.Parameter(prompts.to(embedding.device))
 
     def _repeat(self, t: torch.Tensor | None) -> torch.Tensor | None:
@@ -230,11 +311,28 @@ class PromptTuningModel(nn.Module):
             per_prompt = logits.view(N, batch, *logits.shape[1:])
             out["per_prompt_logits"] = per_prompt
             if self.is_classifier and logits.shape[-1] == 1:
-                logits = per_prompt.mean(dim=0)
+                logits = per_prompt.mean(dim=0)  # regression: no vote over real values
+            elif self.ensemble == "majority_vote":
+                logits = majority_vote_logits(per_prompt)
             else:
-                logits = torch.logsumexp(per_prompt.float().log_softmax(dim=-1), dim=0) - math.log(N)
+                logits = mean_prob_logits(per_prompt)
         out["logits"] = logits
         return out
+
+
+def mean_prob_logits(per_prompt: torch.Tensor) -> torch.Tensor:
+    """(N, ..., C) -> log of the prompts' mean probability."""
+    return torch.logsumexp(per_prompt.float().log_softmax(dim=-1), dim=0) - math.log(per_prompt.shape[0])
+
+
+def majority_vote_logits(per_prompt: torch.Tensor) -> torch.Tensor:
+    """(N, ..., C) -> ``log((votes + p_mean) / (N + 1))``: argmax = the class most prompts predict,
+    ties to the higher mean probability (softmax is positive, so one vote more, 1 + p_mean_A, always
+    outweighs p_mean_B <= 1); a proper log-distribution (votes sum to N, p_mean to 1)."""
+    n, classes = per_prompt.shape[0], per_prompt.shape[-1]
+    votes = F.one_hot(per_prompt.argmax(dim=-1), classes).sum(dim=0).float()
+    p_mean = per_prompt.float().softmax(dim=-1).mean(dim=0)
+    return torch.log((votes + p_mean) / (n + 1))
 
 
 def apply_prompt(model: nn.Module, cfg: PromptConfig) -> nn.Module:
