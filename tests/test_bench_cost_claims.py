@@ -54,7 +54,8 @@ def test_quick_cost_claims_record(tmp_path):
     shape = c["shapes"]["2x16"]
     assert set(shape["step_ms"]) == {"lora", "condlora", "condlora_reference"} and shape["fused_vs_reference_step"]
     assert shape["verdict"] and c["claim"] and 0 < shape["rebuild_share_of_condlora_step"]
-    assert set(s["verdict_wall_clock"]["s_loda_keep0.4_sparse_csr"]) == {"forward", "qkv_projection"}
+    assert set(s["verdict_measured"]["s_loda_keep0.4_sparse_csr"]) == {"forward", "qkv_projection"}
+    assert c["clock"] == s["clock"] == "cpu" and shape["wall_clock"]["ratio_to_lora"] and s["wall_clock"]["forward_ratio_to_base"]
     assert set(s["csr_speedup_vs_dense"]) == {"0.4", "0.6"}
     assert set(s["forward_ms"]) == {"base", "s_loda_keep0.4_dense", "s_loda_keep0.4_sparse_csr",
                                     "s_loda_keep0.6_dense", "s_loda_keep0.6_sparse_csr"}
@@ -64,3 +65,11 @@ def test_quick_cost_claims_record(tmp_path):
     assert "spans 1.0" in rec["noise_note"] or "round-robin" in rec["noise_note"]
     md = out.with_suffix(".md").read_text()
     assert "Verdict on this CPU" in md and "CSR vs dense" in md and "semi24" in md
+
+
+def test_clocked_records_wall_and_cpu_time_of_the_same_calls():
+    from lodabench.bench.cost_claims import clocked
+
+    t = clocked({"a": lambda: sum(range(20000)), "b": lambda: None}, warmup=1, reps=3, device="cpu")
+    assert {k: len(v) for k, v in t["wall"].items()} == {k: len(v) for k, v in t["cpu"].items()} == {"a": 3, "b": 3}
+    assert all(x >= 0 for v in t["cpu"].values() for x in v)
