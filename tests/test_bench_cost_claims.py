@@ -65,6 +65,9 @@ def test_quick_cost_claims_record(tmp_path):
     assert "spans 1.0" in rec["noise_note"] or "round-robin" in rec["noise_note"]
     md = out.with_suffix(".md").read_text()
     assert "Verdict on this CPU" in md and "CSR vs dense" in md and "semi24" in md
+    out.with_suffix(".md").unlink()
+    assert main(["cost-claims", "--markdown-from", str(out)]) == 0
+    assert out.with_suffix(".md").read_text() == md
 
 
 def test_clocked_records_wall_and_cpu_time_of_the_same_calls():

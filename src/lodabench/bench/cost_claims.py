@@ -75,7 +75,7 @@ def clocked(fns: dict[str, Callable[[], object]], warmup: int, reps: int, device
     """Round-robin timings on both clocks: ``wall`` (perf_counter) and ``cpu`` (process CPU time)."""
     cpu: dict[str, list[float]] = {}
     wall = round_robin(fns, warmup, reps, device, on_round=on_round, cpu_times=cpu)
-    return {"wall": wall, "cpu": cpu}
+    return {"wall": wall, "cpu": {k: cpu[k] for k in fns}}  # the variants' order, not the last rotation's
 
 
 def basis_clock(device: str) -> str:
@@ -259,6 +259,13 @@ def s_loda_result(fwd: dict[str, list[float]], proj: dict[str, list[float]], mac
 # ----------------------------------------------------------------------------- record
 
 
+STEP_ORDER = ["lora", "condlora", "condlora_reference"]
+
+
+def _ordered(d: dict[str, Any], order: list[str]) -> list[tuple[str, Any]]:
+    return [(k, d[k]) for k in order if k in d]
+
+
 def _fmt(d: dict[str, Any], k: str = "median", digits: int = 3) -> str:
     return f"{d[k]:.{digits}f} [{d['q1']:.{digits}f}-{d['q3']:.{digits}f}]"
 
@@ -278,7 +285,7 @@ def markdown_condlora(c: dict[str, Any]) -> list[str]:
                   "| variant | step ms, median [IQR] | examples/s | time / lora, paired [IQR] | Wall: time / lora [IQR] |",
                   "|---|---|---|---|---|"]
         lines += [f"| {k} | {_fmt(st, digits=1)} | {r['examples_per_s'][k]} | {_fmt(r['ratio_to_lora'][k])} | "
-                  f"{_fmt(r['wall_clock']['ratio_to_lora'][k])} |" for k, st in r["step_ms"].items()]
+                  f"{_fmt(r['wall_clock']['ratio_to_lora'][k])} |" for k, st in _ordered(r["step_ms"], STEP_ORDER)]
         lines += ["", f"The fused rebuild is {100 * r['rebuild_share_of_condlora_step']:.2f} % of a CondLoRA step."
                   + (f" Whole step fused / before: {_fmt(r['fused_vs_reference_step'])}." if r["fused_vs_reference_step"] else ""),
                   "", f"**Verdict on this CPU at {shape}: {r['verdict']}.**", ""]
@@ -291,7 +298,7 @@ def markdown_s_loda(s: dict[str, Any]) -> list[str]:
              "(analysis/cost.py): theory counts non-zeros only, executed is what the storage multiplies.", "",
              "| variant | MACs theory / base | MACs executed / base | forward ms | forward / base [IQR] | q/k/v projection speed-up vs base [IQR] | frozen part alone speed-up vs base | Wall: projection speed-up |",
              "|---|---|---|---|---|---|---|---|"]
-    for k, f in s["forward_ms"].items():
+    for k, f in _ordered(s["forward_ms"], list(s["macs_per_token_layer"])):
         m = s["macs_per_token_layer"][k]
         frozen = s["projection_speedup_vs_base"].get(f"{k}_frozen")
         lines.append(f"| {k} | {m['theory_ratio_to_base']:.3f} | {m['executed_ratio_to_base']:.3f} | {f['median']:.1f} | "
@@ -347,12 +354,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also time the whole step of CondLoRA's two-matmul rebuild (condlora_reference)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--note", default=None)
+    p.add_argument("--markdown-from", default=None, metavar="JSON", help="only rewrite JSON's .md from the record")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.markdown_from:
+        rewrite_markdown(Path(args.markdown_from))
+        return 0
     parts = [p for p in args.parts.split(",") if p]
     if bad := [p for p in parts if p not in PARTS]:
         raise ConfigError(f"--parts: unknown part(s) {bad}; valid: {', '.join(PARTS)}")
@@ -390,3 +401,10 @@ def _save(rec: dict[str, Any], json_path: Path, t0: float) -> None:
     rec["wall_time_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(json_path, rec)
     atomic_write_text(json_path.with_suffix(".md"), markdown(rec))
+
+
+def rewrite_markdown(json_path: Path) -> None:
+    """Regenerate a record's .md from its .json (after a change of this module's tables)."""
+    import json
+
+    atomic_write_text(json_path.with_suffix(".md"), markdown(json.loads(json_path.read_text(encoding="utf-8"))))
