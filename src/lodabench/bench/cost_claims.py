@@ -137,7 +137,8 @@ def run_condlora(shapes: list[tuple[int, int]], warmup: int, reps: int, device: 
     out: dict[str, Any] = {
         "model": model_name, "method_overrides": CONDLORA_PAPER_HP, "paper": paper_table4(), "clock": clock,
         "claim": "CondLoRA trains at least as fast as LoRA (Table 4: 40.303 vs 39.652 examples/s)",
-        "seq_len_note": "paper: batch 16, Max Seq. Len. 512 (a cap; the padded lengths are not reported); here 128",
+        "seq_len_note": ("paper: batch 16, Max Seq. Len. 512 (a cap; the padded lengths are not reported); here "
+                         + ", ".join(f"{b}x{t}" for b, t in shapes)),
         "rebuild_ms": {k: Stats.of(t).as_dict(1e3, 2) for k, t in rebuild.items()},
         "rebuild_fused_vs_reference": paired_ratio(rebuild, "fused", "reference").as_dict(1, 4), "shapes": {}}
     stepped = [k for k in models if reference_step or k != "condlora_reference"]
