@@ -15,6 +15,8 @@ from scipy.stats import ttest_ind_from_stats, ttest_rel
 from lodabench import stats, tables
 from lodabench.errors import LodabenchError
 
+from conftest import IN_CI
+
 E2E = {"BLEU": 0.0, "NIST": 0.0, "METEOR": 0.0, "ROUGE_L": 0.0, "CIDEr": 0.0}
 
 
@@ -116,11 +118,20 @@ def test_missing_failed_and_n(runs: Path, tmp_path: Path) -> None:
     assert "ddof=1" in md
 
 
+def _pdflatex(required: bool) -> str | None:
+    """pdflatex, or a skip (``required``) / None outside CI; under CI=true its absence fails:
+    .ci/run installs it (``make install-latex``: texlive-latex-base + texlive-latex-recommended)."""
+    engine = shutil.which("pdflatex")
+    if engine is None and IN_CI:
+        pytest.fail("pdflatex not installed under CI=true. Fix: make install-latex (.ci/run runs it)")
+    if engine is None and required:
+        pytest.skip("pdflatex not installed (make install-latex); the LaTeX text is checked by the other tests")
+    return engine
+
+
 def test_latex_compiles(runs: Path, tmp_path: Path) -> None:
     _, _, tex = table1(runs, tmp_path / "out")
-    engine = shutil.which("pdflatex")
-    if engine is None:
-        pytest.skip("pdflatex not installed; the LaTeX text is checked by the other tests")
+    engine = _pdflatex(required=True)
     doc = tmp_path / "doc.tex"
     doc.write_text("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
                    "\\begin{document}\n" + tex + "\\end{document}\n")
@@ -249,7 +260,7 @@ def test_sweep_rows_without_runs_show_as_missing(runs: Path, tmp_path: Path) -> 
 
 
 def _compile_if_possible(tmp_path: Path, tex: str) -> None:
-    engine = shutil.which("pdflatex")
+    engine = _pdflatex(required=False)
     if engine is None:
         return
     doc = tmp_path / "more.tex"

@@ -8,6 +8,10 @@ Suites (each in its own module, all timed round-robin, see timing.py):
 * ``decode`` -- our beam search (hf_compatible) vs transformers ``generate``, same outputs (decode.py);
 * ``score``  -- ``score_e2e`` wall time on the full E2E test set, with a breakdown (score.py).
 
+``python -m lodabench.bench cost-claims`` is separate: the papers' cost claims (CondLoRA Table 4
+training speed, LoDA App. A.4 S-LoDA inference) with their verdicts, record
+``results/bench/<stamp>-cost-claims.json`` (cost_claims.py).
+
 The record (``results/bench/<name>.json``) holds the machine, thread count, versions, every
 median with its spread, and the goals of report.py (met / not met, by how much); a Markdown
 summary is written beside it. Partial records are written after each suite, so an interrupted
@@ -63,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cost-claims"]:  # the papers' cost claims (cost_claims.py), its own record
+        from lodabench.bench import cost_claims
+
+        return cost_claims.main(argv[1:])
     from lodabench.bench import report
     from lodabench.bench.timing import machine_info
 

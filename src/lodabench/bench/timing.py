@@ -53,11 +53,14 @@ def synchronize(device: torch.device | str) -> None:
 
 def round_robin(fns: Mapping[str, Callable[[], object]], warmup: int, reps: int,
                 device: torch.device | str = "cpu", on_round: Callable[[int], None] | None = None,
-                ) -> dict[str, list[float]]:
+                cpu_times: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Call every fn once per round for ``warmup + reps`` rounds; return the timed rounds' seconds.
 
     The order of the variants is rotated each round (round i starts at variant i mod n), so
     no variant is always first after, e.g., a garbage-collection-heavy neighbour.
+    ``cpu_times``, when given, is filled with the process CPU seconds (``time.process_time``)
+    of the same calls: on a CPU shared with other jobs it leaves out the time this process
+    waited for a core, which the wall clock counts.
     """
     names = list(fns)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -65,11 +68,13 @@ def round_robin(fns: Mapping[str, Callable[[], object]], warmup: int, reps: int,
         shift = rnd % len(names)
         for name in names[shift:] + names[:shift]:
             synchronize(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[name]()
             synchronize(device)
             if rnd >= warmup:
                 times[name].append(time.perf_counter() - t0)
+                if cpu_times is not None:
+                    cpu_times.setdefault(name, []).append(time.process_time() - c0)
         if on_round is not None:
             on_round(rnd)
     return times

@@ -46,6 +46,16 @@ B A is written into its W0).
 
 The shared maps live in ``model.condlora`` (a ModuleDict keyed by module type); each layer's
 adapter only points at them, so the trainable state dict holds each theta once.
+
+Cost. A and B depend on the trained theta, so each forward rebuilds them per layer (the paper,
+Sec. 5: "the calculations are required per each iteration"): r d_in d_out MACs each, plus the
+same again in the backward, independent of the batch. Under ``linear`` both are W_lin times a
+theta, so ``rebuild_pair`` computes them with ONE matmul, W_lin [theta_A | theta_B] (d, 2r),
+instead of two skinny (d, r) ones: the same numbers up to float rounding (tests compare outputs
+and gradients), 0.87-0.91x the rebuild time on CPU (results/bench/*-cost-claims.md; the rebuild
+is 0.6 % of a RoBERTa-base step at batch 16, 8-13 % at batch 1). ``low_rank_pair`` is the
+reference; ``input_major`` has a different left factor for A (theta_A^T W_lin) and keeps the
+two products.
 """
 
 from __future__ import annotations
@@ -73,6 +83,16 @@ def low_rank_pair(w_lin: torch.Tensor, theta_a: torch.Tensor, theta_b: torch.Ten
         return theta_a.t() @ w_lin, w_lin @ theta_b
     raise ConfigError(f"method.w0={w0!r} is not one of {list(W0_ORIENTATIONS)}. "
                       f"Fix: set method.w0 to one of {list(W0_ORIENTATIONS)}")
+
+
+def rebuild_pair(w_lin: torch.Tensor, theta_a: torch.Tensor, theta_b: torch.Tensor,
+                 w0: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``low_rank_pair`` as the forward computes it: one matmul for A and B under ``linear``."""
+    if w0 != "linear":
+        return low_rank_pair(w_lin, theta_a, theta_b, w0)
+    r = theta_a.shape[1]
+    ab = w_lin @ torch.cat((theta_a, theta_b), dim=1)  # (d_out, 2r) = [W_lin theta_A | W_lin theta_B]
+    return ab[:, :r].t(), ab[:, r:]
 
 
 @dataclass
@@ -110,6 +130,8 @@ class SharedMaps(nn.Module):
 
 class CondLoRAAdapter(delta.DeltaAdapter):
     mergeable = True
+    # False: the two-matmul reference (low_rank_pair); the benchmark times both in one run.
+    fused_rebuild = True
 
     def __init__(self, shared: SharedMaps, scaling: float, w0: str = "linear"):
         super().__init__()
@@ -121,7 +143,8 @@ class CondLoRAAdapter(delta.DeltaAdapter):
 
     def matrices(self, w_lin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A (r, d_in), B (d_out, r) for this layer's W_lin (d_out, d_in)."""
-        return low_rank_pair(w_lin, self._shared.theta_A, self._shared.theta_B, self.w0)
+        pair = rebuild_pair if self.fused_rebuild else low_rank_pair
+        return pair(w_lin, self._shared.theta_A, self._shared.theta_B, self.w0)
 
     def forward(self, x: torch.Tensor, ctx: delta.DeltaContext) -> torch.Tensor:
         a, b = self.matrices(ctx.weight().detach())
