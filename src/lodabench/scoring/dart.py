@@ -48,6 +48,7 @@ from typing import Sequence
 from lodabench.errors import ScoringError
 from lodabench.scoring.java import java_executable
 from lodabench.scoring.multibleu import multi_bleu, multi_bleu_detok
+from lodabench.scoring import tercom_compat
 from lodabench.scoring.pyter_compat import ter as pyter_ter
 
 MODES = ("lora", "official")
@@ -165,25 +166,9 @@ def _pyter_min_ter(hyp_tok: str, refs_tok: Sequence[str], cache: dict) -> float:
     return best
 
 
-_JAVA_WS = re.compile(r"[ \t\n\x0b\f\r]+")  # tercom splits on Java's ASCII \s, not Unicode spaces
-
-
 def tercom_corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> float:
-    """tercom 7.25 default corpus TER (case-insensitive, punctuation kept) via sacrebleu's port."""
-    from sacrebleu.metrics.lib_ter import translation_edit_rate
-
-    total_edits = 0.0
-    total_ref_len = 0.0
-    for hyp, group in zip(hyps, refs_per_item):
-        hyp_words = [w for w in _JAVA_WS.split(hyp.lower()) if w]
-        best, ref_len_sum = math.inf, 0.0
-        for ref in group:
-            ref_words = [w for w in _JAVA_WS.split(ref.lower()) if w]
-            edits, ref_len = translation_edit_rate(hyp_words, ref_words)
-            best = min(best, edits)
-            ref_len_sum += ref_len
-        total_edits += best
-        total_ref_len += ref_len_sum / len(group)
+    """tercom 7.25's printed ``Total TER`` (default options) for these segments; see ``tercom_compat``."""
+    total_edits, total_ref_len = tercom_compat.corpus_ter(hyps, refs_per_item)
     if total_ref_len == 0:
         raise ScoringError("TER: all references are empty (total reference length 0).")
     return total_edits / total_ref_len

@@ -1,0 +1,282 @@
+"""TER exactly as tercom 7.25 (``java -jar tercom.7.25.jar -h HYP -r REF``, default options).
+
+The DART repository scores TER with tercom 7.25 (BBN/UMD, Snover et al. 2006). sacrebleu's
+``lib_ter`` is a re-implementation "inspired" by it; it usually finds the same edits, but its
+shift search differs (its own ranking of candidate shifts, a 1,000-candidate cap, a band around
+the diagonal instead of tercom's cost beam), and on long DART outputs it finds *fewer* edits than
+tercom on a few segments (4 of 5,097 on a real system's test output: TER 0.65623 vs tercom's
+0.65633). This module follows tercom's algorithm step by step instead:
+
+* **text** (``TERtest.load_segs`` / ``TERcalc.TER``): Java ``trim()`` (every char <= U+0020 at
+  either end), lowercased (no ``-s``), no normalisation (no ``-N``), punctuation kept (no ``-P``),
+  split on Java's ``\\s+`` (ASCII whitespace only);
+* **empty strings** (``TERnullstr``): an empty hypothesis costs the reference length; an empty
+  reference costs the hypothesis length and has length 0;
+* **edit distance** (``MinEditDist``): Levenshtein over words, all costs 1, computed column by
+  column (one column per hypothesis word) with tercom's beam: a cell is not expanded when its cost
+  exceeds the previous column's best by more than 20 (``-b 20``); ties keep the first operation
+  written (match/substitution, then insertion, then deletion) and the path is traced back from the
+  last cell. The path decides which words count as errors, so it is reproduced exactly;
+* **shifts** (``BuildWordMatches``, ``GatherAllPossShifts``, ``CalcBestShift``, ``PerformShift``):
+  a shift moves 1..10 hypothesis words that occur as a phrase in the reference, that contain an
+  error, to a reference position that contains an error, at most 50 words away (``-d 50``);
+  candidates are tried longest first, in tercom's order, each scored by a fresh beam edit
+  distance; the first candidate with the best gain wins (a zero gain is accepted while no shift
+  has been found yet); the search stops early when no shorter shift could gain enough; shifts
+  cost 1 each and are repeated until none is accepted;
+* **TER** = (shifts + edit distance) / reference length; with several references, tercom keeps the
+  fewest edits and divides by the *average* reference length (``score_all_refs``); the corpus TER
+  is the total of edits over the total of those average lengths, summed in input order (the same
+  floating-point sums as the Java code).
+
+Speed: every candidate shift is first checked against the exact (bit-parallel) Levenshtein
+distance, a lower bound of the beam distance; only shifts that could be accepted are scored with
+the beam DP. This changes no result.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Sequence
+
+from lodabench.scoring.pyter_compat import levenshtein_to
+
+BEAM_WIDTH = 20  # TERpara: beam_width = 20 (-b)
+MAX_SHIFT_SIZE = 10  # TERcalc.MAX_SHIFT_SIZE (not an option)
+MAX_SHIFT_DIST = 50  # TERpara: shift_dist = 50 (-d)
+SHIFT_COST = 1  # TERcost: all edits cost 1.0, matches 0.0
+_UNREACHED = -1
+_INF = 999999  # TERcalc.INF
+
+_JAVA_WS = re.compile(r"[ \t\n\x0b\f\r]+")  # Java's \s: ASCII whitespace only
+
+
+def _java_trim(text: str) -> str:
+    """``String.trim()``: strip every char <= U+0020 (control chars too, no Unicode spaces)."""
+    start, end = 0, len(text)
+    while start < end and text[start] <= " ":
+        start += 1
+    while end > start and text[end - 1] <= " ":
+        end -= 1
+    return text[start:end]
+
+
+def tercom_words(text: str) -> list[str]:
+    """tercom's tokens of one segment text (trimmed, lowercased, split on ASCII whitespace)."""
+    text = _java_trim(text).lower()
+    return _JAVA_WS.split(text) if text else []
+
+
+class Alignment(NamedTuple):
+    words: list[str]  # the (shifted) hypothesis
+    edits: int  # beam edit distance to the reference
+    path: str  # ' ' match, 'S' substitution, 'I' insertion (hyp word), 'D' deletion (ref word)
+
+
+# ---------------------------------------------------------------------------------- edit distance
+def beam_edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> Alignment:
+    """``MinEditDist``: tercom's beam-pruned word Levenshtein distance and its path."""
+    n_ref, n_hyp = len(ref), len(hyp)
+    cost = [[_UNREACHED] * (n_hyp + 1) for _ in range(n_ref + 1)]
+    back = [["0"] * (n_hyp + 1) for _ in range(n_ref + 1)]
+    cost[0][0] = 0
+    current_best, current_first_good, cur_last_good = _INF, 0, 0
+    for j in range(n_hyp + 1):
+        last_best, current_best = current_best, _INF
+        first_good, current_first_good = current_first_good, -1
+        last_good, cur_last_good = cur_last_good, -1
+        i = first_good
+        while i <= n_ref and i <= last_good:
+            score = cost[i][j]
+            if score < 0 or (j < n_hyp and score > last_best + BEAM_WIDTH):
+                i += 1
+                continue
+            if current_first_good == -1:
+                current_first_good = i
+            if i < n_ref and j < n_hyp:
+                step = score + (0 if ref[i] == hyp[j] else 1)
+                cell = cost[i + 1][j + 1]  # always unset here: only (i, j) and (i+1, j) write it
+                if cell < 0 or step < cell:
+                    cost[i + 1][j + 1] = step
+                    back[i + 1][j + 1] = " " if ref[i] == hyp[j] else "S"
+                    current_best = min(current_best, step)  # the beam's reference value
+            cur_last_good = i + 1
+            if j < n_hyp and (cost[i][j + 1] < 0 or cost[i][j + 1] > score + 1):
+                cost[i][j + 1] = score + 1
+                back[i][j + 1] = "I"
+            if i < n_ref and (cost[i + 1][j] < 0 or cost[i + 1][j] > score + 1):
+                cost[i + 1][j] = score + 1
+                back[i + 1][j] = "D"
+                if i >= last_good:
+                    last_good = i + 1
+            i += 1
+    return Alignment(list(hyp), cost[n_ref][n_hyp], _trace(back, n_ref, n_hyp))
+
+
+def _trace(back: list[list[str]], i: int, j: int) -> str:
+    ops = []
+    while i > 0 or j > 0:
+        op = back[i][j]
+        ops.append(op)
+        if op in " S":
+            i, j = i - 1, j - 1
+        elif op == "D":
+            i -= 1
+        else:
+            j -= 1
+    return "".join(reversed(ops))
+
+
+def _errors(path: str, n_hyp: int, n_ref: int) -> tuple[list[bool], list[bool], list[int]]:
+    """``FindAlignErr``: hyp words in error, ref words in error, ref position -> hyp position."""
+    herr, rerr, ralign = [False] * n_hyp, [False] * n_ref, [0] * n_ref
+    hpos = rpos = -1
+    for op in path:
+        if op != "D":
+            hpos += 1
+            herr[hpos] = op != " "
+        if op != "I":
+            rpos += 1
+            rerr[rpos] = op != " "
+            ralign[rpos] = hpos
+    return herr, rerr, ralign
+
+
+# ---------------------------------------------------------------------------------- shifts
+def _ref_phrases(hyp: Sequence[str], ref: Sequence[str]) -> dict[tuple[str, ...], list[int]]:
+    """``BuildWordMatches``: every ref phrase of hyp words (up to 11) -> its start positions, ascending."""
+    hyp_words = set(hyp)
+    in_hyp = [word in hyp_words for word in ref]
+    phrases: dict[tuple[str, ...], list[int]] = {}
+    for start in range(len(ref)):
+        end = start
+        while end < len(ref) and end - start <= MAX_SHIFT_SIZE and in_hyp[end]:
+            phrases.setdefault(tuple(ref[start : end + 1]), []).append(start)
+            end += 1
+    return phrases
+
+
+def _can_move(start: int, ralign: list[int], positions: list[int]) -> bool:
+    """A shift from ``start`` can reach one of the ref positions of its first word (distance limit)."""
+    return any(
+        start != ralign[m] and ralign[m] - start <= MAX_SHIFT_DIST and start - ralign[m] - 1 <= MAX_SHIFT_DIST
+        for m in positions
+    )
+
+
+def _targets(start: int, end: int, moveto: int, ralign: list[int]) -> list[int]:
+    """New locations for hyp[start..end] matched at ref position ``moveto`` (-1 = the very front)."""
+    targets = []
+    for roff in range(-1, end - start + 1):
+        if roff == -1 and moveto == 0:
+            targets.append(-1)
+        elif start != ralign[moveto + roff] and (roff == 0 or ralign[moveto + roff] != ralign[moveto]):
+            targets.append(ralign[moveto + roff])
+    return targets
+
+
+def _candidate_shifts(cur, phrases, herr, rerr, ralign) -> list[list[tuple[int, int, int]]]:
+    """``GatherAllPossShifts``: (start, end, new location) by phrase length - 1, in tercom's order."""
+    by_size: list[list[tuple[int, int, int]]] = [[] for _ in range(MAX_SHIFT_SIZE + 1)]
+    for start in range(len(cur)):
+        if (cur[start],) not in phrases or not _can_move(start, ralign, phrases[(cur[start],)]):
+            continue
+        for end in range(start, min(len(cur), start + MAX_SHIFT_SIZE)):
+            positions = phrases.get(tuple(cur[start : end + 1]))
+            if positions is None:
+                break
+            if not any(herr[start : end + 1]):
+                continue  # a correct phrase is not moved, but a longer one may be
+            reachable = False
+            for moveto in positions:
+                ra = ralign[moveto]
+                if ra == start or start <= ra <= end or abs(ra - start) > MAX_SHIFT_DIST:
+                    continue
+                reachable = True
+                if any(rerr[moveto : moveto + end - start + 1]):
+                    by_size[end - start].extend((start, end, to) for to in _targets(start, end, moveto, ralign))
+            if not reachable:
+                break
+    return by_size
+
+
+def perform_shift(words: list[str], start: int, end: int, newloc: int) -> list[str]:
+    """``PerformShift``: move words[start..end] to just after position ``newloc`` (-1: the front)."""
+    moved = words[start : end + 1]
+    if newloc == -1:
+        return moved + words[:start] + words[end + 1 :]
+    if newloc < start:
+        return words[: newloc + 1] + moved + words[newloc + 1 : start] + words[end + 1 :]
+    if newloc > end:
+        return words[:start] + words[end + 1 : newloc + 1] + moved + words[newloc + 1 :]
+    # inside the moved phrase: it goes (newloc - start) words further right
+    after = end + (newloc - start)
+    out = words[:start] + words[end + 1 : after + 1] + moved + words[after + 1 :]
+    return out + words[len(out) :]  # (Java fills a copy of the array: any tail stays as it was)
+
+
+def _best_shift(cur_align: Alignment, ref: Sequence[str], phrases, lower_bound) -> Alignment | None:
+    """``CalcBestShift``: the alignment after the best shift, or None when no shift is accepted."""
+    cur = cur_align.words
+    herr, rerr, ralign = _errors(cur_align.path, len(cur), len(ref))
+    by_size = _candidate_shifts(cur, phrases, herr, rerr, ralign)
+    best, best_cost = cur_align, 0
+
+    def cannot_improve(max_fix: int) -> bool:  # tercom's early stop, checked before every candidate
+        fixed = cur_align.edits - (best_cost + best.edits)
+        return fixed > max_fix or (best_cost != 0 and fixed == max_fix)
+
+    for size in range(len(by_size) - 1, -1, -1):
+        max_fix = 2 * (1 + size)  # what a shift of size+1 words can gain at most
+        if cannot_improve(max_fix):
+            break
+        for start, end, newloc in by_size[size]:
+            if cannot_improve(max_fix):
+                break  # (then the next, smaller size stops too)
+            shifted = perform_shift(cur, start, end, newloc)
+            budget = best.edits + best_cost - SHIFT_COST  # accepted below budget (at it while none found)
+            bound = lower_bound(shifted)
+            if bound > budget or (bound == budget and best_cost != 0):
+                continue  # the beam distance is >= the exact one: this shift cannot be accepted
+            candidate = beam_edit_distance(shifted, ref)
+            gain = best.edits + best_cost - (candidate.edits + SHIFT_COST)
+            if gain > 0 or (best_cost == 0 and gain == 0):
+                best, best_cost = candidate, SHIFT_COST
+    return best if best_cost else None
+
+
+# ---------------------------------------------------------------------------------- TER
+def ter_edits(hyp: Sequence[str], ref: Sequence[str]) -> tuple[int, int]:
+    """(edits, reference length) of tercom's TER for one hypothesis/reference pair of tokens."""
+    if not hyp or not ref:  # TERnullstr
+        return (len(ref), len(ref)) if ref else (len(hyp), 0)
+    phrases = _ref_phrases(hyp, ref)
+    lower_bound = levenshtein_to(ref)
+    align = beam_edit_distance(hyp, ref)
+    shifts = 0
+    while (shifted := _best_shift(align, ref, phrases, lower_bound)) is not None:
+        shifts += SHIFT_COST
+        align = shifted
+    return shifts + align.edits, len(ref)
+
+
+def segment_ter(hyp: str, refs: Sequence[str]) -> tuple[int, float]:
+    """``score_all_refs``: (fewest edits over the references, average reference length)."""
+    hyp_words = tercom_words(hyp)
+    best, total_len = None, 0.0
+    for ref in refs:
+        edits, ref_len = ter_edits(hyp_words, tercom_words(ref))
+        if best is None or edits < best:
+            best = edits
+        total_len += ref_len
+    return best, total_len / len(refs)
+
+
+def corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """(total edits, total average reference length), summed in item order like TERtest."""
+    total_edits = total_words = 0.0
+    for hyp, refs in zip(hyps, refs_per_item):
+        edits, words = segment_ter(hyp, refs)
+        total_edits += edits
+        total_words += words
+    return total_edits, total_words
