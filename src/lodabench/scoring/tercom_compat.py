@@ -75,56 +75,110 @@ class Alignment(NamedTuple):
 
 # ---------------------------------------------------------------------------------- edit distance
 def beam_edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> Alignment:
-    """``MinEditDist``: tercom's beam-pruned word Levenshtein distance and its path."""
+    """``MinEditDist``: tercom's beam-pruned word Levenshtein distance and its path.
+
+    Computed as the full table (fast) whenever the beam would prune nothing, which is checked
+    column by column; otherwise by the literal beam search.
+    """
+    full = _full_edit_distance(hyp, ref)
+    return full if full is not None else _literal_beam_edit_distance(hyp, ref)
+
+
+def _full_edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> Alignment | None:
+    """The unpruned table with tercom's tie order; None if tercom's beam would prune a cell.
+
+    In cell (i, j) (i ref words, j hyp words) tercom writes the diagonal step first, then
+    replaces it only by a strictly cheaper insertion, then by a strictly cheaper deletion. Its
+    beam skips a cell of column j < len(hyp) that costs more than ``BEAM_WIDTH`` above the
+    cheapest diagonal step into column j; as long as no cell does, it computes this very table.
+    """
+    n_ref, last_j = len(ref), len(hyp)
+    columns = [list(range(n_ref + 1))]
+    for j, word in enumerate(hyp, 1):
+        prev = columns[-1]
+        new, best_diag, up = [j], _INF, j
+        for ref_word, diag, left in zip(ref, prev, prev[1:]):
+            cost = diag if ref_word == word else diag + 1
+            if cost < best_diag:
+                best_diag = cost
+            if left + 1 < cost:
+                cost = left + 1
+            if up + 1 < cost:
+                cost = up + 1
+            new.append(cost)
+            up = cost
+        if j < last_j and max(new) > best_diag + BEAM_WIDTH:
+            return None
+        columns.append(new)
+    return Alignment(list(hyp), columns[-1][n_ref], _trace_costs(columns, hyp, ref))
+
+
+def _trace_costs(columns: list[list[int]], hyp: Sequence[str], ref: Sequence[str]) -> str:
+    """The path of the full table: each cell's operation follows from the costs and the tie order."""
+    i, j, path = len(ref), len(hyp), []
+    while i > 0 or j > 0:
+        cost = columns[j][i]
+        if i > 0 and j > 0 and cost == columns[j - 1][i - 1] + (ref[i - 1] != hyp[j - 1]):
+            op = " " if ref[i - 1] == hyp[j - 1] else "S"
+        elif j > 0 and cost == columns[j - 1][i] + 1:
+            op = "I"
+        else:
+            op = "D"
+        path.append(op)
+        i, j = i - (op != "I"), j - (op != "D")
+    return "".join(reversed(path))
+
+
+def _literal_beam_edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> Alignment:
+    """``MinEditDist`` line by line (tercom's beam, its row bounds and write order)."""
     n_ref, n_hyp = len(ref), len(hyp)
-    cost = [[_UNREACHED] * (n_hyp + 1) for _ in range(n_ref + 1)]
-    back = [["0"] * (n_hyp + 1) for _ in range(n_ref + 1)]
+    cost = [[_UNREACHED] * (n_ref + 1) for _ in range(n_hyp + 2)]  # cost[j][i], column-major
+    back = [["0"] * (n_ref + 1) for _ in range(n_hyp + 2)]
     cost[0][0] = 0
     current_best, current_first_good, cur_last_good = _INF, 0, 0
     for j in range(n_hyp + 1):
         last_best, current_best = current_best, _INF
         first_good, current_first_good = current_first_good, -1
         last_good, cur_last_good = cur_last_good, -1
+        col, col_back, nxt, nxt_back = cost[j], back[j], cost[j + 1], back[j + 1]
+        inner = j < n_hyp
+        word = hyp[j] if inner else None
+        limit = last_best + BEAM_WIDTH if inner else float("inf")
         i = first_good
         while i <= n_ref and i <= last_good:
-            score = cost[i][j]
-            if score < 0 or (j < n_hyp and score > last_best + BEAM_WIDTH):
+            score = col[i]
+            if score < 0 or score > limit:
                 i += 1
                 continue
             if current_first_good == -1:
                 current_first_good = i
-            if i < n_ref and j < n_hyp:
-                step = score + (0 if ref[i] == hyp[j] else 1)
-                cell = cost[i + 1][j + 1]  # always unset here: only (i, j) and (i+1, j) write it
-                if cell < 0 or step < cell:
-                    cost[i + 1][j + 1] = step
-                    back[i + 1][j + 1] = " " if ref[i] == hyp[j] else "S"
-                    current_best = min(current_best, step)  # the beam's reference value
+            if i < n_ref and inner:
+                step = score if ref[i] == word else score + 1
+                if nxt[i + 1] < 0 or step < nxt[i + 1]:  # always unset here: only (i, j), (i+1, j) write it
+                    nxt[i + 1] = step
+                    nxt_back[i + 1] = " " if ref[i] == word else "S"
+                    if step < current_best:
+                        current_best = step  # the beam's reference value
             cur_last_good = i + 1
-            if j < n_hyp and (cost[i][j + 1] < 0 or cost[i][j + 1] > score + 1):
-                cost[i][j + 1] = score + 1
-                back[i][j + 1] = "I"
-            if i < n_ref and (cost[i + 1][j] < 0 or cost[i + 1][j] > score + 1):
-                cost[i + 1][j] = score + 1
-                back[i + 1][j] = "D"
+            if inner and (nxt[i] < 0 or nxt[i] > score + 1):
+                nxt[i] = score + 1
+                nxt_back[i] = "I"
+            if i < n_ref and (col[i + 1] < 0 or col[i + 1] > score + 1):
+                col[i + 1] = score + 1
+                col_back[i + 1] = "D"
                 if i >= last_good:
                     last_good = i + 1
             i += 1
-    return Alignment(list(hyp), cost[n_ref][n_hyp], _trace(back, n_ref, n_hyp))
+    return Alignment(list(hyp), cost[n_hyp][n_ref], _trace_back(back, n_ref, n_hyp))
 
 
-def _trace(back: list[list[str]], i: int, j: int) -> str:
-    ops = []
+def _trace_back(back: list[list[str]], i: int, j: int) -> str:
+    path = []
     while i > 0 or j > 0:
-        op = back[i][j]
-        ops.append(op)
-        if op in " S":
-            i, j = i - 1, j - 1
-        elif op == "D":
-            i -= 1
-        else:
-            j -= 1
-    return "".join(reversed(ops))
+        op = back[j][i]
+        path.append(op)
+        i, j = i - (op != "I"), j - (op != "D")
+    return "".join(reversed(path))
 
 
 def _errors(path: str, n_hyp: int, n_ref: int) -> tuple[list[bool], list[bool], list[int]]:
