@@ -174,6 +174,19 @@ def tercom_corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]
     return total_edits / total_ref_len
 
 
+def official_ter_refs(refs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``prepare_files.py``'s TER references of each item: reference0 always, then the non-empty
+    lines of reference1/2 (every line ``strip()``ped, as it writes them)."""
+    columns = official_ref_columns(refs)
+    first, others = columns[0], columns[1:]
+    return [[first[i].strip()] + [col[i].strip() for col in others if col[i] != ""] for i in range(len(refs))]
+
+
+def official_ter(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
+    """The ``run_eval_on_dart.sh`` TER step: prepare_files.py's files, then ``tercom.7.25.jar``."""
+    return tercom_corpus_ter([h.strip() for h in hyps], official_ter_refs(refs))
+
+
 # ---------------------------------------------------------------------------------------- modes
 def _score_lora(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
@@ -223,7 +236,7 @@ def _score_official(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
     meteor_refs = [group + [""] * (OFFICIAL_METEOR_REFS - len(group)) for group in per_item]
     with ThreadPoolExecutor(max_workers=1) as pool:  # METEOR's JVM overlaps the TER computation
         meteor_job = pool.submit(meteor_15, hyps, meteor_refs, OFFICIAL_METEOR_REFS)
-        ter = tercom_corpus_ter([h.strip() for h in hyps], [[r.strip() for r in group] for group in per_item])
+        ter = official_ter(hyps, refs)
         meteor = meteor_job.result()
     return {"BLEU": bleu.printed, "METEOR": meteor, "TER": ter}
 

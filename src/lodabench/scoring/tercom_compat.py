@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Sequence
 
+from lodabench.errors import ScoringError
 from lodabench.scoring.pyter_compat import levenshtein_to
 
 BEAM_WIDTH = 20  # TERpara: beam_width = 20 (-b)
@@ -49,6 +50,7 @@ _UNREACHED = -1
 _INF = 999999  # TERcalc.INF
 
 _JAVA_WS = re.compile(r"[ \t\n\x0b\f\r]+")  # Java's \s: ASCII whitespace only
+_TRANS_UNREADABLE = re.compile("[\x85\u2028\u2029]")  # line terminators for Java's "." (not \n, \r)
 
 
 def _java_trim(text: str) -> str:
@@ -326,11 +328,28 @@ def segment_ter(hyp: str, refs: Sequence[str]) -> tuple[int, float]:
     return best, total_len / len(refs)
 
 
+def _readable(text: str) -> bool:
+    """tercom's trans-format line pattern uses ``.``, which stops at U+0085/U+2028/U+2029."""
+    return _TRANS_UNREADABLE.search(text) is None
+
+
 def corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> tuple[float, float]:
-    """(total edits, total average reference length), summed in item order like TERtest."""
+    """(total edits, total average reference length), summed in item order like TERtest.
+
+    A line tercom cannot read (it prints "Warning, Invalid line") is left out as it leaves it out:
+    such a hypothesis is not scored at all, such a reference is not one of the item's references.
+    """
     total_edits = total_words = 0.0
-    for hyp, refs in zip(hyps, refs_per_item):
-        edits, words = segment_ter(hyp, refs)
+    for i, (hyp, refs) in enumerate(zip(hyps, refs_per_item)):
+        if not _readable(hyp):
+            continue
+        readable = [ref for ref in refs if _readable(ref)]
+        if not readable:
+            raise ScoringError(
+                f"TER: every reference of item {i + 1} contains U+0085, U+2028 or U+2029, which tercom "
+                "cannot read (it stops with 'No reference for segment'); replace those characters."
+            )
+        edits, words = segment_ter(hyp, readable)
         total_edits += edits
         total_words += words
     return total_edits, total_words
