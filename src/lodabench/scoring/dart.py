@@ -22,9 +22,16 @@
   in the closest-length choice);
 * ``METEOR``: METEOR 1.5 ``-l en -norm -r 8`` on the raw text; each item's references are its
   non-empty ones, then empty lines up to 8 (``prepare_files.py``);
-* ``TER``: tercom 7.25 defaults (lowercased, punctuation kept, whitespace tokens, beam 20, shift
-  distance 50) through sacrebleu's tercom port; per item the fewest edits over its non-empty
-  references and their average length; corpus TER = total edits / total average reference length.
+* ``TER``: ``java -jar tercom.7.25.jar -h ... -r ...`` on prepare_files.py's trans files (each line
+  ``strip()``ped, `` (id<i>)`` appended; references: reference0 always, then the non-empty lines of
+  reference1/2). tercom's defaults: no ``-N`` normalisation, lowercased (no ``-s``), punctuation
+  kept (no ``-P``), Java-``trim()``med text split on ASCII whitespace, beam 20, shifts of at most
+  10 words over at most 50 positions. Per item the fewest edits (shifts + word edits) over its
+  references, divided by their *average* length; corpus TER = total edits / total of those
+  averages. ``tercom_compat`` re-implements tercom's search step by step (sacrebleu's TER port,
+  used before, finds fewer edits on some long segments: 0.44677 instead of tercom's 0.44696 on
+  the DART repository's BART-large test output); it equals the jar's printed ``Total TER`` to
+  the last digit on that output and on the long cases of tests/golden/dart_ter_long/.
 
 METEOR runs the original CMU METEOR 1.5 jar (byte-identical to the one in both scorer repos), which
 pycocoevalcap ships as ``spice/lib/Meteor-1.5.jar`` together with the English paraphrase table
