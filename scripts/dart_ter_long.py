@@ -11,6 +11,10 @@ Scoring them needs the Yale-LILY/dart repository's ``evaluation/`` folder (its
     python scripts/dart_ter_long.py score --dart-evaluation /path/to/dart/evaluation \\
         [--data-root ../shared/data] [--out tests/golden/dart_ter_long] [--cases firstref ...]
 
+One more case, ``bart_large_dart``, is read from that folder instead of built: the repository's
+example system output (``example/bart-large_dart.txt``) against its own reference files
+(``dart_reference/all-delex-reference{0,1,2}.lex``), i.e. ``run_eval_on_dart.sh`` as shipped.
+
 For each case this writes ``hyp.txt`` and ``reference{0,1,2}.lex`` (line i: reference k of item i,
 or an empty line) to a temporary folder and runs, there, what ``run_eval_on_dart.sh`` runs for TER::
 
@@ -149,10 +153,32 @@ CASES: dict[str, Callable[[int, list[str]], Item]] = {
 }
 
 
+# Cases read from the DART repository itself (never copied here): its example system output
+# against its own reference files, the run_eval_on_dart.sh defaults.
+EXTERNAL = {
+    "bart_large_dart": (
+        "example/bart-large_dart.txt",
+        [f"dart_reference/all-delex-reference{k}.lex" for k in range(NUM_REF_FILES)],
+    ),
+}
+
+
 def build_case(name: str, groups: list[list[str]]) -> tuple[list[str], list[list[str]]]:
     """(hypotheses, reference groups) of case ``name``."""
     items = [CASES[name](i, group) for i, group in enumerate(groups)]
     return [hyp for hyp, _ in items], [refs for _, refs in items]
+
+
+def _lines(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as f:  # line splitting as prepare_files.py's ``for line in f``
+        return [line.rstrip("\n") for line in f]
+
+
+def read_external_case(name: str, evaluation: Path) -> tuple[list[str], list[list[str]]]:
+    """(hypotheses, reference groups) of an ``EXTERNAL`` case; a group keeps its empty lines."""
+    hyp_file, ref_files = EXTERNAL[name]
+    columns = [_lines(evaluation / f) for f in ref_files]
+    return _lines(evaluation / hyp_file), [list(group) for group in zip(*columns)]
 
 
 def reference_files(refs: list[list[str]]) -> list[str]:
@@ -219,13 +245,18 @@ def write_case(out: Path, name: str, hyps, refs, result: dict, data_root: Path) 
     case_dir = out / name
     case_dir.mkdir(parents=True, exist_ok=True)
     (case_dir / "segments.txt").write_text("".join(s + "\n" for s in result.pop("segments")), encoding="utf-8")
-    data = data_root / TEST_JSON
+    if name in EXTERNAL:
+        rule = "read from the DART repository's evaluation/ folder (not stored here)"
+        data = {"files": [EXTERNAL[name][0], *EXTERNAL[name][1]]}
+    else:
+        rule = " ".join((CASES[name].__doc__ or "").split())
+        data = {"file": str(TEST_JSON), "sha256": hashlib.sha256((data_root / TEST_JSON).read_bytes()).hexdigest()}
     scores = {
         "case": name,
-        "rule": " ".join((CASES[name].__doc__ or "").split()),
+        "rule": rule,
         "n_items": len(hyps),
         "inputs_sha256": input_digest(hyps, refs),
-        "data": {"file": str(TEST_JSON), "sha256": hashlib.sha256(data.read_bytes()).hexdigest()},
+        "data": data,
         "scorer": "Yale-LILY/dart@bb644b12ec1d0264f96a31145534b9a94f6ff5f5 evaluation/: prepare_files.py, "
         "tercom-0.7.25/tercom.7.25.jar (default options)",
         "java": java_version() + "; LC_ALL=C.UTF-8",
@@ -240,11 +271,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dart-evaluation", type=Path, required=True, help="Yale-LILY/dart evaluation/ folder")
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", default=[*CASES, *EXTERNAL], choices=[*CASES, *EXTERNAL])
     args = parser.parse_args(argv)
     groups = load_reference_groups(args.data_root)
     for name in args.cases:
-        hyps, refs = build_case(name, groups)
+        if name in EXTERNAL:
+            hyps, refs = read_external_case(name, args.dart_evaluation)
+        else:
+            hyps, refs = build_case(name, groups)
         with tempfile.TemporaryDirectory(prefix=f"dart_ter_{name}_") as tmp:
             result = score_with_tercom(hyps, refs, args.dart_evaluation.resolve(), Path(tmp))
         write_case(args.out, name, hyps, refs, result, args.data_root)

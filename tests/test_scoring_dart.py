@@ -7,14 +7,16 @@ the printed BLEU exactly and METEOR/TER within 1e-6. The 3-item case runs by def
 
 ``official`` TER is also checked against tercom 7.25 itself on the long cases of
 tests/golden/dart_ter_long/ (5,097 DART test items each, rebuilt from ../shared by
-scripts/dart_ter_long.py): every 10th segment's edits and average reference length by default, the
-whole corpus TER (the exact double tercom printed) in the slow tests.
+scripts/dart_ter_long.py; ``bart_large_dart`` needs LODABENCH_DART_EVALUATION): every 10th
+segment's edits and average reference length by default, the whole corpus TER (the exact double
+tercom printed) in the slow tests.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 from pathlib import Path
 
@@ -271,6 +273,15 @@ def _long_case_generator():
     return module
 
 
+def _dart_evaluation_dir() -> Path:
+    """The Yale-LILY/dart ``evaluation/`` folder for the cases read from it (never part of ../shared)."""
+    value = os.environ.get("LODABENCH_DART_EVALUATION")
+    if not value or not Path(value).is_dir():
+        pytest.skip("set LODABENCH_DART_EVALUATION=<Yale-LILY/dart checkout>/evaluation to run the cases "
+                    "read from the DART repository (its BART-large output)")
+    return Path(value)
+
+
 @pytest.fixture(scope="module")
 def long_case(data_root: Path):
     """(hypotheses, reference groups, stored tercom results) of a long case, rebuilt from ../shared."""
@@ -279,7 +290,10 @@ def long_case(data_root: Path):
 
     def build(name: str):
         expected = json.loads((LONG_DIR / name / "scores.json").read_text(encoding="utf-8"))
-        hyps, refs = generator.build_case(name, groups)
+        if name in generator.EXTERNAL:
+            hyps, refs = generator.read_external_case(name, _dart_evaluation_dir())
+        else:
+            hyps, refs = generator.build_case(name, groups)
         assert generator.input_digest(hyps, refs) == expected["inputs_sha256"], (
             f"{name}: the rebuilt outputs differ from the ones tercom scored (rule or data changed); "
             "rerun scripts/dart_ter_long.py score"
