@@ -218,8 +218,9 @@ def test_tercom_empty_strings_and_control_characters():
 
 
 def test_tercom_unreadable_lines_are_left_out_like_tercom():
-    # tercom's line pattern stops at U+2028: that output is not scored, that reference not used
-    # (checked with tercom.7.25.jar: "Warning, Invalid line", the item is missing from its output)
+    # tercom's line pattern stops at U+2028: that output is not scored, that reference not used.
+    # tercom.7.25.jar on these inputs: "Warning, Invalid line" then "Total TER: 0.3333333333333333
+    # (1.0/3.0)", "Total TER: 0.5 (2.0/4.0)", and "***ERROR*** No reference for segment id0"
     assert dart.tercom_corpus_ter(["a b\u2028c", "x y"], [["a b c"], ["x y z"]]) == 1 / 3
     assert dart.tercom_corpus_ter(["x y"], [["x y\u2029z", "x y w v"]]) == 2 / 4
     with pytest.raises(ScoringError, match="item 1 .* U\\+0085"):
