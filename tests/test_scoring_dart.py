@@ -4,18 +4,27 @@ Every ``dart_*`` golden case is discovered at collection time and scored in both
 mode must give the printed BLEU exactly and BLEU_NLTK/METEOR/TER within 1e-6, ``official`` mode
 the printed BLEU exactly and METEOR/TER within 1e-6. The 3-item case runs by default; the
 2,721-item dev cases take minutes on 2 CPUs and are marked slow.
+
+``official`` TER is also checked against tercom 7.25 itself on the long cases of
+tests/golden/dart_ter_long/ (5,097 DART test items each, rebuilt from ../shared by
+scripts/dart_ter_long.py; ``bart_large_dart`` needs LODABENCH_DART_EVALUATION): every 10th
+segment's edits and average reference length by default, the whole corpus TER (the exact double
+tercom printed) in the slow tests.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import random
 from pathlib import Path
 
 import pytest
 
 from lodabench.errors import ScoringError
 from lodabench.paths import shared_dir
-from lodabench.scoring import dart
+from lodabench.scoring import dart, tercom_compat
 from lodabench.scoring.java import java_executable
 from lodabench.scoring.multibleu import detok_tokenize, multi_bleu, multi_bleu_detok
 from lodabench.scoring.nltk_compat import word_tokenize_35
@@ -196,3 +205,125 @@ def test_tercom_ter_is_case_insensitive_and_splits_on_ascii_space_only():
     # fewest edits over the references, divided by their average length
     assert dart.tercom_corpus_ter(["a b c"], [["a b c", "x y z w v"]]) == 0.0
     assert dart.tercom_corpus_ter(["a b"], [["a b c", "a b c d e"]]) == pytest.approx(1 / 4)
+
+
+def test_tercom_empty_strings_and_control_characters():
+    # TERnullstr: an empty output costs the reference length; an empty reference has length 0
+    assert tercom_compat.segment_ter("", ["a b c"]) == (3, 3.0)
+    assert tercom_compat.segment_ter("a b", ["", "a b"]) == (0, 1.0)
+    # Java's trim() drops control characters at the ends; tab / vertical tab / form feed split words
+    assert tercom_compat.tercom_words("\x01The\tCat\x0bsat\x0c\x02") == ["the", "cat", "sat"]
+    # \u0130 lowercases to i + combining dot in Java and Python alike
+    assert tercom_compat.tercom_words("\u0130stanbul") == ["i\u0307stanbul"]
+
+
+def test_tercom_unreadable_lines_are_left_out_like_tercom():
+    # tercom's line pattern stops at U+2028: that output is not scored, that reference not used.
+    # tercom.7.25.jar on these inputs: "Warning, Invalid line" then "Total TER: 0.3333333333333333
+    # (1.0/3.0)", "Total TER: 0.5 (2.0/4.0)", and "***ERROR*** No reference for segment id0"
+    assert dart.tercom_corpus_ter(["a b\u2028c", "x y"], [["a b c"], ["x y z"]]) == 1 / 3
+    assert dart.tercom_corpus_ter(["x y"], [["x y\u2029z", "x y w v"]]) == 2 / 4
+    with pytest.raises(ScoringError, match="item 1 .* U\\+0085"):
+        dart.tercom_corpus_ter(["x"], [["x\x85y"]])
+
+
+def test_tercom_full_table_equals_literal_beam_search():
+    # the fast path (full table, tie order replayed) must give tercom's beam result and path
+    # whenever it claims the beam prunes nothing; long, unequal pairs make the beam prune
+    rng = random.Random(3)
+    pruned = 0
+    for k in range(3000):
+        vocab = "a b c d e f".split()[: rng.randint(2, 6)]
+        hyp = [rng.choice(vocab) for _ in range(rng.randint(1, 60 if k % 4 == 0 else 12))]
+        ref = [rng.choice(vocab) for _ in range(rng.randint(1, 60 if k % 5 == 0 else 12))]
+        full = tercom_compat._full_edit_distance(hyp, ref)
+        literal = tercom_compat._literal_beam_edit_distance(hyp, ref)
+        if full is None:
+            pruned += 1
+        else:
+            assert full == literal, (hyp, ref)
+    assert pruned > 0
+
+
+def test_tercom_shift_search_is_not_sacrebleus():
+    # tercom.7.25.jar -h h.txt -r r.txt on this pair printed "Total TER: 0.6896551724137931
+    # (20.0/29.0)"; sacrebleu's lib_ter (our TER before) finds a cheaper shift sequence: 17 edits
+    from sacrebleu.metrics.lib_ter import translation_edit_rate
+
+    hyp = ("the wharf is a moderately priced thai restaurant in the city centre near blue door . "
+           "it has a customer rating of 3 out of 5 .")
+    ref = ("A moderate price with a customer rating 3 out of 5, The Wharf is an Thai restaurant near "
+           "Blue Door in the center of the city for the kids.")
+    assert tercom_compat.segment_ter(hyp, [ref]) == (20, 29.0)
+    assert dart.tercom_corpus_ter([hyp], [[ref]]) == 0.6896551724137931
+    words = tercom_compat.tercom_words
+    assert translation_edit_rate(words(hyp), words(ref)) == (17, 29)
+
+
+# ------------------------------------------------------------------------------ TER = tercom on long cases
+LONG_DIR = Path(__file__).resolve().parent / "golden" / "dart_ter_long"
+LONG_CASES = sorted(p.name for p in LONG_DIR.iterdir() if (p / "scores.json").is_file())
+SAMPLE_EVERY = 10
+
+
+def _long_case_generator():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "dart_ter_long.py"
+    spec = importlib.util.spec_from_file_location("dart_ter_long", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dart_evaluation_dir() -> Path:
+    """The Yale-LILY/dart ``evaluation/`` folder for the cases read from it (never part of ../shared)."""
+    value = os.environ.get("LODABENCH_DART_EVALUATION")
+    if not value or not Path(value).is_dir():
+        pytest.skip("set LODABENCH_DART_EVALUATION=<Yale-LILY/dart checkout>/evaluation to run the cases "
+                    "read from the DART repository (its BART-large output)")
+    return Path(value)
+
+
+@pytest.fixture(scope="module")
+def long_case(data_root: Path):
+    """(hypotheses, reference groups, stored tercom results) of a long case, rebuilt from ../shared."""
+    generator = _long_case_generator()
+    groups = generator.load_reference_groups(data_root)
+
+    def build(name: str):
+        expected = json.loads((LONG_DIR / name / "scores.json").read_text(encoding="utf-8"))
+        if name in generator.EXTERNAL:
+            hyps, refs = generator.read_external_case(name, _dart_evaluation_dir())
+        else:
+            hyps, refs = generator.build_case(name, groups)
+        assert generator.input_digest(hyps, refs) == expected["inputs_sha256"], (
+            f"{name}: the rebuilt outputs differ from the ones tercom scored (rule or data changed); "
+            "rerun scripts/dart_ter_long.py score"
+        )
+        segments = {}
+        for line in (LONG_DIR / name / "segments.txt").read_text(encoding="utf-8").splitlines():
+            item, edits, words = line.split()
+            segments[int(item)] = (float(edits), float(words))
+        return hyps, refs, expected, segments
+
+    return build
+
+
+@pytest.mark.parametrize("name", LONG_CASES)
+def test_tercom_long_case_segments(long_case, name):
+    hyps, refs, _, segments = long_case(name)
+    ter_refs = dart.official_ter_refs(refs)
+    for i in range(0, len(hyps), SAMPLE_EVERY):
+        hyp = hyps[i].strip()
+        if i not in segments:  # tercom could not read this output (U+2028), nor do we score it
+            assert dart.tercom_corpus_ter([hyp, "a"], [ter_refs[i], ["a"]]) == 0.0
+            continue
+        got = tercom_compat.segment_ter(hyp, ter_refs[i])
+        assert got == segments[i], f"{name} item {i}: ours {got}, tercom {segments[i]} for {hyp!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LONG_CASES)
+def test_tercom_long_case_total(long_case, name):
+    hyps, refs, expected, _ = long_case(name)
+    # the double tercom printed, to the last digit
+    assert dart.official_ter(hyps, refs) == expected["TER"], expected["printed"]

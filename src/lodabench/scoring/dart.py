@@ -22,9 +22,17 @@
   in the closest-length choice);
 * ``METEOR``: METEOR 1.5 ``-l en -norm -r 8`` on the raw text; each item's references are its
   non-empty ones, then empty lines up to 8 (``prepare_files.py``);
-* ``TER``: tercom 7.25 defaults (lowercased, punctuation kept, whitespace tokens, beam 20, shift
-  distance 50) through sacrebleu's tercom port; per item the fewest edits over its non-empty
-  references and their average length; corpus TER = total edits / total average reference length.
+* ``TER``: ``java -jar tercom.7.25.jar -h ... -r ...`` on prepare_files.py's trans files (each line
+  ``strip()``ped, `` (id<i>)`` appended; references: reference0 always, then the non-empty lines of
+  reference1/2). tercom's defaults: no ``-N`` normalisation, lowercased (no ``-s``), punctuation
+  kept (no ``-P``), Java-``trim()``med text split on ASCII whitespace, beam 20, shifts of at most
+  10 words over at most 50 positions. Per item the fewest edits (shifts + word edits) over its
+  references, divided by their *average* length; corpus TER = total edits / total of those
+  averages. ``tercom_compat`` re-implements tercom's search step by step (sacrebleu's TER port,
+  used before, counts other edits on some segments: 0.44677 instead of tercom's 0.44696 on the
+  DART repository's BART-large test output, 28 of 5,097 segments); it equals the jar's printed
+  ``Total TER`` to the last digit, and every segment, on that output and on the long cases of
+  tests/golden/dart_ter_long/.
 
 METEOR runs the original CMU METEOR 1.5 jar (byte-identical to the one in both scorer repos), which
 pycocoevalcap ships as ``spice/lib/Meteor-1.5.jar`` together with the English paraphrase table
@@ -48,6 +56,7 @@ from typing import Sequence
 from lodabench.errors import ScoringError
 from lodabench.scoring.java import java_executable
 from lodabench.scoring.multibleu import multi_bleu, multi_bleu_detok
+from lodabench.scoring import tercom_compat
 from lodabench.scoring.pyter_compat import ter as pyter_ter
 
 MODES = ("lora", "official")
@@ -165,28 +174,25 @@ def _pyter_min_ter(hyp_tok: str, refs_tok: Sequence[str], cache: dict) -> float:
     return best
 
 
-_JAVA_WS = re.compile(r"[ \t\n\x0b\f\r]+")  # tercom splits on Java's ASCII \s, not Unicode spaces
-
-
 def tercom_corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> float:
-    """tercom 7.25 default corpus TER (case-insensitive, punctuation kept) via sacrebleu's port."""
-    from sacrebleu.metrics.lib_ter import translation_edit_rate
-
-    total_edits = 0.0
-    total_ref_len = 0.0
-    for hyp, group in zip(hyps, refs_per_item):
-        hyp_words = [w for w in _JAVA_WS.split(hyp.lower()) if w]
-        best, ref_len_sum = math.inf, 0.0
-        for ref in group:
-            ref_words = [w for w in _JAVA_WS.split(ref.lower()) if w]
-            edits, ref_len = translation_edit_rate(hyp_words, ref_words)
-            best = min(best, edits)
-            ref_len_sum += ref_len
-        total_edits += best
-        total_ref_len += ref_len_sum / len(group)
+    """tercom 7.25's printed ``Total TER`` (default options) for these segments; see ``tercom_compat``."""
+    total_edits, total_ref_len = tercom_compat.corpus_ter(hyps, refs_per_item)
     if total_ref_len == 0:
         raise ScoringError("TER: all references are empty (total reference length 0).")
     return total_edits / total_ref_len
+
+
+def official_ter_refs(refs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``prepare_files.py``'s TER references of each item: reference0 always, then the non-empty
+    lines of reference1/2 (every line ``strip()``ped, as it writes them)."""
+    columns = official_ref_columns(refs)
+    first, others = columns[0], columns[1:]
+    return [[first[i].strip()] + [col[i].strip() for col in others if col[i] != ""] for i in range(len(refs))]
+
+
+def official_ter(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
+    """The ``run_eval_on_dart.sh`` TER step: prepare_files.py's files, then ``tercom.7.25.jar``."""
+    return tercom_corpus_ter([h.strip() for h in hyps], official_ter_refs(refs))
 
 
 # ---------------------------------------------------------------------------------------- modes
@@ -238,7 +244,7 @@ def _score_official(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
     meteor_refs = [group + [""] * (OFFICIAL_METEOR_REFS - len(group)) for group in per_item]
     with ThreadPoolExecutor(max_workers=1) as pool:  # METEOR's JVM overlaps the TER computation
         meteor_job = pool.submit(meteor_15, hyps, meteor_refs, OFFICIAL_METEOR_REFS)
-        ter = tercom_corpus_ter([h.strip() for h in hyps], [[r.strip() for r in group] for group in per_item])
+        ter = official_ter(hyps, refs)
         meteor = meteor_job.result()
     return {"BLEU": bleu.printed, "METEOR": meteor, "TER": ter}
 

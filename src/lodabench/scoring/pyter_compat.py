@@ -16,7 +16,7 @@ Myers/Hyyrö on word ids, which returns the same integer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def _levenshtein(text: Sequence[int], peq: dict[int, int], m: int) -> int:
@@ -43,6 +43,21 @@ def _levenshtein(text: Sequence[int], peq: dict[int, int], m: int) -> int:
     return score
 
 
+def levenshtein_to(ref_words: Sequence[str]) -> Callable[[Sequence[str]], int]:
+    """``distance(words)``: the exact word-level Levenshtein distance from ``words`` to ``ref_words``."""
+    vocab: dict[str, int] = {}
+    peq: dict[int, int] = {}
+    for pos, word in enumerate(ref_words):
+        wid = vocab.setdefault(word, len(vocab))
+        peq[wid] = peq.get(wid, 0) | (1 << pos)
+    m = len(ref_words)
+
+    def distance(words: Sequence[str]) -> int:
+        return _levenshtein([vocab.get(w, -1) for w in words], peq, m)
+
+    return distance
+
+
 def _find_pairs(hyp: list[str], ref: list[str]):
     """pyter's ``_findpairs``: (hyp start, ref start, length of the common run)."""
     for i1 in range(len(hyp)):
@@ -58,16 +73,7 @@ def _find_pairs(hyp: list[str], ref: list[str]):
 def ter(hyp_words: Sequence[str], ref_words: Sequence[str]) -> float:
     """Same value as ``pyter.ter(hyp_words, ref_words)`` (ZeroDivisionError for an empty reference)."""
     hyp, ref = list(hyp_words), list(ref_words)
-    vocab: dict[str, int] = {}
-    ref_ids = [vocab.setdefault(w, len(vocab)) for w in ref]
-    peq: dict[int, int] = {}
-    for pos, wid in enumerate(ref_ids):
-        peq[wid] = peq.get(wid, 0) | (1 << pos)
-    m = len(ref)
-
-    def distance(words: list[str]) -> int:
-        return _levenshtein([vocab.get(w, -1) for w in words], peq, m)
-
+    distance = levenshtein_to(ref)
     shifts = 0
     while True:
         before = distance(hyp)
