@@ -76,11 +76,11 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
     taken = _SPECS.get(spec.name)
     if taken is not None and taken is not spec and not replace:
         raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
-                          f"{taken.apply.__module__}; {spec.apply.__module__} registers it again. Fix: "
+                          f"{taken.config_cls.__module__}; {spec.config_cls.__module__} registers it again. Fix: "
                           "give the new method another name, or pass replace=True to override it on purpose")
     _SPECS[spec.name] = spec
     if replace or spec.name not in REGISTRY:
-        REGISTRY[spec.name] = spec.apply.__module__
+        REGISTRY[spec.name] = spec.config_cls.__module__  # where the method is defined (apply may be reused)
     return spec
 
 
