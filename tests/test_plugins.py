@@ -183,6 +183,14 @@ def test_env_var_plugin_composes_method_config():
     assert "name: rslora" in proc.stdout and "r: 8" in proc.stdout and "alpha: 32.0" in proc.stdout
 
 
+def test_missing_plugin_module_stops_the_cli_with_one_line():
+    proc = subprocess.run([PYTHON, "-m", "lodabench", "--cfg", "job"], cwd=REPO_ROOT,
+                          env=_env(PYTHONPATH=str(REPO_ROOT / "src"), LODABENCH_PLUGINS="lodabench_no_such_plugin"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("lodabench: error: plugin module 'lodabench_no_such_plugin' (from LODABENCH_PLUGINS=")
+
+
 def test_missing_plugin_module_names_the_env_var():
     code = "import lodabench; lodabench.load_plugins()"
     proc = subprocess.run([PYTHON, "-c", code], env=_env(PYTHONPATH=str(REPO_ROOT / "src"),

@@ -11,7 +11,7 @@ A plugin is a Python module that, when imported, calls
   harness and pytest find theirs): ``[project.entry-points."lodabench.plugins"] x = "pkg.module"``;
 - the environment variable ``LODABENCH_PLUGINS=mod1,mod2`` (modules importable from PYTHONPATH).
 
-``python -m lodabench`` calls it before Hydra composes the config (entry.main), so
+``python -m lodabench`` calls it (load_plugins_or_exit) before Hydra composes the config (entry.main), so
 ``method=<name>`` finds the plugin's config; ``methods.get_spec`` calls it before reporting an
 unknown name, so library use (``lodabench.apply_method(model, "<name>")``) needs no call either.
 Only modules the environment names are imported: nothing in a config selects code to run.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,15 @@ def load_plugins() -> dict[str, str]:
             _import_plugin(module_name, source)
             _loaded[module_name] = source
     return dict(_loaded)
+
+
+def load_plugins_or_exit() -> None:
+    """load_plugins() for the command line: a broken plugin is one clear line and exit status 2."""
+    try:
+        load_plugins()
+    except ConfigError as exc:
+        print(f"lodabench: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _plugin_modules() -> list[tuple[str, str]]:
@@ -81,4 +91,4 @@ def register_method_config(name: str, config: str | os.PathLike | Mapping[str, A
     ConfigStore.instance().store(group="method", name=name, node=node)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "register_method_config"]
+__all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "load_plugins_or_exit", "register_method_config"]
