@@ -1,7 +1,7 @@
 """rsLoRA (Kalajdzievski 2023, arXiv:2312.03732) as a lodabench plugin: one file, no change to lodabench.
 
 rsLoRA is LoRA with the rank-stabilised scaling factor gamma_r = alpha / sqrt(r) instead of
-LoRA's alpha / r (the paper's Theorem 3.2: only gamma_r in Theta(1/sqrt(r)) keeps the adapter's
+LoRA's alpha / r (the paper's Sec. 3: only gamma_r in Theta(1/sqrt(r)) keeps the adapter's
 activations and gradients stable as r grows). Everything else is LoRA's: A, B, init, targets,
 and the merge (the update is still linear in the weights). PEFT has the same as
 ``LoraConfig(use_rslora=True)``.
