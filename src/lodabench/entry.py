@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lodabench.errors import LodabenchError
 from lodabench.paths import CONF_DIR
+from lodabench.plugins import load_plugins_or_exit
 
 log = logging.getLogger("lodabench")
 
@@ -159,6 +160,7 @@ def _precheck_seed(argv: list[str]) -> None:
 
 
 def main() -> None:
+    load_plugins_or_exit()  # plugin methods and their method/<name> configs exist before Hydra composes
     argv = sys.argv[1:]
     _precheck_results_dir(argv)
     _precheck_seed(argv)

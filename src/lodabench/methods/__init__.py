@@ -11,7 +11,9 @@
 
 ``REGISTRY`` maps each config name to the module that defines it; modules are imported lazily
 (``get_spec``), so a module that does not exist yet only breaks its own names. Every module
-exposes ``SPECS: list[MethodSpec]`` (see base.py). Checkpoint files (safetensors + metadata) and
+exposes ``SPECS: list[MethodSpec]`` (see base.py), and each spec enters the registry through
+``register_method(spec)``: the built-in modules' specs when get_spec first imports them, a
+plugin's when its module is imported (``lodabench.plugins``: entry points / LODABENCH_PLUGINS). Checkpoint files (safetensors + metadata) and
 the PEFT export live in ``lodabench.methods.checkpoint``.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +52,80 @@ REGISTRY: dict[str, str] = {
     "prompt": "lodabench.methods.prompt",
 }
 
+_BUILTIN = dict(REGISTRY)
+
+# Specs registered so far (register_method); a built-in name enters on first get_spec.
+_SPECS: dict[str, MethodSpec] = {}
+
 # Attribute set on the model returned by apply_method: {"name": ..., "config": {...}}.
 METHOD_ATTR = "lodabench_method"
 
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
+    """Make ``spec`` a method: ``method=<spec.name>`` on the command line, ``apply_method`` in code.
+
+    The one way in, for the built-in methods and for plugins alike. The spec is checked here so a
+    broken plugin fails at registration, naming the spec, not in the middle of a run: the name
+    is a lowercase identifier (it is a config file name and a run-directory part), the config is
+    a dataclass whose ``name`` field defaults to that name (method_config dispatches on it) and
+    ``apply`` is callable. Registering another spec under a taken name needs ``replace=True``.
+    """
+    _check_spec(spec)
+    taken = _SPECS.get(spec.name)
+    if taken is not None and taken is not spec and not replace:
+        raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
+                          f"{taken.config_cls.__module__}; {spec.config_cls.__module__} registers it again. Fix: "
+                          "give the new method another name, or pass replace=True to override it on purpose")
+    _SPECS[spec.name] = spec
+    if replace or spec.name not in REGISTRY:
+        REGISTRY[spec.name] = spec.config_cls.__module__  # where the method is defined (apply may be reused)
+    return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method registered by ``register_method`` (tests, interactive sessions)."""
+    _SPECS.pop(name, None)
+    if name in _BUILTIN:  # a replaced built-in comes back (its module re-registers it on get_spec)
+        REGISTRY[name] = _BUILTIN[name]
+    else:
+        REGISTRY.pop(name, None)
+
+
+def _check_spec(spec: Any) -> None:
+    where = f"register_method({getattr(spec, 'name', spec)!r})"
+    if not isinstance(spec, MethodSpec):
+        raise ConfigError(f"{where}: expected a lodabench.MethodSpec, got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        raise ConfigError(f"{where}: the name must match [a-z][a-z0-9_]* (it names conf/method/<name>.yaml)")
+    if not (isinstance(spec.config_cls, type) and dataclasses.is_dataclass(spec.config_cls)):
+        raise ConfigError(f"{where}: config_cls must be a dataclass (see methods/common.py LoRAStyleConfig)")
+    name_field = {f.name: f for f in dataclasses.fields(spec.config_cls)}.get("name")
+    if name_field is None or name_field.default != spec.name:
+        raise ConfigError(f"{where}: {spec.config_cls.__name__} needs a field `name` with default "
+                          f"{spec.name!r} (method_config dispatches on it)")
+    if not callable(spec.apply) or (spec.merge is not None and not callable(spec.merge)):
+        raise ConfigError(f"{where}: apply (and merge, when given) must be callables")
+
+
+def method_names() -> list[str]:
+    """Every method name: the built-ins and the registered plugins'."""
+    return list(REGISTRY)
+
 
 def get_spec(name: str) -> MethodSpec:
+    if name in _SPECS:
+        return _SPECS[name]
     if name not in REGISTRY:
-        raise ConfigError(f"method={name!r} is not a known method. Valid names: {', '.join(REGISTRY)}")
+        from lodabench.plugins import load_plugins
+
+        load_plugins()  # a plugin may define it (library use: no CLI loaded the plugins yet)
+    if name in _SPECS:
+        return _SPECS[name]
+    if name not in REGISTRY:
+        raise ConfigError(f"method={name!r} is not a known method. Valid names: {', '.join(REGISTRY)}. "
+                          "A method of your own: see docs/extending.md")
     module_path = REGISTRY[name]
     try:
         module = importlib.import_module(module_path)
@@ -68,7 +138,7 @@ def get_spec(name: str) -> MethodSpec:
         ) from exc
     for spec in getattr(module, "SPECS", []):
         if spec.name == name:
-            return spec
+            return register_method(spec)
     raise ConfigError(f"method={name!r}: {module_path} defines no MethodSpec of that name in SPECS")
 
 
@@ -292,6 +362,9 @@ def count_parameters(model: nn.Module) -> dict[str, Any]:
 __all__ = [
     "REGISTRY",
     "MethodSpec",
+    "register_method",
+    "unregister_method",
+    "method_names",
     "get_spec",
     "method_config",
     "apply_method",
