@@ -92,7 +92,7 @@ sweep-e2e-table1: install ## LoDA Table 1 grid (E2E): every row x seeds 110,111,
 sweep-dart-table2: install ## LoDA Table 2 grid (DART)
 	$(PY) -m lodabench -m +sweep=dart_table2 $(ARGS)
 
-sweep-list: install ## print the jobs of a sweep preset without running them: make sweep-list SWEEP=e2e_table1
+sweep-list: install ## jobs of a sweep preset (SWEEP=e2e_table1), or the trials of Optuna searches (SWEEP=optuna)
 	$(PY) scripts/sweep_list.py $(or $(SWEEP),e2e_table1) --status $(ARGS)
 
 bench: install ## benchmark suite (not part of make test): records under results/bench/ (docs/benchmarks.md)

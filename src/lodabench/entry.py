@@ -159,11 +159,44 @@ def _precheck_seed(argv: list[str]) -> None:
             raise SystemExit(2)
 
 
+def _with_search_space(argv: list[str]) -> list[str]:
+    """``hydra/sweeper=optuna``: add the composed config's ``search.space`` (e.g. trainer.lr's range)
+    as sweep overrides, and its trials, direction and a seeded sampler, unless the command sets them.
+
+    Why here and not in the overlay's ``hydra.sweeper.params``: Hydra's basic sweeper rejects
+    interval() ranges, so an overlay carrying them could no longer be swept over seeds. The sampler
+    is seeded with ``seed`` so a re-launch proposes the same trials, which then skip as complete.
+    """
+    if "hydra/sweeper=optuna" not in argv:
+        return argv
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    plain = [a for a in argv if not a.startswith(("-", "hydra", "+hydra", "~hydra"))]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[a for a in plain if "," not in a])
+    GlobalHydra.instance().clear()
+    search = OmegaConf.to_container(cfg.get("search") or {}, resolve=True)
+    given = {a.split("=", 1)[0].lstrip("+~") for a in argv}
+    extra = [f"{k}={v}" for k, v in (search.get("space") or {}).items() if k not in given]
+    for key, value in (("hydra.sweeper.n_trials", search.get("n_trials")),
+                       ("hydra.sweeper.direction", search.get("direction")),
+                       ("hydra.sweeper.sampler.seed", cfg.seed)):
+        if value is not None and key not in given:
+            extra.append(f"{key}={value}")
+    if not search.get("space"):
+        print("lodabench: note: hydra/sweeper=optuna without a search.space in the config; Optuna searches "
+              "only what the command line sweeps", file=sys.stderr)
+    return [*argv, *extra]
+
+
 def main() -> None:
     load_plugins_or_exit()  # plugin methods and their method/<name> configs exist before Hydra composes
     argv = sys.argv[1:]
     _precheck_results_dir(argv)
     _precheck_seed(argv)
+    sys.argv = [sys.argv[0], *_with_search_space(argv)]
     fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
     os.close(fd)
     os.environ[FAILED_JOBS_ENV] = failed_jobs

@@ -181,7 +181,7 @@ def code_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 # What a run's numbers depend on. Everything else (paths, logging, progress bars, threads, device,
 # checkpoint cadence, batch sizes of inference) may change between attempts of one run.
-RESULT_KEYS = ("model", "method", "data", "trainer", "decoding", "seed", "eval_checkpoint", "init_from")
+RESULT_KEYS = ("model", "method", "data", "trainer", "decoding", "seed", "eval_checkpoint", "init_from", "selection")
 OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device", "trainer.num_workers",
                     "trainer.checkpoint_every", "trainer.keep_epoch_checkpoints", "trainer.eval_batch_size",
                     "decoding.progress", "decoding.batch_size"}
@@ -192,7 +192,9 @@ OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device",
 # with that record (else e.g. model.pooler=mean would silently reuse a CLS-head run).
 ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": False, "data.text": "official",
                               "method.projection": "none", "method.projection_hidden": 512,
-                              "method.vocab_source": "auto", "method.vocab_top_k": 5000}
+                              "method.vocab_source": "auto", "method.vocab_top_k": 5000,
+                              "selection.epochs": None, "selection.rule": "last", "selection.metric": None,
+                              "selection.aggregate": "mean"}
 
 
 def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -217,9 +219,12 @@ def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[
         elif a != b:
             out.append(f"{key}: recorded {a!r}, now {b!r}")
 
+    if not recorded:  # no earlier run in this directory
+        return out
     for top in RESULT_KEYS:
-        if top in recorded and top in current:
-            walk(recorded[top], current[top], top)
+        if top in current and (top in recorded or isinstance(current[top], dict)):
+            # A whole group added later (selection) is compared key by key against ADDED_KEYS.
+            walk(recorded.get(top, {}) if isinstance(current[top], dict) else recorded[top], current[top], top)
     return out
 
 

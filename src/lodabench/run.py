@@ -100,7 +100,8 @@ class WandbLogger:
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
-    """Execute one run; returns its metrics (None when skipped because it is already complete)."""
+    """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
+    metrics, so a re-launched Optuna study gets the same objective back)."""
     torch.set_num_threads(int(cfg.trainer.num_threads))
     # Under torchrun: join the process group. Rank 0 alone writes the record, checkpoints and
     # outputs; the other ranks train and leave (lodabench.distributed, docs/cluster.md).
@@ -144,7 +145,7 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
         if dctx.is_main:
             log.info("run %s is complete; skipping (force=true re-runs it)", run_dir)
             print(f"[lodabench] skip (complete): {run_dir}")
-        return None
+        return record.data.get("metrics")
     if not dctx.is_main:
         return _run(cfg, run_dir, _NoRecord(), None, dctx, ddp_device)
     check_writable(run_dir)
@@ -153,6 +154,7 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
         record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
     config = OmegaConf.to_container(cfg, resolve=True)
     record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=bool(cfg.get("allow_code_change", False)))
+    record.update(sweep=sweep_info(cfg))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     logger = WandbLogger(cfg, run_dir, config) if cfg.logger.name == "wandb" else None
     try:
@@ -168,6 +170,23 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
     print(f"[lodabench] complete: {run_dir}")
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
+    """Which Hydra sweeper launched this run; for an Optuna search also its study (the command's
+    overrides minus the searched keys), the trial number and the searched keys."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests calling run() directly)
+        return None
+    sweeper = hc.runtime.choices.get("hydra/sweeper")
+    if sweeper != "optuna":
+        return {"sweeper": sweeper} if str(hc.mode) == "RunMode.MULTIRUN" else None
+    searched = sorted((cfg.get("search") or {}).get("space") or {})
+    study = " ".join(o for o in hc.overrides.task if o.split("=", 1)[0] not in searched)
+    return {"sweeper": "optuna", "study": study, "trial": hc.job.num, "searched": searched}
 
 
 # ----------------------------------------------------------------------------- attempts
@@ -285,6 +304,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     from lodabench.data import get_task
     from lodabench.models import load_model, load_tokenizer
     from lodabench.optim import optimizer_name
+    from lodabench.selection import check_against_training, evaluate_epochs, selection_config
     from lodabench.trainer import check_trainer_values
 
     set_seed(int(cfg.seed))
@@ -293,6 +313,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     methods.method_config(method_cfg)  # key/type errors before anything heavy is loaded
     check_known_keys(cfg.trainer, "trainer")
     check_trainer_values(cfg.trainer)
+    selection = selection_config(cfg)
     optimizer_name(cfg.trainer)  # trainer.optimizer / correct_bias errors before anything heavy is loaded
     task = get_task(cfg.data, resolve_data_root(cfg.paths.data_root))
     if task.kind == "generation":  # a missing/malformed dev or test file fails now, not after training
@@ -334,6 +355,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
                       loss_weight_fn=getattr(pipeline, "loss_weight", None),
                       example_lengths=(pipeline.example_lengths(examples) if cfg.trainer.get("group_by_length")
                                        and hasattr(pipeline, "example_lengths") else None))
+    check_against_training(selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
     record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
     record.update(train={"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
@@ -346,14 +368,31 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
                          "total_steps": trainer.total_steps, "global_step": state.global_step,
                          "train_loss": state.train_loss, "dev_loss": state.dev_loss})
 
-    used = _select_checkpoint(cfg, trainer, state)
+    metric = selection.metric or pipeline.primary_metric
+    if selection.epochs:
+        metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric)
+        used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
+    else:
+        used = _select_checkpoint(cfg, trainer, state)
+        from lodabench.methods.prefix import merge_after_training  # prefix+MLP: keep/evaluate the merged prefix
+        trainer.model = merge_after_training(trainer.model, run_dir)
+        metrics = pipeline.evaluate(trainer.model, run_dir)
     record.update(checkpoint_used=used)
-    from lodabench.methods.prefix import merge_after_training  # prefix+MLP: keep/evaluate the merged prefix
-    trainer.model = merge_after_training(trainer.model, run_dir)
-    metrics = pipeline.evaluate(trainer.model, run_dir)
     metrics["dev_loss"] = state.dev_loss.get(str(max(map(int, state.dev_loss)))) if state.dev_loss else None
     metrics["checkpoint"] = used
+    # What a Hydra sweeper (Optuna) optimises: the selection metric, on the selection split where there
+    # is one (CondLoRA: the held-out 10% of train), named beside its value and split.
+    metrics["objective"], metrics["objective_split"] = _objective(selection, pipeline, trainer.model, metrics, metric)
+    metrics["objective_metric"] = metric
     return metrics
+
+
+def _objective(selection, pipeline, model, metrics: dict[str, Any], metric: str) -> tuple[Any, str]:
+    if selection.epochs and selection.rule == "dev_metric":
+        return (metrics.get("dev_metrics") or {}).get(metric), "selection"
+    if not selection.epochs and getattr(pipeline, "kind", None) == "classification":
+        return pipeline.evaluate_selection_split(model, Path()).get(metric), "selection"
+    return metrics.get(metric), "reported"
 
 
 def _select_checkpoint(cfg: DictConfig, trainer, state) -> str:

@@ -122,3 +122,25 @@ def explicit_command(name: str, extra: Sequence[str] = (), conf_dir: Path = CONF
         key, value = line.split("=", 1)
         params[key] = value
     return " ".join(["python -m lodabench -m", *(f"'{k}={v}'" if " " in v else f"{k}={v}" for k, v in params.items())])
+
+
+def optuna_trials(runs_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Runs launched by ``hydra/sweeper=optuna`` (their record's ``sweep``), grouped by study: the
+    searched keys' values, the objective, the status and the run dir, in trial order."""
+    from lodabench.io import read_json
+
+    studies: dict[str, list[dict[str, Any]]] = {}
+    for rec_path in sorted(Path(runs_dir).rglob("record.json")):
+        rec = read_json(rec_path)
+        sweep = rec.get("sweep") or {}
+        if sweep.get("sweeper") != "optuna":
+            continue
+        metrics = rec.get("metrics") or {}
+        studies.setdefault(sweep.get("study", "?"), []).append({
+            "trial": sweep.get("trial"), "params": {k: OmegaConf.select(OmegaConf.create(rec["config"]), k)
+                                                    for k in sweep.get("searched", [])},
+            "objective": metrics.get("objective"), "objective_metric": metrics.get("objective_metric"),
+            "status": rec.get("status"), "run_dir": str(rec_path.parent)})
+    for rows in studies.values():
+        rows.sort(key=lambda t: (t["trial"] is None, t["trial"]))
+    return studies

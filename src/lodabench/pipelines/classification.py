@@ -64,10 +64,27 @@ class ClassificationPipeline:
             preds.extend(logits.squeeze(-1).float().tolist() if self.task.is_regression else logits.argmax(-1).tolist())
         return preds
 
+    kind = "classification"
+
+    @property
+    def primary_metric(self) -> str:
+        return self.task.primary_metric
+
+    def evaluate_selection_split(self, model, out_dir: Path) -> dict[str, Any]:
+        """Metrics on the split the protocol selects on (``select``: dev, or the held-out 10% of train)."""
+        from lodabench.scoring.glue import glue_metrics
+
+        rows = self.splits["select"]
+        return dict(glue_metrics(self.task.name, self.predict(model, rows), [r[2] for r in rows]))
+
+    def selection_split_is_reported(self) -> bool:
+        return any(rows == self.splits["select"] for rows in self.splits["test"].values())
+
     def evaluate(self, model, run_dir: Path) -> dict[str, Any]:
         from lodabench.scoring.glue import glue_metrics
 
         metrics: dict[str, Any] = {}
+        run_dir.mkdir(parents=True, exist_ok=True)
         tests = self.splits["test"]
         for split, rows in tests.items():
             preds = self.predict(model, rows)

@@ -85,10 +85,11 @@ class GenerationPipeline:
         return total / max(count, 1.0)
 
     # ------------------------------------------------------------------------- evaluation
-    def evaluate(self, model, run_dir: Path) -> dict[str, Any]:
+    def evaluate(self, model, run_dir: Path, split: str | None = None) -> dict[str, Any]:
         from lodabench.decoding import decode
 
-        split = self.cfg.data.get("eval_split", "test")
+        split = split or self.cfg.data.get("eval_split", "test")
+        run_dir.mkdir(parents=True, exist_ok=True)
         items = self.task.eval_items(split)
         refs = [list(r) for _, r in items]
         write_reference_groups(run_dir / "refs.txt", refs)
@@ -100,6 +101,16 @@ class GenerationPipeline:
         from lodabench.scoring.textio import read_hypotheses
         hyps = read_hypotheses(hyp_path)
         return self.score(hyps, refs)
+
+    # The main metric (LoDA/LoRA tables' first column) and where selection.rule=dev_metric selects.
+    primary_metric = "BLEU"
+
+    def evaluate_selection_split(self, model, out_dir: Path) -> dict[str, Any]:
+        """Decode and score the dev split (selection.rule=dev_metric)."""
+        return self.evaluate(model, out_dir, split="dev")
+
+    def selection_split_is_reported(self) -> bool:
+        return self.cfg.data.get("eval_split", "test") == "dev"
 
     def _decode_resumable(self, model, sources: list[str], run_dir: Path, decode) -> list[str]:
         partial = run_dir / "hyp.partial.jsonl"

@@ -1,0 +1,129 @@
+"""Selection protocols: which checkpoint's numbers a run reports, as config recorded in the run.
+
+The papers do not all report "the final model":
+
+* LoDA §3: "we train R-LoDA(+) and S-LoDA(+) up to 10 epochs and choose the best result from epoch 5
+  and epoch 10" -- no other split is named, so the choice is made on the reported (test) numbers:
+  ``selection.epochs=[5,10] selection.rule=test``. The record says ``selected_on_reported_split``.
+* LoRA Tables 2/3 report each run's best epoch; CondLoRA §3.1 keeps the best checkpoint on a held-out
+  10% of train (``data.protocol=holdout``): ``selection.rule=dev_metric`` (or ``dev_loss``).
+
+``selection.epochs`` lists the epochs evaluated in one run: each epoch checkpoint is decoded/predicted
+and scored once into ``<run_dir>/epochs/<e>/`` (resumable: a scored epoch is not redone), and the
+rule picks the one whose metrics become the run's. ``null`` keeps the single evaluation chosen by
+``eval_checkpoint``. ``selection.aggregate`` (mean | median) is how a table combines the seeds of a
+row (LoRA: GPT-2 mean, RoBERTa median of 5); it is recorded with the run and read by the tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from lodabench.errors import ConfigError
+
+RULES = ("last", "dev_loss", "dev_metric", "test")
+AGGREGATES = ("mean", "median")
+LOWER_IS_BETTER = {"TER", "official_TER", "dev_loss"}
+
+
+@dataclass(frozen=True)
+class Selection:
+    epochs: tuple[int, ...] | None
+    rule: str
+    metric: str | None
+    aggregate: str
+
+
+def selection_config(cfg: Mapping[str, Any]) -> Selection:
+    """The validated ``selection`` group (key, value and fix on a bad value), before anything loads."""
+    node = dict(cfg.get("selection") or {})
+    unknown = sorted(set(node) - {"epochs", "rule", "metric", "aggregate"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join('selection.' + k for k in unknown)}; valid keys: "
+                          "selection.epochs, selection.rule, selection.metric, selection.aggregate")
+    epochs, rule = node.get("epochs"), node.get("rule", "last")
+    if rule not in RULES:
+        raise ConfigError(f"selection.rule={rule!r}: choose one of {', '.join(RULES)}")
+    if node.get("aggregate", "mean") not in AGGREGATES:
+        raise ConfigError(f"selection.aggregate={node.get('aggregate')!r}: choose one of {', '.join(AGGREGATES)}")
+    if epochs is not None:
+        epochs = list(epochs)
+        if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
+            raise ConfigError(f"selection.epochs={epochs!r}: a list of epoch numbers >= 1 (e.g. [5,10]), or null")
+        epochs = tuple(sorted(set(epochs)))
+    return Selection(epochs, rule, node.get("metric"), node.get("aggregate", "mean"))
+
+
+def check_against_training(sel: Selection, trainer_cfg: Mapping[str, Any], batches_per_epoch: int,
+                           total_steps: int) -> None:
+    """Every listed epoch must be reached and kept; the rule must have what it selects on."""
+    if sel.epochs is None:
+        return
+    if not trainer_cfg.get("keep_epoch_checkpoints", True):
+        raise ConfigError("selection.epochs needs the epoch checkpoints: set trainer.keep_epoch_checkpoints=true")
+    late = [e for e in sel.epochs if e * batches_per_epoch > total_steps]
+    if late:
+        raise ConfigError(f"selection.epochs={list(sel.epochs)}: epoch(s) {late} are never completed (trainer.epochs="
+                          f"{trainer_cfg.get('epochs')}, trainer.max_steps={trainer_cfg.get('max_steps')}, "
+                          f"{batches_per_epoch} steps per epoch). Raise trainer.epochs or list earlier epochs.")
+    if sel.rule == "dev_loss" and not trainer_cfg.get("eval_dev_loss", True):
+        raise ConfigError("selection.rule=dev_loss needs trainer.eval_dev_loss=true")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER or metric.endswith("TER")
+
+
+def pick(sel: Selection, per_epoch: dict[int, dict[str, Any]], dev_loss: Mapping[str, float], metric: str) -> int:
+    """The epoch whose numbers the run reports. Ties go to the earlier epoch (fewer steps)."""
+    if sel.rule == "last":
+        return max(per_epoch)
+    if sel.rule == "dev_loss":
+        return _best({e: dev_loss.get(str(e)) for e in per_epoch}, lower=True, what="dev loss")
+    key = "dev_metric" if sel.rule == "dev_metric" else metric
+    values = {e: (m.get("dev_metrics") or {}).get(metric) if key == "dev_metric" else m.get(metric)
+              for e, m in per_epoch.items()}
+    return _best(values, lower=lower_is_better(metric), what=f"{metric} ({sel.rule})")
+
+
+def _best(values: dict[int, Any], lower: bool, what: str) -> int:
+    usable = {e: float(v) for e, v in values.items() if v is not None and math.isfinite(float(v))}
+    if not usable:
+        raise ConfigError(f"selection: no epoch has a finite {what} to select on: {values}")
+    sign = 1.0 if lower else -1.0
+    return min(sorted(usable), key=lambda e: sign * usable[e])
+
+
+def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, metric: str) -> dict[str, Any]:
+    """Score each listed epoch once (``epochs/<e>/metrics.json``), then report the one ``sel`` picks."""
+    from lodabench.io import atomic_write_json, read_json
+
+    per_epoch: dict[int, dict[str, Any]] = {}
+    for epoch in sel.epochs or ():
+        out = run_dir / "epochs" / str(epoch)
+        done = out / "metrics.json"
+        if done.is_file():
+            per_epoch[epoch] = read_json(done)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.load_weights(trainer.ckpt_dir / f"epoch-{epoch}" / "trainable.safetensors")
+        scores = pipeline.evaluate(trainer.model, out)
+        if sel.rule == "dev_metric":
+            scores["dev_metrics"] = pipeline.evaluate_selection_split(trainer.model, out / "selection_split")
+        atomic_write_json(done, scores)
+        per_epoch[epoch] = scores
+    chosen = pick(sel, per_epoch, state.dev_loss, metric)
+    metrics = dict(per_epoch[chosen])
+    metrics["selection"] = {
+        "rule": sel.rule, "metric": metric, "epochs": list(sel.epochs or ()), "selected_epoch": chosen,
+        "selected_on_reported_split": sel.rule == "test" or (
+            sel.rule == "dev_metric" and pipeline.selection_split_is_reported()),
+        "per_epoch": {str(e): {metric: m.get(metric), "dev_loss": state.dev_loss.get(str(e)),
+                               **({"dev_" + metric: (m.get("dev_metrics") or {}).get(metric)}
+                                  if sel.rule == "dev_metric" else {})} for e, m in per_epoch.items()},
+        "aggregate": sel.aggregate,
+    }
+    return metrics

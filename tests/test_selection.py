@@ -1,0 +1,118 @@
+"""Selection protocols (issue #19): several epochs evaluated in one run, the papers' rules as config,
+the LoDA overlays' rule, and the Optuna search as CondLoRA ran it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lodabench.errors import ConfigError
+from lodabench.paths import CONF_DIR, REPO_ROOT
+from lodabench.selection import Selection, pick, selection_config
+from runs_helpers import TINY_E2E, run_cli, run_dirs
+
+# 16 training examples at batch 8: 2 optimizer steps per epoch, 2 epochs.
+TWO_EPOCHS = [*[a for a in TINY_E2E if not a.startswith(("trainer.max_steps", "data.max_train_examples"))],
+              "data.max_train_examples=16", "trainer.epochs=2"]
+
+
+def test_selection_config_refuses_bad_values():
+    with pytest.raises(ConfigError, match="selection.rule='best'"):
+        selection_config({"selection": {"rule": "best"}})
+    with pytest.raises(ConfigError, match=r"selection.epochs=\[0\]"):
+        selection_config({"selection": {"epochs": [0]}})
+    with pytest.raises(ConfigError, match="selection.aggregate"):
+        selection_config({"selection": {"aggregate": "max"}})
+    with pytest.raises(ConfigError, match="selection.epoch"):
+        selection_config({"selection": {"epoch": [5]}})
+    assert selection_config({"selection": {"epochs": [10, 5, 5], "rule": "test"}}).epochs == (5, 10)
+
+
+def test_pick_follows_each_rule():
+    per = {5: {"BLEU": 70.1, "TER": 0.45, "dev_metrics": {"BLEU": 69.0}},
+           10: {"BLEU": 70.4, "TER": 0.47, "dev_metrics": {"BLEU": 68.0}}}
+    dev_loss = {"5": 1.20, "10": 1.25}
+    sel = lambda rule: Selection((5, 10), rule, None, "mean")  # noqa: E731
+    assert pick(sel("last"), per, dev_loss, "BLEU") == 10
+    assert pick(sel("test"), per, dev_loss, "BLEU") == 10          # LoDA §3: the better test BLEU
+    assert pick(sel("test"), per, dev_loss, "TER") == 5            # TER: lower is better
+    assert pick(sel("dev_loss"), per, dev_loss, "BLEU") == 5
+    assert pick(sel("dev_metric"), per, dev_loss, "BLEU") == 5
+    tie = {5: {"BLEU": 70.0}, 10: {"BLEU": 70.0}}
+    assert pick(sel("test"), tie, dev_loss, "BLEU") == 5           # ties: the earlier epoch
+
+
+def _compose(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.mark.parametrize("experiment", ["e2e_r_loda_r300", "e2e_s_loda_plus_p05", "dart_r_loda_plus_r500",
+                                        "dart_s_loda_p04"])
+def test_loda_approx_overlays_use_the_papers_rule(experiment):
+    cfg = _compose([f"experiment={experiment}"])
+    assert cfg.trainer.epochs == 10 and list(cfg.selection.epochs) == [5, 10] and cfg.selection.rule == "test"
+
+
+def test_dart_lora_family_trains_ten_epochs():
+    for experiment in ("dart_lora", "dart_loda", "dart_loda_plus"):
+        cfg = _compose([f"experiment={experiment}"])
+        assert cfg.trainer.epochs == 10 and cfg.selection.epochs is None
+
+
+def test_condlora_overlays_ship_the_authors_search_space():
+    cfg = _compose(["experiment=glue_condlora_rte"])
+    assert dict(cfg.search.space) == {"trainer.lr": "tag(log, interval(5e-5, 5e-3))"}
+    assert cfg.search.n_trials == 5 and cfg.search.direction == "maximize"
+
+
+@pytest.mark.slow
+def test_two_epochs_scored_in_one_run_and_selected_on_test(tmp_path, data_root, gpt2_tokenizer_dir):
+    results = tmp_path / "results"
+    run_cli([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)
+    (run_dir,) = run_dirs(results)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    sel = metrics["selection"]
+    per = {e: json.loads((run_dir / "epochs" / str(e) / "metrics.json").read_text()) for e in (1, 2)}
+    best = max((1, 2), key=lambda e: (per[e]["BLEU"], -e))
+    assert sel["selected_epoch"] == best and sel["selected_on_reported_split"] is True
+    assert metrics["BLEU"] == per[best]["BLEU"] and metrics["objective"] == per[best]["BLEU"]
+    assert all((run_dir / "epochs" / str(e) / "hyp.txt").is_file() for e in (1, 2))
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["config"]["selection"]["rule"] == "test"
+    proc = run_cli([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)
+    assert "skip (complete)" in proc.stdout
+
+
+def test_unreachable_epoch_refused_before_training(tmp_path, data_root, gpt2_tokenizer_dir):
+    results = tmp_path / "results"
+    proc = run_cli([*TWO_EPOCHS, "selection.epochs=[3]"], results, check=False)
+    assert proc.returncode == 2 and "epoch(s) [3] are never completed" in proc.stderr
+    assert not list(results.rglob("checkpoints"))
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_records_and_relaunch_skips(tmp_path, data_root):
+    """The issue's bar: a tiny Optuna sweep over the CondLoRA overlay's search space."""
+    results = tmp_path / "results"
+    args = ["-m", "experiment=glue_condlora_rte", "model=tiny-roberta", "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=2", "trainer.epochs=1", "data.max_train_examples=64", "data.max_eval_items=32",
+            "trainer.max_length=64", "trainer.progress=false"]
+    first = run_cli(args, results)
+    best = yaml.safe_load((results / "runs" / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"trainer.lr"} and 5e-5 <= best["best_params"]["trainer.lr"] <= 5e-3
+    assert first.stdout.count("[lodabench] complete") == 2
+    again = run_cli(args, results)
+    assert again.stdout.count("[lodabench] skip (complete)") == 2 and "[lodabench] complete" not in again.stdout
+    listing = subprocess.run([sys.executable, "scripts/sweep_list.py", "optuna", str(results / "runs")], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    assert listing.count("trial ") == 2 and "trainer.lr=" in listing and "[complete]" in listing
