@@ -117,6 +117,11 @@ def table_rows(block: list[str]) -> dict[str, list[str]]:
     return {r[0]: r[1:] for r in rows}
 
 
+def table_diff(lines: list[str], readme_text: str) -> list[str]:
+    """Unified diff from README.md's block to this run's table; empty when they are equal."""
+    return list(difflib.unified_diff(readme_block(readme_text), lines, "README.md", "this run", lineterm=""))
+
+
 def write_readme(lines: list[str]) -> None:
     text = README.read_text()
     readme_block(text)  # markers present
@@ -153,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         write_readme(lines)
         print(f"wrote the table into {README}")
     if opts.check:
-        diff = list(difflib.unified_diff(readme_block(README.read_text()), lines, "README.md", "this run",
-                                         lineterm=""))
+        diff = table_diff(lines, README.read_text())
         print("\n".join(diff) if diff else "demo-check: the table equals README.md's, bit for bit (weights sha256)")
         return 1 if diff else 0
     return 0

@@ -43,6 +43,16 @@ def test_readme_block_names_the_current_lock(block):
         "regenerate it: scripts/demo.py --write-readme")
 
 
+def test_check_diff_is_empty_for_the_block_and_names_a_changed_cell(block):
+    text = demo.README.read_text()
+    assert demo.table_diff(block, text) == []
+    changed = [line.replace(demo.table_rows(block)["loda"][1], "99.99") if line.startswith("| loda ") else line
+               for line in block]
+    diff = demo.table_diff(changed, text)
+    assert any(line.startswith("+| loda ") and "99.99" in line for line in diff), diff
+    assert any(line.startswith("-| loda ") for line in diff), diff
+
+
 def test_readme_block_markers_are_required():
     with pytest.raises(ValueError, match="demo-table"):
         demo.readme_block("no markers here")
