@@ -67,6 +67,11 @@ test-fast: install ## skip tests marked slow
 demo: install ## the main job, offline on CPU: fine-tune + evaluate, print a metrics table
 	$(PY) scripts/demo.py
 
+# Slow (two fresh trainings), so not part of `make test`: the table must equal README.md's block.
+.PHONY: demo-check
+demo-check: install ## train the demo afresh in a temp dir; exit 1 with a diff if its table differs from README's
+	$(PY) scripts/demo.py --check
+
 e2e-loda: install ## LoDA paper E2E row: GPT-2 medium, LoDA r=4 on Wq,Wv (GPU + model hub)
 	$(PY) -m lodabench experiment=e2e_loda $(ARGS)
 

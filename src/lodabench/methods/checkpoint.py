@@ -39,6 +39,11 @@ from lodabench.methods import (
 
 META_METHOD = "lodabench.method"
 META_CONFIG = "lodabench.config"
+# The one safetensors metadata key a checkpoint is written with: a sorted JSON object of the keys
+# above (+ extra_metadata). safetensors serialises its metadata map in Rust HashMap order, which
+# is random per map, so two keys give files whose bytes differ run to run (issue #17); one key
+# makes equal weights give equal files. read_metadata() unpacks it (and reads the older two-key files).
+META_PACKED = "lodabench.metadata"
 # Keys whose value does not change the stored tensors nor the inference-time function.
 _IGNORED_ON_LOAD = ("dropout", "train_head")
 
@@ -53,15 +58,17 @@ def save_trainable(model: nn.Module, path: str | os.PathLike, extra_metadata: di
         raise CheckpointError(f"save_trainable({path}): the model has no method applied (call apply_method first)")
     metadata = {META_METHOD: info["name"], META_CONFIG: json.dumps(info["config"], sort_keys=True)}
     metadata.update(extra_metadata or {})
+    packed = {META_PACKED: json.dumps(metadata, sort_keys=True)}
     sd = _cpu(trainable_state_dict(model))
-    atomic_write_with(path, lambda tmp: save_file(sd, str(tmp), metadata=metadata))
+    atomic_write_with(path, lambda tmp: save_file(sd, str(tmp), metadata=packed))
     return Path(path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
+            meta = dict(fh.metadata() or {})
+        return {**meta, **json.loads(meta.pop(META_PACKED))} if META_PACKED in meta else meta
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc}). Fix: point to a "
                               "complete checkpoint file written by lodabench (it may be truncated)") from exc
