@@ -420,6 +420,9 @@ class Trainer:
             if stop or self.state.epoch >= epochs:
                 self.state.finished = True
             self.save_checkpoint()
+        if not self.state.finished:  # epochs=0 / max_steps=0: nothing trained; keep the evaluated weights
+            self.state.finished = True
+            self.save_checkpoint()
         bar.close()
         self.model.eval()
         # Drop the DDP wrapper now, while the process group is alive: if its Reducer were the last
