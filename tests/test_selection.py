@@ -116,3 +116,23 @@ def test_optuna_search_runs_records_and_relaunch_skips(tmp_path, data_root):
     listing = subprocess.run([sys.executable, "scripts/sweep_list.py", "optuna", str(results / "runs")], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True).stdout
     assert listing.count("trial ") == 2 and "trainer.lr=" in listing and "[complete]" in listing
+
+
+def test_tables_use_the_recorded_aggregate_and_flag_selection_on_test(tmp_path):
+    """selection.aggregate=median makes the cell the median over seeds (LoRA's GLUE rule); a run that
+    chose its checkpoint on the reported split gets ‡ and the table's footnote says so."""
+    from lodabench import tables
+
+    runs = tmp_path / "runs"
+    for seed, bleu in ((110, 0.70), (111, 0.71), (112, 0.90)):
+        d = runs / "e2e" / "gpt2-medium" / "r_loda" / "experiment=e2e_r_loda_r300" / f"seed{seed}"
+        d.mkdir(parents=True)
+        cfg = {"seed": seed, "data": {"name": "e2e"}, "model": {"name": "gpt2-medium"},
+               "method": {"name": "r_loda", "r": 4, "rank": 300}, "selection": {"aggregate": "median"}}
+        metrics = {"BLEU": bleu, "selection": {"rule": "test", "selected_on_reported_split": True}}
+        (d / "record.json").write_text(json.dumps({"status": "complete", "config": cfg, "seed": seed,
+                                                   "metrics": metrics, "trainable_params": {"trainable": 1}}))
+    (row,) = tables.load_runs(runs)
+    cell = tables.make_cell(row, "BLEU", 100.0, 1)
+    assert cell.mean == pytest.approx(71.0) and "(median)" in cell.text and cell.text.endswith("‡")
+    assert any("selected on the reported (test) split" in n for n in tables._footnotes([row]))

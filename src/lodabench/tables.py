@@ -45,6 +45,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lodabench.errors import LodabenchError
@@ -125,6 +126,12 @@ class Row:
     params: int | None = None
     seeds: list[Seed] = field(default_factory=list)
     expected: bool = False        # listed by a --sweep preset
+    aggregate: str = "mean"       # the runs' selection.aggregate: how the seeds of this row combine
+
+    @property
+    def selected_on_reported_split(self) -> bool:
+        """Some seed chose its checkpoint on the numbers it reports (LoDA §3: selection.rule=test)."""
+        return any((s.metrics.get("selection") or {}).get("selected_on_reported_split") for s in self.complete)
 
     @property
     def experiment(self) -> str:
@@ -236,6 +243,7 @@ def load_runs(runs_dir: str | os.PathLike) -> list[Row]:
             row = rows[row_dir] = Row(row_dir, (cfg.get("data") or {}).get("name", data),
                                       (cfg.get("model") or {}).get("name", model), method,
                                       dict(cfg.get("method") or {"name": method}), _read_overrides(seed_dir, slug))
+        row.aggregate = str((cfg.get("selection") or {}).get("aggregate") or row.aggregate)
         if not row.method_cfg.get("name") and cfg.get("method"):
             row.method_cfg = dict(cfg["method"])
         metrics = rec.get("metrics") or {}
@@ -307,7 +315,10 @@ class Cell:
 
 
 def make_cell(row: Row, key: str, scale: float, decimals: int) -> Cell:
-    s = summarize(list(row.values(key, scale).values()))
+    values = list(row.values(key, scale).values())
+    s = summarize(values)
+    if row.aggregate == "median" and s.n:  # LoRA's GLUE protocol: the median over seeds is the cell
+        s = type(s)(float(np.median(values)), s.std, s.n)
     row_n = len(row.complete)
     if s.n == 0:
         if not row.seeds:
@@ -328,7 +339,14 @@ def make_cell(row: Row, key: str, scale: float, decimals: int) -> Cell:
     if s.n != row_n:
         txt += f" (n={s.n})"
         tex += f"^{{n={s.n}}}"
+    if row.aggregate == "median":
+        txt, tex = txt + " (median)", tex + r"^{\mathrm{med}}"
+    if row.selected_on_reported_split:
+        txt, tex = txt + SELECTED_ON_TEST, tex + r"^{\ddagger}"
     return Cell(s.mean, s.std, s.n, txt, f"${tex}$")
+
+
+SELECTED_ON_TEST = "‡"
 
 
 def _order(row: Row) -> tuple:
@@ -343,6 +361,9 @@ def _n_text(row: Row) -> str:
 
 def _footnotes(rows: Sequence[Row]) -> list[str]:
     notes = [f"{r.label}{' [' + r.approx + ']' if r.approx != '–' else ''}: {r.note()}" for r in rows if r.flagged]
+    if any(r.selected_on_reported_split for r in rows):
+        notes.append(f"{SELECTED_ON_TEST} checkpoint selected on the reported (test) split (selection.rule=test: LoDA "
+                     "§3 reports the better of epochs 5 and 10), so the cell is optimistic by construction.")
     return notes
 
 
