@@ -310,8 +310,8 @@ def make_train(L: Namespace, a: argparse.Namespace) -> None:
             for name, p in model.named_parameters():
                 if name.endswith("lora_B"):
                     p.normal_(0.0, 0.02)
-        for p in model.parameters():
-            p.requires_grad_(True)
+        # "ALL parameters trainable" in the shared READMEs is LoRA's default: everything but c_attn.weight, which
+        # loralib.MergedLinear freezes (the shared trained weights hold c_attn.weight exactly at its seed-7 init)
         args = Namespace(lr=5e-3, weight_decay=0.01, correct_bias=True, adam_epislon=1e-6, no_decay_bias=False,
                          adam_beta1=0.9, adam_beta2=0.999, scheduler="linear", warmup_step=30, max_step=a.steps,
                          clip=0.0, fp16=False, grad_acc=1, label_smooth=0.1, device="cpu", log_interval=50,
@@ -420,8 +420,10 @@ def trained_weights_text(meta: dict[str, str]) -> str:
         "The base weights come from training LoRA's `GPT2LMModel` (tiny shape above, lora_dropout 0) from random\n"
         "initialisation so that it writes E2E-like text ending in <|endoftext|>: "
         f"`torch.manual_seed({meta['seed']})` before building the\n"
-        "model, every `lora_B` then set to N(0, 0.02) draws (instead of loralib's zeros), ALL parameters trainable "
-        "(the base\nis random, so this is full fine-tuning plus LoRA), "
+        "model, every `lora_B` then set to N(0, 0.02) draws (instead of loralib's zeros), all parameters trainable "
+        "that LoRA's\nmodel leaves trainable: everything but `c_attn.weight`, which `loralib.MergedLinear` freezes (so "
+        "the base is trained\nexcept the fused q/k/v projection, which stays at its init; no `mark_only_lora_as_"
+        "trainable`), "
         f"{meta['steps']} steps of LoRA's `gpt2_ft.train_validate` + `optimizer_step`\n"
         "on LoRA's `examples/NLG/data/e2e/valid.txt` (E2E dev set) after `format_converting_e2e.py` and\n"
         "`gpt2_encode.py --add_bos --add_eos`, `FT_Dataset` seq_len 128, batch 8, DataLoader with a\n"
