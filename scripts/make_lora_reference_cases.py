@@ -430,9 +430,8 @@ def trained_weights_text(meta: dict[str, str]) -> str:
         "`DistributedSampler(num_replicas 1, rank 0, seed 110)` (torch.manual_seed(110) and random.seed(110) "
         "before the\ndata set was built), LoRA's AdamW lr 5e-3, weight_decay 0.01, betas (0.9, 0.999), eps 1e-6, "
         "correct_bias, linear\nschedule warmup_step 30, max_step "
-        f"{meta['steps']}, label_smooth 0.1, no clipping. Every parameter was then rounded to bfloat16.\n"
-        "(`scripts/make_lora_reference_cases.py train --seed 7` re-makes the shared beam cases' weights tensor for "
-        "tensor.)\n")
+        f"{meta['steps']}, label_smooth 0.1, no clipping. Every parameter was then rounded to bfloat16\n"
+        f"(`scripts/make_lora_reference_cases.py train --seed {meta['seed']} --steps {meta['steps']}`).\n")
 
 
 def init_weights_text(seed: int) -> str:
