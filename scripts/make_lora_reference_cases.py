@@ -5,14 +5,15 @@ optimizer.py, gpt2_ft.py, gpt2_beam.py; ``loralib``) from a checkout given with 
 scripts (format_converting_e2e.py, gpt2_encode.py, gpt2_decode.py) unmodified as subprocesses. It neither
 downloads nor builds LoRA. Re-make tests/golden/lora_nlg_extra/ with::
 
-    git --git-dir=<mirror of microsoft/LoRA> worktree add /tmp/lora_ref c4593f060e6a368d7bb5af5273b8e42810cdef90
-    # (E2E files: examples/NLG/data/e2e/{valid,test}.txt must be there; they equal ../shared/data/e2e_lora/)
+    git --git-dir=<clone of microsoft/LoRA> worktree add /tmp/lora_ref c4593f060e6a368d7bb5af5273b8e42810cdef90
+    # needed: loralib/, examples/NLG/{src,vocab}/, examples/NLG/data/e2e/{valid,test}.txt (these two equal
+    # ../shared/data/e2e_lora/); from a partial clone, `git show <commit>:<path>` file by file does the same
     PY=/work/main/.venv/bin/python   # torch 2.13 CPU
-    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref fwd --seed 2 --split valid \
-        --rows 1000..1007 --opt-rows 1000..1047 --out tests/golden/lora_nlg_extra/fwd_opt_seed2_valid1000
-    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref train --seed 2 --out /tmp/trained_seed2.safetensors
-    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref beam --weights /tmp/trained_seed2.safetensors \
+    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref train --seed 2 --out /tmp/seed2.safetensors
+    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref beam --weights /tmp/seed2.safetensors \
         --mrs 50..79 --lp 0.8 --eval-len 64 --out tests/golden/lora_nlg_extra/beam_trained2_lp08
+    $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref fwd --weights /tmp/seed2.safetensors \
+        --split test --rows 2000..2007 --opt-rows 2000..2047 --out tests/golden/lora_nlg_extra/fwd_opt_trained2_test2000
 
 (the exact commands of each committed case are in tests/golden/lora_nlg_extra/README.md). Everything runs
 on CPU in float32 with one thread; every parameter is rounded to bfloat16 before any reference output is
@@ -205,6 +206,8 @@ def golden_tensors_from(named: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def make_fwd(L: Namespace, a: argparse.Namespace) -> None:
+    if (a.seed is None) == (a.weights is None):
+        sys.exit("fwd: give --seed (the init recipe) or --weights (a trained model), one of them")
     out, lora_dir = Path(a.out), Path(a.lora_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
