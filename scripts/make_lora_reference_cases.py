@@ -18,8 +18,8 @@ downloads nor builds LoRA. Re-make tests/golden/lora_nlg_extra/ with::
 (the exact commands of each committed case are in tests/golden/lora_nlg_extra/README.md). Everything runs
 on CPU in float32 with one thread; every parameter is rounded to bfloat16 before any reference output is
 computed, as the shared cases were made. ``fwd --seed 1 --rows 0..7 --opt-rows 0..47`` and ``beam`` on the
-shared ``beam_trained_lp09`` weights with ``--mrs 0..29 --lp 0.9`` re-make the shared cases file for file
-(how this recipe was checked).
+shared ``beam_trained_lp09`` weights with ``--mrs 0..29 --lp 0.9`` re-make the shared cases file for file, and
+``train --seed 7`` re-makes the shared trained weights byte for byte (how this recipe was checked).
 
 gpt2_encode.py imports ``progress.bar.Bar`` and never uses it; when the ``progress`` package is absent a
 one-line stand-in module is put on that subprocess's path (a temporary folder), nothing else.
