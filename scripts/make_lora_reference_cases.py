@@ -15,7 +15,7 @@ downloads nor builds LoRA. Re-make tests/golden/lora_nlg_extra/ with::
     $PY scripts/make_lora_reference_cases.py --lora-dir /tmp/lora_ref fwd --weights /tmp/seed2.safetensors \
         --split test --rows 2000..2007 --opt-rows 2000..2047 --out tests/golden/lora_nlg_extra/fwd_opt_trained2_test2000
 
-(the exact commands of each committed case are in tests/golden/lora_nlg_extra/README.md). Everything runs
+(the exact commands of each committed case are in tests/golden/README.md). Everything runs
 on CPU in float32 with one thread; every parameter is rounded to bfloat16 before any reference output is
 computed, as the shared cases were made. ``fwd --seed 1 --rows 0..7 --opt-rows 0..47`` and ``beam`` on the
 shared ``beam_trained_lp09`` weights with ``--mrs 0..29 --lp 0.9`` re-make the shared cases file for file, and
@@ -414,7 +414,9 @@ def beam_items(contexts: list[str], decode_input: list[dict], enc_rows: list[dic
 
 
 # -------------------------------------------------------------------------------------- READMEs
-HEAD = "Tiny GPT-2 + LoRA (r 4, alpha 32, q and v) as described in the README one folder up.\n"
+HEAD = ("Tiny GPT-2 + LoRA (r 4, alpha 32, q and v) as described in ../shared/golden/lora_nlg/README.md\n"
+        "and tests/golden/README.md (no README in lora_nlg_extra/ itself, so that `check lora_nlg_extra/*` sees only "
+        "cases).\n")
 
 
 def trained_weights_text(meta: dict[str, str]) -> str:
@@ -502,7 +504,7 @@ target[t] = input[t+1] with weight mask[t] = loss_mask_on_input_ids[t+1]: {loss[
   `vocab_0_255` (8, {max(lengths)}, 256) the logits of ids 0-255, `valid` (uint8) 1 where t < row length; positions with
   `valid` 0 are LoRA's values on its zero padding and must be ignored.
 * `expected_lora_grads.safetensors`: float32 gradients of the eight LoRA tensors (golden names) after
-  `backward()` of the label_smooth 0.1 loss above (the merged loralib gradients split as described one folder up).
+  `backward()` of the label_smooth 0.1 loss above (the merged loralib gradients split as ../shared/golden/lora_nlg/README.md describes).
 * `expected_lora_params_after_steps.safetensors`: keys `step{{k}}/<golden name>`, k = 1..6: the LoRA tensors after
   k optimizer steps of LoRA's code, starting from `weights.safetensors`: `loralib.mark_only_lora_as_trainable`
   (only the LoRA A/B train), `optimizer.create_adam_optimizer_from_args` (LoRA's AdamW: lr 2e-4, betas (0.9, 0.999),
