@@ -1,8 +1,11 @@
 """`python -m lodabench.reference check`: lodabench equals microsoft/LoRA's NLG code on every golden case
-of ../shared/golden/lora_nlg, and the check fails (exit 1) on a perturbed case, exit 2 on a malformed one."""
+of ../shared/golden/lora_nlg and of tests/golden/lora_nlg_extra (further cases made the same way: another
+seed, other E2E rows, length penalty 0.8; scripts/make_lora_reference_cases.py), and the check fails
+(exit 1) on a perturbed case, exit 2 on a malformed one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +23,8 @@ from lodabench.reference.__main__ import main
 
 torch.set_num_threads(1)
 
+EXTRA_CASES = REPO_ROOT / "tests" / "golden" / "lora_nlg_extra"
+
 
 @pytest.fixture(scope="module")
 def lora_nlg(golden_dir: Path) -> Path:
@@ -32,9 +37,7 @@ def _cases(root: Path) -> list[Path]:
     return cases
 
 
-@pytest.mark.slow
-def test_every_shared_case_agrees(lora_nlg):
-    cases = _cases(lora_nlg)
+def _check_all_agree(cases: list[Path]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "lodabench.reference", "check", *map(str, cases)], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=1200)
@@ -45,6 +48,37 @@ def test_every_shared_case_agrees(lora_nlg):
     for quantity in ("logits: lse", "LoRA gradients", "LoRA params after step 6", "beam token ids",
                      "hypothesis text", "reference groups"):
         assert quantity in proc.stdout, quantity
+
+
+@pytest.mark.slow
+def test_every_shared_case_agrees(lora_nlg):
+    _check_all_agree(_cases(lora_nlg))
+
+
+@pytest.mark.slow
+def test_every_extra_case_agrees(gpt2_tokenizer_dir, data_root):
+    """The committed cases; the tokenizer and LoRA's valid/test.txt (the optimizer rows) come from ../shared."""
+    _check_all_agree(_cases(EXTRA_CASES))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_extra_cases_are_the_further_cases_the_bar_asks_for(lora_nlg):
+    """Issue #18: other seeds, other rows, length penalty 0.8 -- and none is a copy of a shared case."""
+    cases = _cases(EXTRA_CASES)
+    shared_weights = {_sha256(c / "weights.safetensors") for c in _cases(lora_nlg)}
+    for case in cases:
+        assert _sha256(case / "weights.safetensors") not in shared_weights, f"{case.name}: shared weights"
+        assert "Made with `python scripts/make_lora_reference_cases.py" in (case / "README.md").read_text()
+    beams = [json.loads((c / "expected_beam.json").read_text()) for c in cases if (c / "expected_beam.json").exists()]
+    assert any(b["settings"]["lp"] == 0.8 for b in beams)
+    shared_mrs = {json.loads((c / "expected_beam.json").read_text())["settings"]["mrs"]
+                  for c in _cases(lora_nlg) if (c / "expected_beam.json").exists()}
+    assert all(b["settings"]["mrs"] not in shared_mrs for b in beams)
+    batches = [json.loads((c / "batch.json").read_text()) for c in cases if (c / "batch.json").exists()]
+    assert batches and all(b["line_indices_0based"][0] >= 8 or "test" in b["split_file"] for b in batches)
 
 
 def _copy(lora_nlg: Path, name: str, tmp_path: Path) -> Path:
