@@ -152,7 +152,7 @@ class RunRecord:
         """force=true: the earlier outputs now lie in ``moved_to``; the record keeps only their history."""
         attempts = self.attempts
         if attempts:
-            attempts[-1].update(superseded_by_force=True, moved_to=moved_to, outcome=attempts[-1].get("outcome"))
+            attempts[-1].update(superseded_by_force=True, moved_to=moved_to)
         for key in ("metrics", "checkpoint_used", "train", "error", "finished_at", "failed_at", "interrupted_at",
                     "last_checkpoint", "trainable_params", "peak_memory", "warm_start", "parallel"):
             self.data.pop(key, None)

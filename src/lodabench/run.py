@@ -391,7 +391,7 @@ def _objective(selection, pipeline, model, metrics: dict[str, Any], metric: str)
     if selection.epochs and selection.rule == "dev_metric":
         return (metrics.get("dev_metrics") or {}).get(metric), "selection"
     if not selection.epochs and getattr(pipeline, "kind", None) == "classification":
-        return pipeline.evaluate_selection_split(model, Path()).get(metric), "selection"
+        return pipeline.selection_metrics(model, metrics).get(metric), "selection"
     return metrics.get(metric), "reported"
 
 

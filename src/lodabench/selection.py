@@ -83,9 +83,10 @@ def pick(sel: Selection, per_epoch: dict[int, dict[str, Any]], dev_loss: Mapping
         return max(per_epoch)
     if sel.rule == "dev_loss":
         return _best({e: dev_loss.get(str(e)) for e in per_epoch}, lower=True, what="dev loss")
-    key = "dev_metric" if sel.rule == "dev_metric" else metric
-    values = {e: (m.get("dev_metrics") or {}).get(metric) if key == "dev_metric" else m.get(metric)
-              for e, m in per_epoch.items()}
+    if sel.rule == "dev_metric":
+        values = {e: (m.get("dev_metrics") or {}).get(metric) for e, m in per_epoch.items()}
+    else:
+        values = {e: m.get(metric) for e, m in per_epoch.items()}
     return _best(values, lower=lower_is_better(metric), what=f"{metric} ({sel.rule})")
 
 
