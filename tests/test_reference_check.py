@@ -134,3 +134,8 @@ def test_malformed_case_exits_2_naming_the_file(lora_nlg, tmp_path, capsys):
     assert f"{case / 'expected_lora_grads.safetensors'}: missing" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().out
+    readme = tmp_path / "README.md"  # what a glob over a collection folder also names
+    readme.write_text("cases\n")
+    assert main(["check", str(readme)]) == 2
+    assert main(["check", str(readme), str(tmp_path / "nowhere")]) == 2
+    assert "skipped (a file, not a case folder)" in capsys.readouterr().out

@@ -39,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MALFORMED
     status = EXIT_OK
-    for case_dir in args.cases:
+    # A glob over a collection (check ../shared/golden/lora_nlg/*) also names its README: a file is
+    # not a case and is skipped; a path that does not exist is still a malformed argument.
+    files = [c for c in args.cases if c.is_file()]
+    for path in files:
+        print(f"{path}: skipped (a file, not a case folder)", flush=True)
+    if len(files) == len(args.cases):
+        print("error: no case folder among the arguments", file=sys.stderr)
+        return EXIT_MALFORMED
+    for case_dir in (c for c in args.cases if not c.is_file()):
         try:
             report = check_case(case_dir, tok, data_root)
         except CaseFormatError as exc:
