@@ -227,6 +227,11 @@ def resolve(jobs: list[Job]) -> list[Job]:
     todo = [j for j in jobs if not j.run_dir and (j.lr is not None or j.kind == "baseline")]
     if not todo:
         return jobs
+    from lodabench.plugins import load_plugins
+    from lodabench.schema import store_schema
+
+    load_plugins()
+    store_schema()  # the code-defined options (methods, trainer, decoding beam, ...) as the entrypoint has them
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for job in todo:

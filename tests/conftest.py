@@ -13,8 +13,12 @@ import pytest
 import torch
 
 from lodabench.paths import resolve_data_root, shared_dir
+from lodabench.schema import store_schema
 
 torch.set_num_threads(1)
+# Tests compose conf/ with Hydra's compose API: the code-defined options (methods, trainer, decoding
+# beam, ...) must be in the ConfigStore first, as entry.main puts them before Hydra composes.
+store_schema()
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -154,13 +154,13 @@ def test_config_validation_names_key_and_fix():
         decoding_config({"extra_eos": "\n\n"})
 
 
-def test_yaml_group_composes():
-    from hydra import compose, initialize_config_dir
+def test_decoding_group_composes():
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(CONF_DIR / "decoding"), version_base="1.3"):
-        beam = decoding_config(compose(config_name="beam"))  # a DictConfig, as run.py passes it
-        greedy = decoding_config(OmegaConf.to_container(compose(config_name="greedy")))
+    from lodabench.schema import compose
+
+    beam = decoding_config(compose([]).decoding)  # a DictConfig, as run.py passes it
+    greedy = decoding_config(OmegaConf.to_container(compose(["decoding=greedy"]).decoding))
     assert (beam.num_beams, beam.length_penalty, beam.no_repeat_ngram_size, beam.max_new_tokens) == (10, 0.9, 4, 64)
     assert beam.impl == "lora" and beam.extra_eos == ("\n\n",) and beam.repetition_penalty == 1.0
     assert greedy.num_beams == 1 and greedy.no_repeat_ngram_size == 4

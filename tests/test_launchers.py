@@ -99,15 +99,16 @@ def test_joblib_preset_composes(hydra_cfg):
                                       ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]],
                          ids=["joblib", "submitit_local"])
 def test_failed_jobs_do_not_stop_the_sweep(tmp_path, launcher):
-    """Two jobs that each fail with a ConfigError (unknown method key) run one after the other: both
+    """Two jobs that each fail with a ConfigError (method.r not positive: a value the schema's types
+    accept and preflight refuses, so the command starts and each job fails) run one after the other: both
     leave a failed record, and the multirun then exits 1 listing both (the failed-jobs file reaches the
     launching process from joblib's and submitit's own processes too). submitit_local runs each job in
     its own process through the same BaseSubmititLauncher code as submitit_slurm (pickled task function)."""
-    proc = lodabench_cli(["-m", *launcher, "model=tiny-gpt2", "+method.no_such_key=1,2"], tmp_path)
+    proc = lodabench_cli(["-m", *launcher, "model=tiny-gpt2", "method.r=0,-1"], tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "2 job(s) of this multirun failed" in proc.stderr and proc.stderr.count("no_such_key is not a key") >= 2
+    assert "2 job(s) of this multirun failed" in proc.stderr and proc.stderr.count("must be a positive integer") >= 2
     records = sorted((tmp_path / "runs").rglob("record.json"))
     assert len(records) == 2, records
     for path in records:
         record = json.loads(path.read_text())
-        assert record["status"] == "failed" and "no_such_key" in record["error"], record.get("error")
+        assert record["status"] == "failed" and "method.r=" in record["error"], record.get("error")

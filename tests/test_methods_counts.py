@@ -161,16 +161,15 @@ def test_method_not_for_family_and_rank_vs_gqa():
     method_config({"name": "r_loda", "rank": 64}, llama)
 
 
-def test_config_from_omegaconf_and_yaml_defaults():
+def test_config_from_omegaconf_and_schema_defaults():
     from omegaconf import OmegaConf
 
-    from lodabench.paths import CONF_DIR
+    from lodabench.methods import method_names
+    from lodabench.schema import defaults_of
 
-    for path in sorted((CONF_DIR / "method").glob("*.yaml")):
-        node = OmegaConf.load(path)
-        if node.name not in ("adapter_h", "adapter_l", "prefix", "prompt"):
-            conf = method_config(node)
-            assert conf.name == path.stem  # file name == config name
+    for name in method_names():  # what method=<name> composes to is a valid config of that method
+        conf = method_config(OmegaConf.create(defaults_of("method", name)))
+        assert conf.name == name
     c = method_config(OmegaConf.create({"name": "lora", "targets": ["q", "k"], "alpha": 16}))
     assert c.targets == ("q", "k") and c.alpha == 16.0 and c.scaling == 4.0
 

@@ -15,6 +15,7 @@ from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.optim import OPTIMIZERS, LoRAAdamW, build_optimizer
 from lodabench.paths import CONF_DIR
+from lodabench.schema import defaults_of
 from methods_tiny import tiny
 
 torch.set_num_threads(1)
@@ -87,7 +88,7 @@ def test_state_dict_round_trip_continues_bit_for_bit():
 
 
 def _cfg(**over):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
+    cfg = defaults_of("trainer")
     cfg.update(over)
     return cfg
 

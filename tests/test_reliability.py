@@ -34,7 +34,8 @@ from omegaconf import OmegaConf
 from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError, DataError, ScoringError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_text, atomic_write_with, safe_rmtree
-from lodabench.paths import CONF_DIR, REPO_ROOT
+from lodabench.paths import CONF_DIR
+from lodabench.schema import defaults_of, REPO_ROOT
 from methods_tiny import tiny
 from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
 
@@ -59,7 +60,7 @@ def _no_training_started(results: Path) -> None:
 
 
 def _trainer_cfg(**over):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
+    cfg = defaults_of("trainer")
     cfg.update(epochs=1, batch_size=2, warmup_steps=0, progress=False, eval_dev_loss=False, lr=1e-2,
                keep_epoch_checkpoints=False)
     cfg.update(over)

@@ -91,6 +91,9 @@ APP = """
 import json, hydra
 import lodabench.entry
 from lodabench.paths import CONF_DIR
+from lodabench.schema import store_schema
+
+store_schema()  # as lodabench.entry.main does before Hydra composes
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg):

@@ -63,7 +63,9 @@ FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
     from lodabench.run import RunInterrupted, run
+    from lodabench.schema import check_composed
     try:
+        check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
         metrics = run(cfg)
     except RunInterrupted as exc:
         print(f"lodabench: {exc}; the record says so (status interrupted). Re-run the command to resume.",
@@ -169,14 +171,10 @@ def _with_search_space(argv: list[str]) -> list[str]:
     """
     if "hydra/sweeper=optuna" not in argv:
         return argv
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from lodabench.schema import compose
 
     plain = [a for a in argv if not a.startswith(("-", "hydra", "+hydra", "~hydra"))]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[a for a in plain if "," not in a])
-    GlobalHydra.instance().clear()
+    cfg = compose([a for a in plain if "," not in a])
     search = OmegaConf.to_container(cfg.get("search") or {}, resolve=True)
     given = {a.split("=", 1)[0].lstrip("+~") for a in argv}
     extra = [f"{k}={v}" for k, v in (search.get("space") or {}).items() if k not in given]
@@ -191,11 +189,63 @@ def _with_search_space(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
+# Flags after which the command does not launch this config (help, another config tree).
+_NO_PRECHECK = ("--help", "-h", "--hydra-help", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
+                "--config-dir", "-cd", "--shell-completion", "-sc", "--version")
+
+
+def _precheck_config(argv: list[str]) -> None:
+    """Compose the command's config before Hydra makes any directory: an unknown key (``+trainer.lrr=1``)
+    or a value of the wrong type (``decoding.num_beams=abc``) is one line and exit 2, in seconds.
+
+    A sweep is checked with the first value of each discrete sweep (every job is checked again when
+    it starts, with its own values: entry.hydra_main).
+    """
+    if any(a.split("=", 1)[0] in _NO_PRECHECK for a in argv):
+        return
+    from hydra.errors import HydraException
+
+    from lodabench.schema import compose
+
+    try:
+        compose(_first_job(argv))
+    except LodabenchError as exc:
+        _exit_config_error(str(exc))
+    except HydraException as exc:  # Hydra's merge error names the override; its cause names key and type
+        cause = f" ({str(exc.__cause__).splitlines()[0]})" if exc.__cause__ else ""
+        _exit_config_error(f"{str(exc).splitlines()[0]}{cause}")
+
+
+def _first_job(argv: list[str]) -> list[str]:
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = get_args_parser().parse_args(argv)  # Hydra's own command line: flags and their values apart
+    overrides = OverridesParser.create().parse_overrides(args.overrides)
+    job = []
+    for o in overrides:
+        if o.key_or_group.startswith("hydra"):
+            continue
+        if not o.is_sweep_override():
+            job.append(o.input_line)
+        elif o.is_discrete_sweep():
+            job.append(f"{o.input_line.split('=', 1)[0]}={next(o.sweep_string_iterator())}")
+    return job
+
+
+def _exit_config_error(message: str) -> None:
+    print(f"lodabench: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
     load_plugins_or_exit()  # plugin methods and their method/<name> configs exist before Hydra composes
+    from lodabench.schema import store_schema
+    store_schema()  # the schema and the code-defined group options (methods, tasks) as ConfigStore nodes
     argv = sys.argv[1:]
     _precheck_results_dir(argv)
     _precheck_seed(argv)
+    _precheck_config(argv)
     sys.argv = [sys.argv[0], *_with_search_space(argv)]
     fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
     os.close(fd)

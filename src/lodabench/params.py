@@ -192,13 +192,10 @@ def method_names() -> list[str]:
 
 
 def method_defaults(name: str) -> dict[str, Any]:
-    """conf/method/<name>.yaml when present (the paper's defaults), else the dataclass defaults."""
-    path = CONF_DIR / "method" / f"{name}.yaml"
-    if path.is_file():
-        from omegaconf import OmegaConf
+    """The method's defaults (its config dataclass: the papers' values, src/lodabench/schema.py)."""
+    from lodabench.schema import defaults_of
 
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
-    return {"name": name}
+    return defaults_of("method", name)
 
 
 # Per-model settings of the rank-r methods in the papers' tables (conf/method defaults are the
@@ -295,16 +292,11 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
 
 def compose(overrides: list[str]) -> tuple[Any, Any]:
     """(model node, method node) composed by Hydra from conf/ with command-line overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        if (CONF_DIR / "config.yaml").is_file():
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-        else:
-            plus = [f"+{o}" if o.split("=")[0] in ("model", "method") else o for o in overrides]
-            cfg = hydra_compose(overrides=plus)
+    from lodabench.schema import compose as compose_run  # plugins and the schema nodes, as the entrypoint
+
+    cfg = compose_run(overrides)
     model = OmegaConf.to_container(cfg.model, resolve=False)
     method = OmegaConf.to_container(cfg.method, resolve=True)
     return model, method

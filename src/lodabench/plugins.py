@@ -2,8 +2,8 @@
 
 A plugin is a Python module that, when imported, calls
 
-    lodabench.register_method(SPEC)                       # the MethodSpec (methods/base.py)
-    lodabench.register_method_config("name", "name.yaml") # its conf/method/<name>.yaml equivalent
+    lodabench.register_method(SPEC)                       # the MethodSpec (methods/base.py): method=<name>
+    lodabench.register_method_config("name", "name.yaml") # optional: values other than the dataclass defaults
 
 ``load_plugins()`` imports every plugin module named by
 
@@ -71,24 +71,23 @@ def _import_plugin(module_name: str, source: str) -> None:
 
 
 def register_method_config(name: str, config: str | os.PathLike | Mapping[str, Any]) -> None:
-    """Make ``method=<name>`` compose ``config`` (a YAML file or a mapping), as conf/method/<name>.yaml.
+    """Give ``method=<name>`` other values than its config dataclass's defaults (a YAML file or a mapping).
 
-    The config is validated now, with the same checks as a built-in's YAML
-    (``methods.method_config``: unknown keys, types, ranges), so ``register_method(spec)`` must come
-    first. It becomes the Hydra ConfigStore node ``method/<name>``, which Hydra searches after
-    conf/ (a plugin cannot shadow a built-in's file: the names are unique in the registry).
+    Optional: ``register_method(spec)`` alone already makes ``method=<name>`` compose to the
+    dataclass's defaults (schema.store_schema). The values are validated now, with the same checks
+    as any method config (``methods.method_config``: unknown keys, types, ranges), so
+    ``register_method(spec)`` must come first; they go on top of the typed node ``method/<name>``.
     """
-    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from lodabench import methods
+    from lodabench import methods, schema
 
     node = OmegaConf.load(Path(config)) if isinstance(config, (str, os.PathLike)) else OmegaConf.create(dict(config))
     if node.get("name") != name:
         raise ConfigError(f"register_method_config({name!r}): the config's name is {node.get('name')!r}. "
                           f"Fix: set `name: {name}` in {config if not isinstance(config, Mapping) else 'the mapping'}")
     methods.method_config(node)
-    ConfigStore.instance().store(group="method", name=name, node=node)
+    schema.set_option_values("method", name, node)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "load_plugins_or_exit", "register_method_config"]

@@ -212,10 +212,19 @@ def command_to_run(p: dict[str, Any]) -> str:
             return f"python -m lodabench -m experiment={name}{extra} seed={SEEDS}"
     if data == "glue_avg":
         return "(the mean of the eight task cells)"
-    if (CONF_DIR / "method" / f"{method}.yaml").is_file() and (CONF_DIR / "data" / f"{data}.yaml").is_file():
+    if _is_option("method", method) and _is_option("data", data):
         return (f"python -m lodabench -m data={data} model={model} method={method} seed={SEEDS}  "
                 "(no overlay with the paper's recipe: method defaults)")
     return "(no config here for this row)"
+
+
+def _is_option(group: str, name: str) -> bool:
+    """Whether ``<group>=<name>`` composes (a registered method/task or a YAML file in conf/)."""
+    from lodabench import methods
+    if group == "method":
+        return name in methods.method_names()
+    from lodabench.data import task_names
+    return name in task_names() or (CONF_DIR / group / f"{name}.yaml").is_file()
 
 
 # ----------------------------------------------------------------------------------------------

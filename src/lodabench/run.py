@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,6 @@ def check_writable(run_dir: Path) -> None:
     if free_mb < MIN_FREE_MB:
         raise ConfigError(f"only {free_mb:.0f} MiB free on the disk of {run_dir} (need at least {MIN_FREE_MB} MiB "
                           "for checkpoints and outputs). Free space or set paths.results_dir elsewhere.")
-
-
-def check_known_keys(node: DictConfig, group: str) -> None:
-    """Refuse keys a group's default config does not define: Hydra accepts ``+trainer.lrr=1``
-    (its own error message suggests the ``+``), which would otherwise be silently ignored."""
-    from lodabench.paths import CONF_DIR
-    known = set(OmegaConf.load(CONF_DIR / group / "default.yaml").keys())
-    unknown = sorted(set(node.keys()) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(f'{group}.{k}' for k in unknown)}; valid keys: "
-                          f"{', '.join(sorted(known))} (see conf/{group}/default.yaml). Fix the spelling.")
 
 
 def pick_device(name: str) -> torch.device:
@@ -298,84 +288,115 @@ class _NoRecord:
         pass
 
 
+# ----------------------------------------------------------------------------- the spine
+# config -> preflight -> build -> train -> evaluate; _launch records (RunRecord) around it.
 def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
          dctx: D.DistContext = D.SINGLE, ddp_device: torch.device | None = None) -> dict[str, Any] | None:
-    from lodabench import methods
-    from lodabench.data import get_task
-    from lodabench.models import load_model, load_tokenizer
-    from lodabench.optim import optimizer_name
-    from lodabench.selection import check_against_training, evaluate_epochs, selection_config
-    from lodabench.trainer import check_trainer_values
+    from lodabench.preflight import preflight
 
     set_seed(int(cfg.seed))
     device = ddp_device or pick_device(cfg.trainer.device)
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    methods.method_config(method_cfg)  # key/type errors before anything heavy is loaded
-    check_known_keys(cfg.trainer, "trainer")
-    check_trainer_values(cfg.trainer)
-    selection = selection_config(cfg)
-    optimizer_name(cfg.trainer)  # trainer.optimizer / correct_bias errors before anything heavy is loaded
-    task = get_task(cfg.data, resolve_data_root(cfg.paths.data_root))
-    if task.kind == "generation":  # a missing/malformed dev or test file fails now, not after training
-        task.eval_items(cfg.data.get("eval_split", "test"))
-        if cfg.trainer.get("eval_dev_loss", True) and "dev" in task.splits:
-            task.train_pairs("dev")
+    plan = preflight(cfg)  # the whole config, the data and what evaluation needs: before anything heavy
+    built = build(cfg, plan, run_dir, record, logger, device, dctx)
+    state = train(built, record, dctx)
+    D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
+    if not dctx.is_main:
+        return None
+    return evaluate(cfg, plan, built, state, run_dir, record)
+
+
+@dataclass
+class Built:
+    """The objects a run trains and evaluates, made by ``build``."""
+
+    model: torch.nn.Module
+    pipeline: Any
+    trainer: Any
+
+
+def build(cfg: DictConfig, plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext) -> Built:
+    """Tokenizer, base model + method (+ warm start), pipeline and trainer; records the counts."""
+    from lodabench.models import load_tokenizer
+
     tokenizer = load_tokenizer(cfg.model)
-    kind = "causal_lm" if task.kind == "generation" else "sequence_classification"
+    model = build_model(cfg, plan, tokenizer, record).to(device)
+    record.update(trainable_params=_count_parameters(model))
+    pipeline = plan.pipeline_cls(cfg, plan.task, tokenizer, device)
+    trainer = build_trainer(cfg, model, pipeline, run_dir, logger, device, dctx)
+    from lodabench.selection import check_against_training
+    check_against_training(plan.selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
+    return Built(model, pipeline, trainer)
+
+
+def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
+    """The base model for the task's pipeline, with the method applied (checked against the model)."""
+    from lodabench import methods
+    from lodabench.models import load_model
+
+    task, kind = plan.task, plan.pipeline_cls.model_kind
     model = load_model(cfg.model, kind=kind, num_labels=getattr(task, "num_labels", None),
                        problem_type=("regression" if getattr(task, "is_regression", False) else None))
     if kind == "sequence_classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     set_seed(int(cfg.seed))  # adapter init does not depend on how much randomness loading used
-    model = methods.apply_method(model, method_cfg)
-    if cfg.get("init_from"):
-        # Warm start (LoRA: MRPC/RTE/STS-B from the MNLI run); a resumed run's checkpoint overrides it.
-        from lodabench.methods.checkpoint import load_warm_start
-        warm = load_warm_start(model, cfg.init_from)
-        record.update(warm_start=warm)
-        log.info("warm start from %s: %d tensors carried, dropped %s", warm["path"], len(warm["carried"]),
-                 sorted(warm["dropped"]) or "none")
-    model.to(device)
-    params = methods.count_parameters(model)
-    record.update(trainable_params=params)
+    model = methods.apply_method(model, plan.method)
+    if cfg.init_from:
+        _warm_start(model, cfg.init_from, record)
+    return model
 
-    if task.kind == "generation":
-        from lodabench.pipelines.generation import GenerationPipeline
-        pipeline = GenerationPipeline(cfg, task, tokenizer, device)
-    else:
-        from lodabench.pipelines.classification import ClassificationPipeline
-        pipeline = ClassificationPipeline(cfg, task, tokenizer, device)
 
+def _warm_start(model: torch.nn.Module, source: str, record) -> None:
+    # Warm start (LoRA: MRPC/RTE/STS-B from the MNLI run); a resumed run's checkpoint overrides it.
+    from lodabench.methods.checkpoint import load_warm_start
+    warm = load_warm_start(model, source)
+    record.update(warm_start=warm)
+    log.info("warm start from %s: %d tensors carried, dropped %s", warm["path"], len(warm["carried"]),
+             sorted(warm["dropped"]) or "none")
+
+
+def _count_parameters(model: torch.nn.Module) -> dict[str, Any]:
+    from lodabench import methods
+    return methods.count_parameters(model)
+
+
+def build_trainer(cfg: DictConfig, model, pipeline, run_dir: Path, logger, device, dctx: D.DistContext):
     from lodabench.trainer import Trainer
+
     examples = pipeline.train_examples()  # encoded once: the trainer and the length grouping share them
-    trainer = Trainer(model, cfg.trainer, seed=int(cfg.seed), run_dir=run_dir,
-                      train_examples=examples, collate=pipeline.collate,
-                      loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
-                      logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
-                      loss_weight_fn=getattr(pipeline, "loss_weight", None),
-                      example_lengths=(pipeline.example_lengths(examples) if cfg.trainer.get("group_by_length")
-                                       and hasattr(pipeline, "example_lengths") else None))
-    check_against_training(selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
+    lengths = pipeline.example_lengths(examples) if cfg.trainer.group_by_length else None
+    return Trainer(model, cfg.trainer, seed=int(cfg.seed), run_dir=run_dir,
+                   train_examples=examples, collate=pipeline.collate,
+                   loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
+                   logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
+                   loss_weight_fn=getattr(pipeline, "loss_weight", None), example_lengths=lengths)
+
+
+def train(built: Built, record, dctx: D.DistContext):
+    """Train (or resume) to the end; the record gets the schedule before and the losses after."""
+    trainer = built.trainer
+    sizes = {"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
+             "total_steps": trainer.total_steps}
     record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
-    record.update(train={"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
-                         "total_steps": trainer.total_steps})
+    record.update(train=sizes)
     state = trainer.train()
-    D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
-    if not dctx.is_main:
-        return None
-    record.update(train={"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
-                         "total_steps": trainer.total_steps, "global_step": state.global_step,
-                         "train_loss": state.train_loss, "dev_loss": state.dev_loss})
+    record.update(train={**sizes, "global_step": state.global_step, "train_loss": state.train_loss,
+                         "dev_loss": state.dev_loss})
+    return state
 
+
+def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) -> dict[str, Any]:
+    """Score the selected checkpoint (or each listed epoch, then pick); returns the run's metrics."""
+    from lodabench.selection import evaluate_epochs
+
+    selection, trainer, pipeline = plan.selection, built.trainer, built.pipeline
     metric = selection.metric or pipeline.primary_metric
     if selection.epochs:
         metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric)
         used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
     else:
         used = _select_checkpoint(cfg, trainer, state)
-        from lodabench.methods.prefix import merge_after_training  # prefix+MLP: keep/evaluate the merged prefix
-        trainer.model = merge_after_training(trainer.model, run_dir)
+        trainer.model = _after_training(plan.method, trainer.model, run_dir)
         metrics = pipeline.evaluate(trainer.model, run_dir)
     record.update(checkpoint_used=used)
     metrics["dev_loss"] = state.dev_loss.get(str(max(map(int, state.dev_loss)))) if state.dev_loss else None
@@ -387,23 +408,29 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     return metrics
 
 
+def _after_training(method_conf, model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
+    """The method's own step between training and evaluation (prefix+MLP: merge the projection)."""
+    from lodabench import methods
+    hook = methods.get_spec(method_conf.name).after_training
+    return model if hook is None else hook(model, run_dir)
+
+
 def _objective(selection, pipeline, model, metrics: dict[str, Any], metric: str) -> tuple[Any, str]:
     if selection.epochs and selection.rule == "dev_metric":
         return (metrics.get("dev_metrics") or {}).get(metric), "selection"
-    if not selection.epochs and getattr(pipeline, "kind", None) == "classification":
-        return pipeline.selection_metrics(model, metrics).get(metric), "selection"
-    return metrics.get(metric), "reported"
+    if selection.epochs:
+        return metrics.get(metric), "reported"
+    values, split = pipeline.objective(model, metrics)
+    return values.get(metric), split
 
 
 def _select_checkpoint(cfg: DictConfig, trainer, state) -> str:
-    """Load the weights the reported numbers come from: the last step, or the best dev-loss epoch."""
+    """Load the weights the reported numbers come from: the last step, or the best dev-loss epoch
+    (eval_checkpoint's value was checked in preflight)."""
     if cfg.eval_checkpoint == "last":
         return f"last (step {state.global_step})"
-    if cfg.eval_checkpoint == "best_dev":
-        if not state.dev_loss:
-            raise ConfigError("eval_checkpoint=best_dev needs trainer.eval_dev_loss=true.")
-        best = min(state.dev_loss, key=lambda e: state.dev_loss[e])
-        path = trainer.ckpt_dir / f"epoch-{best}" / "trainable.safetensors"
-        trainer.load_weights(path)
-        return f"best_dev (epoch {best}, dev loss {state.dev_loss[best]:.4f})"
-    raise ConfigError(f"eval_checkpoint={cfg.eval_checkpoint!r} is not one of last, best_dev.")
+    if not state.dev_loss:
+        raise ConfigError("eval_checkpoint=best_dev needs trainer.eval_dev_loss=true.")
+    best = min(state.dev_loss, key=lambda e: state.dev_loss[e])
+    trainer.load_weights(trainer.ckpt_dir / f"epoch-{best}" / "trainable.safetensors")
+    return f"best_dev (epoch {best}, dev loss {state.dev_loss[best]:.4f})"

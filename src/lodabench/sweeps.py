@@ -94,6 +94,11 @@ def expand(name: str, extra: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> l
 
     combos = expand_params(preset_params(name, conf_dir), extra)
     jobs: list[Job] = []
+    from lodabench.plugins import load_plugins
+    from lodabench.schema import store_schema
+
+    load_plugins()
+    store_schema()  # the code-defined options (methods, trainer, decoding beam, ...) as the entrypoint has them
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
         for combo in combos:

@@ -6,7 +6,8 @@ activations and gradients stable as r grows). Everything else is LoRA's: A, B, i
 and the merge (the update is still linear in the weights). PEFT has the same as
 ``LoraConfig(use_rslora=True)``.
 
-Importing this module registers the method and its config (``method=rslora``); lodabench imports
+Importing this module registers the method (``method=rslora``; its config node is RsLoRAConfig, whose
+defaults are LoRA's: LoRA paper Table 11, r=4, alpha=32, dropout 0.1 on W_q, W_v); lodabench imports
 it through the ``lodabench.plugins`` entry point of this package (pyproject.toml), or by
 ``LODABENCH_PLUGINS=lodabench_rslora``.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import lodabench
 from lodabench.methods import lora
@@ -35,4 +35,3 @@ SPEC = lodabench.MethodSpec("rslora", RsLoRAConfig, lora.apply, lora.merge,
                             description="rsLoRA: W0 + (alpha/sqrt(r)) B A on q, v")
 
 lodabench.register_method(SPEC)
-lodabench.register_method_config("rslora", Path(__file__).with_name("rslora.yaml"))

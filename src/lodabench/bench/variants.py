@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import yaml
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method, merge_method, targets
@@ -76,12 +75,13 @@ def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu
 
 
 def method_cfg(name: str, **overrides: Any) -> dict[str, Any]:
-    """conf/method/<name>.yaml (the defaults a run uses) with ``overrides``."""
-    path = CONF_DIR / "method" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no method config {path}; bench method names are conf/method/*.yaml names")
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    cfg = {k: v for k, v in cfg.items() if v is not None}
+    """The method's defaults (what a run's ``method=<name>`` composes to) with ``overrides``."""
+    from lodabench.methods import method_names
+    from lodabench.schema import defaults_of
+
+    if name not in method_names():
+        raise ConfigError(f"no method {name!r}; bench method names are method names: {', '.join(method_names())}")
+    cfg = {k: v for k, v in defaults_of("method", name).items() if v is not None}
     cfg.update(overrides)
     return cfg
 

@@ -22,6 +22,9 @@ class MethodSpec:
     apply: Callable[[nn.Module, Any], nn.Module]
     # None = the update is not linear in the weights (or is not a weight update): merge() says so.
     merge: Callable[[nn.Module], nn.Module] | None = None
+    # The method's step between training and evaluation, (model, run_dir) -> model to evaluate;
+    # None: nothing (prefix with the MLP projection merges it and saves the merged prefix).
+    after_training: Callable[[nn.Module, Any], nn.Module] | None = None
     # Model families the method applies to: gpt2 (fused c_attn Conv1D), bert/roberta (query/key/value
     # Linear), llama (q_proj/k_proj/v_proj Linear).
     families: tuple[str, ...] = ("gpt2", "bert", "roberta", "llama")

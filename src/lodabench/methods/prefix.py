@@ -311,6 +311,7 @@ SPECS = [
         config_cls=PrefixConfig,
         apply=apply_prefix,
         merge=merge_prefix_projection,
+        after_training=merge_after_training,
         description="prefix-layer tuning: trainable key/value prefixes at every layer (PEFT prefix tuning; "
                     "projection=mlp: Li & Liang's MLP reparameterisation, merged after training)",
     )

@@ -16,16 +16,39 @@ import torch
 from omegaconf import DictConfig
 
 from lodabench.data import collate as C
+from lodabench.errors import ConfigError
 from lodabench.io import atomic_write_text
 from lodabench.losses import classification_loss
 
 
 class ClassificationPipeline:
+    model_kind = "sequence_classification"
+
     def __init__(self, cfg: DictConfig, task, tokenizer, device: torch.device):
         self.cfg, self.task, self.tok, self.device = cfg, task, tokenizer, device
         self.collator = C.ClassificationCollator(tokenizer, int(cfg.trainer.max_length), task.is_regression)
         self.splits = task.protocol_splits(int(cfg.seed))
-        self.eval_bs = int(cfg.trainer.get("eval_batch_size") or 32)
+        self.eval_bs = int(cfg.trainer.eval_batch_size)
+
+    @classmethod
+    def preflight(cls, cfg: DictConfig, task) -> None:
+        """The rows to fit, select on and report exist (read now), and selection.metric is one of the task's."""
+        from lodabench.preflight import require_rows
+
+        splits = task.protocol_splits(int(cfg.seed))
+        fix = f"check the GLUE files of {task.name} under the data root (paths.data_root) and data.max_* slicing"
+        require_rows(splits["fit"], f"the training rows of {task.name} (data.protocol={task.protocol})", fix)
+        require_rows(splits["select"], f"the selection rows of {task.name}", fix)
+        for split, rows in splits["test"].items():
+            require_rows(rows, f"the {split} rows of {task.name}", fix)
+        metric = cfg.selection.metric
+        if metric is not None and metric not in task.metric_names:
+            raise ConfigError(f"selection.metric={metric!r} is not a metric of {task.name}; "
+                              f"choose one of {', '.join(task.metric_names)} (or null: {task.primary_metric})")
+
+    def objective(self, model, reported: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """GLUE: the protocol's selection split (CondLoRA: the held-out 10% of train; official: dev)."""
+        return self.selection_metrics(model, reported), "selection"
 
     def train_examples(self):
         return self.splits["fit"]

@@ -37,12 +37,42 @@ def _maybe_inject_fault(chunks_done: int) -> None:
         os._exit(76)
 
 
+def check_scorer(data_cfg) -> None:
+    """MERGE-TODO: replaced by the scorer registry's check (branch h20tasks)."""
+    scorer = data_cfg.get("scorer", data_cfg.name)
+    if scorer not in ("e2e", "dart"):
+        raise ValueError(f"data.scorer={scorer!r} is not one of e2e, dart")
+
+
 class GenerationPipeline:
+    model_kind = "causal_lm"
+
     def __init__(self, cfg: DictConfig, task, tokenizer, device: torch.device):
         self.cfg, self.task, self.tok, self.device = cfg, task, tokenizer, device
         self.max_length = int(cfg.trainer.max_length)
         self.label_smoothing = float(cfg.trainer.label_smoothing)
         self.collator = C.CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
+
+    @classmethod
+    def preflight(cls, cfg: DictConfig, task) -> None:
+        """Decoding values, the scorer and its options, and every split the run reads, checked now:
+        ``decoding.num_beams=0`` fails before training, not after it."""
+        from lodabench.decoding import decoding_config
+        from lodabench.preflight import require_rows
+
+        decoding_config(cfg.decoding)
+        check_scorer(cfg.data)
+        fix = f"check the {task.name} files under the data root (paths.data_root) and data.max_* slicing"
+        require_rows(task.train_pairs("train"), f"the training pairs of {task.name}", fix)
+        split = cfg.data.eval_split
+        items = task.eval_items(split)
+        require_rows(items, f"the {split} items of {task.name} (data.eval_split={split})", fix)
+        if cfg.trainer.eval_dev_loss and "dev" in task.splits:
+            require_rows(task.train_pairs("dev"), f"the dev pairs of {task.name} (trainer.eval_dev_loss=true)", fix)
+
+    def objective(self, model, reported: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Generation: the reported split's scores (decoding dev again would double the evaluation)."""
+        return reported, "reported"
 
     # --------------------------------------------------------------------------- training
     def _encode(self, pairs) -> list[dict[str, list[int]]]:

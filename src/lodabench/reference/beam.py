@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from lodabench import decoding
 from lodabench.data import Pair, group_pairs
 from lodabench.data.collate import encode_source
-from lodabench.paths import CONF_DIR
+from lodabench.schema import defaults_of
 from lodabench.reference import case as C
 from lodabench.reference.model import build_model
 from lodabench.reference.report import CaseReport
@@ -70,7 +69,7 @@ def _ids(wanted: list, key: str, path: Path) -> list[list[int]]:
 
 
 def _decoding_config(settings: dict[str, Any], path: Path) -> decoding.DecodingConfig:
-    node = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "decoding" / "beam.yaml"))
+    node = defaults_of("decoding", "beam")  # decoding=beam: LoRA's beam settings
     node.update({ours: settings[theirs] for theirs, ours in SETTING_KEYS.items() if theirs in settings})
     node["progress"] = False
     try:

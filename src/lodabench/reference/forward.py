@@ -24,7 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lodabench.data.collate import encode_pair
-from lodabench.paths import CONF_DIR
+from lodabench.schema import defaults_of
 from lodabench.reference import case as C
 from lodabench.reference.model import build_model, lora_params
 from lodabench.reference.report import TOL_GRADS, TOL_LOGITS, TOL_LOSS, TOL_PARAMS, CaseReport
@@ -63,8 +63,8 @@ def _encode_batch(report: CaseReport, batch: dict, path: Path, tok) -> list[dict
 
 # ------------------------------------------------------------------------- forward, loss
 def _trainer_cfg(**over: Any) -> dict[str, Any]:
-    """conf/trainer/default.yaml (LoRA's recipe) + the case's values, quiet and checkpoint-free."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
+    """trainer=default (LoRA's recipe, schema.TrainerConfig) + the case's values, quiet and checkpoint-free."""
+    cfg = defaults_of("trainer")
     cfg.update(optimizer="lora_adamw", epochs=1, progress=False, eval_dev_loss=False, checkpoint_every=0,
                keep_epoch_checkpoints=False, device="cpu")
     cfg.update(over)
