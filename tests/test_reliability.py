@@ -34,8 +34,8 @@ from omegaconf import OmegaConf
 from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError, DataError, ScoringError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_text, atomic_write_with, safe_rmtree
-from lodabench.paths import CONF_DIR
-from lodabench.schema import defaults_of, REPO_ROOT
+from lodabench.paths import CONF_DIR, REPO_ROOT
+from lodabench.schema import defaults_of
 from methods_tiny import tiny
 from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
 

@@ -175,15 +175,16 @@ def _with_search_space(argv: list[str]) -> list[str]:
 
     plain = [a for a in argv if not a.startswith(("-", "hydra", "+hydra", "~hydra"))]
     cfg = compose([a for a in plain if "," not in a])
-    search = OmegaConf.to_container(cfg.get("search") or {}, resolve=True)
+    search = cfg.search
+    space = OmegaConf.to_container(search.space, resolve=True)
     given = {a.split("=", 1)[0].lstrip("+~") for a in argv}
-    extra = [f"{k}={v}" for k, v in (search.get("space") or {}).items() if k not in given]
-    for key, value in (("hydra.sweeper.n_trials", search.get("n_trials")),
-                       ("hydra.sweeper.direction", search.get("direction")),
+    extra = [f"{k}={v}" for k, v in space.items() if k not in given]
+    for key, value in (("hydra.sweeper.n_trials", search.n_trials),
+                       ("hydra.sweeper.direction", search.direction),
                        ("hydra.sweeper.sampler.seed", cfg.seed)):
         if value is not None and key not in given:
             extra.append(f"{key}={value}")
-    if not search.get("space"):
+    if not space:
         print("lodabench: note: hydra/sweeper=optuna without a search.space in the config; Optuna searches "
               "only what the command line sweeps", file=sys.stderr)
     return [*argv, *extra]

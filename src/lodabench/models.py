@@ -72,20 +72,29 @@ def _hub_error(name: str, exc: Exception) -> ConfigError:
     )
 
 
+def model_description(values: Mapping[str, Any]) -> Any:
+    """The ``model`` group complete and typed (schema.ModelConfig): a description from a YAML file or
+    a composed node; an unknown key or a wrong type names model.<key>."""
+    from lodabench.schema import ModelConfig, complete
+
+    return complete(ModelConfig, values, "model")
+
+
 def load_model(model_cfg: Mapping[str, Any], *, kind: str | None = None, num_labels: int | None = None,
                problem_type: str | None = None) -> torch.nn.Module:
     """Build the base model described by ``model_cfg`` (a Hydra ``model`` node)."""
-    kind = kind or model_cfg.get("kind", "causal_lm")
+    model_cfg = model_description(model_cfg)
+    kind = kind or model_cfg.kind
     auto = _auto_class(kind)
-    source = model_cfg.get("source", "pretrained")
-    overrides = dict(model_cfg.get("config_overrides") or {})
+    source = model_cfg.source
+    overrides = dict(model_cfg.config_overrides)
     extra: dict[str, Any] = {}
     if kind == "sequence_classification":
         if num_labels is not None:
             extra["num_labels"] = num_labels
         if problem_type is not None:
             extra["problem_type"] = problem_type
-    location = resolve_location(model_cfg.get("pretrained"))
+    location = resolve_location(model_cfg.pretrained)
     if source == "config":
         try:
             config = AutoConfig.for_model(location, **overrides, **extra)
@@ -98,14 +107,14 @@ def load_model(model_cfg: Mapping[str, Any], *, kind: str | None = None, num_lab
         except OSError as exc:
             raise _hub_error(location, exc) from exc
     elif source == "gguf":
-        gguf_file = model_cfg.get("gguf_file")
+        gguf_file = model_cfg.gguf_file
         if not gguf_file:
             raise ConfigError("model.source=gguf needs model.gguf_file (the GGUF file name inside model.pretrained).")
         model = auto.from_pretrained(location, gguf_file=gguf_file, torch_dtype=torch.float32, **overrides, **extra)
     else:
         raise ConfigError(f"model.source={source!r} is not one of pretrained, config, gguf.")
     if kind == "sequence_classification":
-        set_pooler(model, model_cfg.get("pooler", "cls"))
+        set_pooler(model, model_cfg.pooler)
     # GGUF models come back flagged as quantised (though dequantised to fp32), and refuse .float().
     if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
         model.hf_quantizer = None
@@ -174,16 +183,17 @@ def default_gpt2_tokenizer_location() -> str:
 
 def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     """Tokenizer from ``model.tokenizer`` (hub id / dir / pkg://), else the model's own location."""
-    location = model_cfg.get("tokenizer")
+    model_cfg = model_description(model_cfg)
+    location = model_cfg.tokenizer
     if location in (None, "", "null"):
-        if model_cfg.get("source") == "config" and model_cfg.get("family") in ("gpt2", "llama"):
+        if model_cfg.source == "config" and model_cfg.family in ("gpt2", "llama"):
             location = default_gpt2_tokenizer_location()
         else:
-            location = model_cfg.get("pretrained")
+            location = model_cfg.pretrained
     location = resolve_location(location)
     kwargs = {}
-    if model_cfg.get("source") == "gguf" and not model_cfg.get("tokenizer"):
-        kwargs["gguf_file"] = model_cfg.get("gguf_file")
+    if model_cfg.source == "gguf" and not model_cfg.tokenizer:
+        kwargs["gguf_file"] = model_cfg.gguf_file
     try:
         tok = AutoTokenizer.from_pretrained(location, **kwargs)
     except OSError as exc:

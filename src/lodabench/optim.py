@@ -118,15 +118,15 @@ def _check_hyperparameters(lr: float, betas: tuple[float, float], eps: float, we
 
 def optimizer_name(cfg: Mapping[str, Any]) -> str:
     """``trainer.optimizer``, validated with ``trainer.correct_bias`` (ConfigError, before training)."""
-    name = cfg.get("optimizer", "adamw")
+    from lodabench.schema import trainer_config
+
+    cfg = trainer_config(cfg)
+    name = cfg.optimizer
     if name not in OPTIMIZERS:
         raise ConfigError(f"trainer.optimizer={name!r} is not one of {', '.join(OPTIMIZERS)} "
                           "(lora_adamw: microsoft/LoRA's AdamW update rule; adamw: torch.optim.AdamW). "
                           "See src/lodabench/optim.py.")
-    correct_bias = cfg.get("correct_bias", True)
-    if not isinstance(correct_bias, bool):
-        raise ConfigError(f"trainer.correct_bias={correct_bias!r} must be true or false.")
-    if name == "adamw" and not correct_bias:
+    if name == "adamw" and not cfg.correct_bias:
         raise ConfigError("trainer.correct_bias=false with trainer.optimizer=adamw: torch.optim.AdamW always "
                           "corrects the bias. Fix: set trainer.optimizer=lora_adamw (LoRA's rule, which "
                           "honours correct_bias) or trainer.correct_bias=true.")
@@ -136,9 +136,12 @@ def optimizer_name(cfg: Mapping[str, Any]) -> str:
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimizer ``trainer.optimizer`` names over ``params``, one parameter group, with
     ``trainer.{lr, adam_beta1, adam_beta2, adam_eps, weight_decay, correct_bias}``."""
+    from lodabench.schema import trainer_config
+
+    cfg = trainer_config(cfg)
     name = optimizer_name(cfg)
-    kwargs = {"lr": float(cfg["lr"]), "betas": (float(cfg["adam_beta1"]), float(cfg["adam_beta2"])),
-              "eps": float(cfg["adam_eps"]), "weight_decay": float(cfg["weight_decay"])}
+    kwargs = {"lr": cfg.lr, "betas": (cfg.adam_beta1, cfg.adam_beta2), "eps": cfg.adam_eps,
+              "weight_decay": cfg.weight_decay}
     if name == "lora_adamw":
-        return LoRAAdamW(params, correct_bias=bool(cfg.get("correct_bias", True)), **kwargs)
+        return LoRAAdamW(params, correct_bias=cfg.correct_bias, **kwargs)
     return torch.optim.AdamW(params, **kwargs)

@@ -74,11 +74,11 @@ class WandbLogger:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any]):
         import wandb
-        os.environ.setdefault("WANDB_MODE", cfg.logger.get("mode", "offline"))
-        self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(run_dir),
+        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+        self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, dir=str(run_dir),
                               name=cfg.run_name, id=hashlib.sha1(str(run_dir).encode()).hexdigest()[:12],
-                              resume="allow", config=config, tags=list(cfg.logger.get("tags") or []),
-                              mode=cfg.logger.get("mode", "offline"))
+                              resume="allow", config=config, tags=list(cfg.logger.tags),
+                              mode=cfg.logger.mode)
 
     def log(self, data: dict[str, Any], step: int | None = None) -> None:
         self.run.log(data, step=step)
@@ -143,7 +143,7 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
     if cfg.force and record.attempts:
         record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
     config = OmegaConf.to_container(cfg, resolve=True)
-    record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=bool(cfg.get("allow_code_change", False)))
+    record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=cfg.allow_code_change)
     record.update(sweep=sweep_info(cfg))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     logger = WandbLogger(cfg, run_dir, config) if cfg.logger.name == "wandb" else None
@@ -174,7 +174,7 @@ def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
     sweeper = hc.runtime.choices.get("hydra/sweeper")
     if sweeper != "optuna":
         return {"sweeper": sweeper} if str(hc.mode) == "RunMode.MULTIRUN" else None
-    searched = sorted((cfg.get("search") or {}).get("space") or {})
+    searched = sorted(cfg.search.space)
     study = " ".join(o for o in hc.overrides.task if o.split("=", 1)[0] not in searched)
     return {"sweeper": "optuna", "study": study, "trial": hc.job.num, "searched": searched}
 

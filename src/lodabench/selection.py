@@ -39,37 +39,37 @@ class Selection:
 
 def selection_config(cfg: Mapping[str, Any]) -> Selection:
     """The validated ``selection`` group (key, value and fix on a bad value), before anything loads."""
-    node = dict(cfg.get("selection") or {})
-    unknown = sorted(set(node) - {"epochs", "rule", "metric", "aggregate"})
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join('selection.' + k for k in unknown)}; valid keys: "
-                          "selection.epochs, selection.rule, selection.metric, selection.aggregate")
-    epochs, rule = node.get("epochs"), node.get("rule", "last")
-    if rule not in RULES:
-        raise ConfigError(f"selection.rule={rule!r}: choose one of {', '.join(RULES)}")
-    if node.get("aggregate", "mean") not in AGGREGATES:
-        raise ConfigError(f"selection.aggregate={node.get('aggregate')!r}: choose one of {', '.join(AGGREGATES)}")
+    from lodabench.schema import SelectionConfig, complete
+
+    node = complete(SelectionConfig, cfg.get("selection"), "selection")  # unknown keys and types
+    if node.rule not in RULES:
+        raise ConfigError(f"selection.rule={node.rule!r}: choose one of {', '.join(RULES)}")
+    if node.aggregate not in AGGREGATES:
+        raise ConfigError(f"selection.aggregate={node.aggregate!r}: choose one of {', '.join(AGGREGATES)}")
+    epochs = None if node.epochs is None else list(node.epochs)
     if epochs is not None:
-        epochs = list(epochs)
-        if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
+        if not epochs or any(e < 1 for e in epochs):
             raise ConfigError(f"selection.epochs={epochs!r}: a list of epoch numbers >= 1 (e.g. [5,10]), or null")
         epochs = tuple(sorted(set(epochs)))
-    return Selection(epochs, rule, node.get("metric"), node.get("aggregate", "mean"))
+    return Selection(epochs, node.rule, node.metric, node.aggregate)
 
 
 def check_against_training(sel: Selection, trainer_cfg: Mapping[str, Any], batches_per_epoch: int,
                            total_steps: int) -> None:
     """Every listed epoch must be reached and kept; the rule must have what it selects on."""
+    from lodabench.schema import trainer_config
+
     if sel.epochs is None:
         return
-    if not trainer_cfg.get("keep_epoch_checkpoints", True):
+    trainer_cfg = trainer_config(trainer_cfg)
+    if not trainer_cfg.keep_epoch_checkpoints:
         raise ConfigError("selection.epochs needs the epoch checkpoints: set trainer.keep_epoch_checkpoints=true")
     late = [e for e in sel.epochs if e * batches_per_epoch > total_steps]
     if late:
         raise ConfigError(f"selection.epochs={list(sel.epochs)}: epoch(s) {late} are never completed (trainer.epochs="
-                          f"{trainer_cfg.get('epochs')}, trainer.max_steps={trainer_cfg.get('max_steps')}, "
+                          f"{trainer_cfg.epochs}, trainer.max_steps={trainer_cfg.max_steps}, "
                           f"{batches_per_epoch} steps per epoch). Raise trainer.epochs or list earlier epochs.")
-    if sel.rule == "dev_loss" and not trainer_cfg.get("eval_dev_loss", True):
+    if sel.rule == "dev_loss" and not trainer_cfg.eval_dev_loss:
         raise ConfigError("selection.rule=dev_loss needs trainer.eval_dev_loss=true")
 
 

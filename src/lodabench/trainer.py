@@ -100,8 +100,11 @@ def check_trainer_values(cfg: Mapping[str, Any]) -> None:
 
     ``max_steps=0`` is legal and trains nothing, like ``epochs=0`` (an untrained baseline).
     """
-    lr = cfg.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    from lodabench.schema import trainer_config
+
+    cfg = trainer_config(cfg)  # types checked there (trainer.lr=abc names the key)
+    lr = cfg.lr
+    if not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"trainer.lr={lr!r}: the learning rate must be a finite number > 0 (e.g. trainer.lr=2e-4).")
     for key, low in (("epochs", 0), ("batch_size", 1)):
         _check_int(cfg, key, low, required=True)
@@ -120,9 +123,9 @@ def _check_int(cfg: Mapping[str, Any], key: str, low: int, required: bool) -> No
 def warmup_steps(cfg: Mapping[str, Any], total_steps: int) -> int:
     """``trainer.warmup_ratio`` x total steps (rounded up, as HF's TrainingArguments.get_warmup_steps,
     which LoRA's GLUE scripts use with --warmup_ratio 0.06) when set, else ``trainer.warmup_steps``."""
-    ratio = cfg.get("warmup_ratio")
+    ratio = cfg.warmup_ratio
     if ratio is None:
-        return int(cfg["warmup_steps"])
+        return int(cfg.warmup_steps)
     if not 0.0 <= float(ratio) <= 1.0:
         raise ValueError(f"trainer.warmup_ratio={ratio!r} must be in [0, 1] (or null to use trainer.warmup_steps)")
     return math.ceil(total_steps * float(ratio))
@@ -180,7 +183,9 @@ class Trainer:
                  loss_weight_fn: Callable[[Batch], float] | None = None,
                  example_lengths: Sequence[int] | None = None):
         self.model = model
-        self.cfg = cfg
+        from lodabench.schema import trainer_config
+
+        self.cfg = cfg = trainer_config(cfg)  # complete and typed: read by attribute below
         self.seed = int(seed)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -193,7 +198,7 @@ class Trainer:
         self.rank, self.world_size = rank, world_size
         self.loss_weight = loss_weight_fn or default_loss_weight
         self.lengths = None
-        if cfg.get("group_by_length"):
+        if cfg.group_by_length:
             if example_lengths is None or len(example_lengths) != len(train_examples):
                 raise ConfigError("trainer.group_by_length=true needs the length of every training example; "
                                   "this task's pipeline gives none (set trainer.group_by_length=false).")
@@ -201,7 +206,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise CheckpointError("the method left no trainable parameters; check method config.")
-        self.batch_size = int(cfg["batch_size"])
+        self.batch_size = cfg.batch_size
         self.micro_steps = self._micro_steps(cfg)
         self._setup_precision(cfg)
         # DDP wraps the method-applied model for the training forward/backward only; checkpoints,
@@ -209,12 +214,12 @@ class Trainer:
         self.train_model = model
         if world_size > 1:
             self.train_model = D.wrap_ddp(model, self.device,
-                                          find_unused_parameters=bool(cfg.get("ddp_find_unused_parameters", False)))
+                                          find_unused_parameters=cfg.ddp_find_unused_parameters)
         self.batches_per_epoch = math.ceil(len(train_examples) / self.batch_size)
-        epochs = int(cfg["epochs"])
+        epochs = cfg.epochs
         total = self.batches_per_epoch * epochs
-        if cfg.get("max_steps") is not None:  # 0 trains nothing (like epochs=0), never "no limit"
-            total = min(total, int(cfg["max_steps"]))
+        if cfg.max_steps is not None:  # 0 trains nothing (like epochs=0), never "no limit"
+            total = min(total, cfg.max_steps)
         self.total_steps = total
         self.optimizer = self._build_optimizer()
         # The decay horizon is the run's real length (epochs, or max_steps when that is shorter).
@@ -225,8 +230,8 @@ class Trainer:
     # ----------------------------------------------------------------------------- setup
     def _micro_steps(self, c: Mapping[str, Any]) -> int:
         """Backward passes per optimizer step on each rank (the same on all ranks)."""
-        accum = int(c.get("grad_accum") or 1)
-        micro = c.get("micro_batch_size")
+        accum = c.grad_accum
+        micro = c.micro_batch_size
         share = math.ceil(self.batch_size / self.world_size)
         if self.batch_size < 1 or accum < 1:
             raise ConfigError(f"trainer.batch_size={self.batch_size}, trainer.grad_accum={accum}: both must be >= 1.")
@@ -244,7 +249,7 @@ class Trainer:
         return accum
 
     def _setup_precision(self, c: Mapping[str, Any]) -> None:
-        name = str(c.get("precision") or "fp32")
+        name = c.precision
         if name not in PRECISIONS:
             raise ConfigError(f"trainer.precision={name!r} is not one of {', '.join(PRECISIONS)}.")
         if name == "fp16" and self.device.type != "cuda":
@@ -290,7 +295,7 @@ class Trainer:
         return target
 
     def save_epoch_weights(self, epoch: int) -> None:
-        if self.rank != 0 or not self.cfg.get("keep_epoch_checkpoints", True):
+        if self.rank != 0 or not self.cfg.keep_epoch_checkpoints:
             return
         save_trainable(self.model, self.ckpt_dir / f"epoch-{epoch + 1}" / "trainable.safetensors")
 
@@ -368,10 +373,10 @@ class Trainer:
         self.try_resume()
         if self.state.finished:
             return self.state
-        epochs = 0 if c.get("max_steps") == 0 else int(c["epochs"])
-        every = int(c.get("checkpoint_every") or 0)
+        epochs = 0 if c.max_steps == 0 else c.epochs
+        every = c.checkpoint_every
         bar = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train",
-                   disable=not c.get("progress", True) or self.rank != 0, dynamic_ncols=True)
+                   disable=not c.progress or self.rank != 0, dynamic_ncols=True)
         self.train_model.train()
         stop = False
         while self.state.epoch < epochs and not stop:
@@ -390,7 +395,7 @@ class Trainer:
                 if self.logger is not None and self.rank == 0:
                     self.logger.log({"train/loss": loss_value, "train/lr": self.scheduler.get_last_lr()[0],
                                      "epoch": epoch + 1}, step=self.state.global_step)
-                if c.get("max_steps") and self.state.global_step >= int(c["max_steps"]):
+                if c.max_steps and self.state.global_step >= c.max_steps:
                     stop = True
                     break
                 if every and self.state.global_step % every == 0:
@@ -400,7 +405,7 @@ class Trainer:
                 self.state.train_loss[str(epoch + 1)] = running / count
             epoch_done = self.state.batch_in_epoch >= self.batches_per_epoch
             if epoch_done or stop:
-                if c.get("eval_dev_loss", True) and self.dev_loss_fn is not None:
+                if c.eval_dev_loss and self.dev_loss_fn is not None:
                     # Rank 0 computes it on the plain model; the others receive the value.
                     dev = None
                     if self.rank == 0:
@@ -464,8 +469,8 @@ class Trainer:
         self._check_finite(torch.tensor(loss_value))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if float(c.get("grad_clip") or 0.0) > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, float(c["grad_clip"]))
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

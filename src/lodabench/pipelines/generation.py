@@ -10,6 +10,7 @@ right after the N-th chunk of this attempt is on disk (like the trainer's LODABE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lodabench.data import collate as C
 from lodabench.losses import lm_loss, lm_loss_sums
@@ -26,7 +27,6 @@ from lodabench.scoring.textio import write_hypotheses, write_reference_groups
 
 log = logging.getLogger(__name__)
 
-DECODE_CHUNK = 32  # items per fsynced chunk when decoding.batch_size is not set
 FAULT_ENV = "LODABENCH_FAULT_AFTER_DECODE_CHUNK"
 
 
@@ -103,7 +103,7 @@ class GenerationPipeline:
         if not hasattr(self, "_dev"):
             self._dev = self._encode(self.task.train_pairs("dev"))
         bs = int(self.cfg.trainer.batch_size)
-        cap = self.cfg.trainer.get("max_dev_batches")
+        cap = self.cfg.trainer.max_dev_batches
         total, count = 0.0, 0.0
         for i, start in enumerate(range(0, len(self._dev), bs)):
             if cap is not None and i >= int(cap):
@@ -118,7 +118,7 @@ class GenerationPipeline:
     def evaluate(self, model, run_dir: Path, split: str | None = None) -> dict[str, Any]:
         from lodabench.decoding import decode
 
-        split = split or self.cfg.data.get("eval_split", "test")
+        split = split or self.cfg.data.eval_split
         run_dir.mkdir(parents=True, exist_ok=True)
         items = self.task.eval_items(split)
         refs = [list(r) for _, r in items]
@@ -140,7 +140,7 @@ class GenerationPipeline:
         return self.evaluate(model, out_dir, split="dev")
 
     def selection_split_is_reported(self) -> bool:
-        return self.cfg.data.get("eval_split", "test") == "dev"
+        return self.cfg.data.eval_split == "dev"
 
     def _decode_resumable(self, model, sources: list[str], run_dir: Path, decode) -> list[str]:
         partial = run_dir / "hyp.partial.jsonl"
@@ -155,20 +155,22 @@ class GenerationPipeline:
         todo = [i for i in range(len(sources)) if i not in done]
         if done:
             log.info("decoding: %d of %d already done, %d to go", len(done), len(sources), len(todo))
-        dcfg = OmegaConf.to_container(self.cfg.decoding, resolve=True)
+        from lodabench.decoding import decoding_config
+
+        dcfg = decoding_config(self.cfg.decoding)
         model.eval()
         # One chunk = one decoding batch, so a resumed run decodes the same batches as an
         # uninterrupted one (same padding, same outputs).
-        chunk = int(dcfg.get("batch_size") or DECODE_CHUNK)
+        chunk = dcfg.batch_size
         # One bar over all items (the decoder's own per-batch bar is switched off).
-        bar = tqdm(total=len(sources), initial=len(done), desc="decode", disable=not dcfg.get("progress", True),
+        bar = tqdm(total=len(sources), initial=len(done), desc="decode", disable=not dcfg.progress,
                    dynamic_ncols=True)
-        dcfg["progress"] = False
+        dcfg = dataclasses.replace(dcfg, progress=False)
         with open(partial, "a", encoding="utf-8") as fh, bar:
             for n_chunk, start in enumerate(range(0, len(todo), chunk), 1):
                 idx = todo[start:start + chunk]
                 # LoRA keeps the last seq_len - eval_len prompt tokens (gpt2_beam.py query cut).
-                prompt_len = max(self.max_length - int(dcfg.get("max_new_tokens", 64)), 1)
+                prompt_len = max(self.max_length - dcfg.max_new_tokens, 1)
                 prompts = [C.encode_source(self.tok, sources[i], max_length=prompt_len) for i in idx]
                 outs = decode(model, self.tok, prompts, dcfg)
                 for i, text in zip(idx, outs):

@@ -1,0 +1,229 @@
+"""The one typed schema (src/lodabench/schema.py): every key a run can set is defined once, with its
+type and default; what the code reads is settable and what is settable is read; a bad key or value
+fails at compose time or in preflight, before any checkpoint is written.
+
+"Read" is established statically (ast): a key is read where the code accesses it on a config node
+(``cfg.<group>.<key>``, ``cfg.<group>.get("<key>")``, ``cfg.<group>["<key>"]``) or on a name that
+holds one group in the module that consumes it (the trainer's ``self.cfg``, models.py's
+``model_cfg``, ...: ``GROUP_NAMES`` below). A method's or task's keys are read where its config
+dataclass's module reads the attribute. That covers how lodabench reads configs today; a new
+reading style must be added to ``GROUP_NAMES`` or the test below fails on the keys it reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from lodabench import methods, schema
+from lodabench.data import task_names
+from lodabench.errors import ConfigError
+from lodabench.paths import CONF_DIR, REPO_ROOT
+from runs_helpers import TINY_E2E, run_cli
+
+SRC = REPO_ROOT / "src" / "lodabench"
+OVERLAYS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+GROUPS = {"trainer": schema.TrainerConfig, "selection": schema.SelectionConfig, "paths": schema.PathsConfig,
+          "logger": schema.LoggerConfig, "model": schema.ModelConfig, "search": schema.SearchConfig,
+          "decoding": schema.node_class("decoding__beam")}
+ROOT_KEYS = [f.name for f in dataclasses.fields(schema.RunConfig) if f.name not in GROUPS | {"method": 0, "data": 0}]
+# Names that hold one group's node in the module that consumes it (module path relative to src/lodabench).
+GROUP_NAMES = {
+    "trainer.py": {"cfg": "trainer", "c": "trainer", "self.cfg": "trainer"},
+    "optim.py": {"cfg": "trainer"},
+    "selection.py": {"node": "selection", "trainer_cfg": "trainer"},
+    "models.py": {"model_cfg": "model"},
+    "decoding.py": {"cfg": "decoding"},
+    "pipelines/generation.py": {"dcfg": "decoding"},
+    "entry.py": {"search": "search"},
+}
+# Modules that read *recorded* configs of finished runs (plain dicts, old keys included), not the schema.
+RECORD_READERS = ("tables.py", "reports.py", "claims.py", "analysis/", "bench/", "records.py", "reference/")
+NODE_METHODS = {"get", "items", "keys", "values", "copy", "pop", "setdefault", "update"}
+
+
+def _receiver_group(expr: ast.AST, names: dict[str, str]) -> tuple[str, str] | None:
+    """(kind, group) when ``expr`` is a config node: ``cfg.<group>`` / ``self.cfg.<group>`` or a named one."""
+    text = ast.unparse(expr)
+    m = re.fullmatch(r"(?:self\.)?cfg\.(\w+)", text)
+    if m and (m.group(1) in GROUPS or m.group(1) in ("method", "data")):
+        return "group", m.group(1)
+    if text in ("cfg", "self.cfg") and "root" in names.values():
+        return "group", "root"
+    if text in names:
+        return "group", names[text]
+    return None
+
+
+def _reads_in(path: Path) -> set[tuple[str, str]]:
+    rel = path.relative_to(SRC).as_posix()
+    names = GROUP_NAMES.get(rel, {"cfg": "root", "self.cfg": "root"} if rel in ("run.py", "preflight.py") else {})
+    out: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        key, recv = None, None
+        if isinstance(node, ast.Attribute) and node.attr not in NODE_METHODS:
+            key, recv = node.attr, node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            key, recv = node.args[0].value, node.func.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            key, recv = node.slice.value, node.value
+        hit = _receiver_group(recv, names) if recv is not None else None
+        if hit:
+            out.add((hit[1], key))
+    return out
+
+
+def _all_reads() -> set[tuple[str, str]]:
+    reads: set[tuple[str, str]] = set()
+    for path in SRC.rglob("*.py"):
+        if not path.relative_to(SRC).as_posix().startswith(RECORD_READERS):
+            reads |= _reads_in(path)
+    return {(g, k) for g, k in reads if not (g == "root" and k in GROUPS | {"method": 0, "data": 0})}
+
+
+READS = _all_reads()
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _option_classes(group: str) -> dict[str, type]:
+    names = methods.method_names() if group == "method" else task_names()
+    return {name: schema.node_class(f"{group}__{name}") for name in names}
+
+
+# ------------------------------------------------------------------------------ read <-> settable
+def test_every_key_the_code_reads_is_in_the_schema():
+    valid = {g: set(_fields(c)) for g, c in GROUPS.items()}
+    valid["root"] = set(ROOT_KEYS)
+    for group in ("method", "data"):
+        valid[group] = set().union(*map(_fields, _option_classes(group).values()))
+    unknown = sorted(f"{g}.{k}" for g, k in READS if k not in valid[g])
+    assert not unknown, f"read by the code but not settable (add them to src/lodabench/schema.py): {unknown}"
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS) + ["root"])
+def test_every_group_key_is_read(group):
+    keys = ROOT_KEYS if group == "root" else _fields(GROUPS[group])
+    unread = [k for k in keys if (group, k) not in READS and not _read_by_interpolation(group, k)]
+    assert not unread, f"settable but never read by the code (remove them or use them): {group}: {unread}"
+
+
+def _read_by_interpolation(group: str, key: str) -> bool:
+    """run_dir, run_name and paths.* are read by Hydra through conf/hydra/default.yaml and schema interpolations."""
+    full = key if group == "root" else f"{group}.{key}"
+    hydra_conf = (CONF_DIR / "hydra" / "default.yaml").read_text() + schema.RUN_NAME + schema.RunConfig.run_dir
+    return "${" + full + "}" in hydra_conf or f"${{{full}}}" in hydra_conf
+
+
+@pytest.mark.parametrize("group", ["method", "data"])
+def test_every_method_and_task_key_is_read_by_its_module(group):
+    shared = (SRC / "methods" / "__init__.py").read_text() + (SRC / "methods" / "common.py").read_text() \
+        + (SRC / "data" / "tasks.py").read_text() + (SRC / "data" / "registry.py").read_text()
+    unread = []
+    for name, cls in _option_classes(group).items():
+        spec = methods.get_spec(name).config_cls if group == "method" else type(_task_default(name))
+        text = shared + "".join(Path(__import__("inspect").getfile(k)).read_text() for k in spec.__mro__[:-1])
+        unread += [f"{group}={name}: {k}" for k in _fields(cls) if not re.search(rf"\.{k}\b|\"{k}\"", text)]
+    assert not unread, unread
+
+
+def _task_default(name: str):
+    from lodabench.data import registry
+    return registry.task_spec(name).config
+
+
+# ------------------------------------------------------------------------------ every overlay
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_composes_inside_the_schema_and_passes_the_config_checks(overlay):
+    from lodabench.decoding import decoding_config
+    from lodabench.models import model_description
+    from lodabench.optim import optimizer_name
+    from lodabench.preflight import check_eval_checkpoint
+    from lodabench.selection import selection_config
+    from lodabench.trainer import check_trainer_values
+
+    cfg = schema.compose([f"experiment={overlay}"])  # check_composed: no key outside the schema
+    methods.method_config(cfg.method)
+    check_trainer_values(cfg.trainer)
+    optimizer_name(cfg.trainer)
+    selection_config(cfg)
+    check_eval_checkpoint(cfg)
+    decoding_config(cfg.decoding)
+    model_description(cfg.model)
+    unread = [k for k in _leaf_keys(cfg) if not _is_read(k)]
+    assert not unread, f"{overlay} sets keys no code reads: {unread}"
+
+
+def _leaf_keys(cfg: DictConfig) -> list[str]:
+    out = []
+    for top in cfg:
+        node = cfg[top]
+        if isinstance(node, DictConfig) and top not in ("search",):
+            out += [f"{top}.{k}" for k in node]
+        else:
+            out.append(str(top))
+    return out
+
+
+def _is_read(full: str) -> bool:
+    group, _, key = full.partition(".")
+    if group in ("method", "data"):
+        return True  # proven per option by test_every_method_and_task_key_is_read_by_its_module
+    if not key:
+        return (("root", group) in READS or _read_by_interpolation("root", group)
+                or group == "search" and ("search", "space") in READS)
+    return (group, key) in READS or _read_by_interpolation(group, key)
+
+
+# ------------------------------------------------------------------------------ refused at compose
+@pytest.mark.parametrize("override", ["+trainer.lrr=1", "+decoding.beams=4", "+selection.rul=last",
+                                      "+paths.data=x", "+logger.projectt=x", "+model.famly=gpt2",
+                                      "+method.rank=3", "+data.scorrer=e2e", "+seeed=1", "+search.spaces=1"])
+def test_an_unknown_key_in_any_group_fails_at_compose(override):
+    key = override[1:].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"unknown config key {re.escape(key)}"):
+        schema.compose([override])
+
+
+@pytest.mark.parametrize("override", ["trainer.lr=abc", "decoding.num_beams=abc", "selection.epochs=abc",
+                                      "method.r=abc", "model.config_overrides=3", "seed=abc", "force=maybe",
+                                      "data.max_train_examples=abc", "logger.tags=3", "paths.data_root=[1]"])
+def test_a_wrongly_typed_value_in_any_group_fails_at_compose(override):
+    with pytest.raises(HydraException, match=re.escape(override.split("=")[0])):
+        schema.compose([override])
+
+
+def test_defaults_live_in_one_place():
+    """No YAML restates a code-defined option; every option composes to its dataclass defaults."""
+    for group in ("method", "trainer", "selection", "paths", "logger"):
+        yamls = [p.name for p in (CONF_DIR / group).glob("*.yaml")] if (CONF_DIR / group).is_dir() else []
+        assert not yamls, f"conf/{group}/ restates defaults that live in src/lodabench/schema.py: {yamls}"
+    assert not (CONF_DIR / "decoding" / "beam.yaml").exists()
+    cfg = schema.compose(["method=loda"])
+    assert OmegaConf.to_container(cfg.method) == schema.defaults_of("method", "loda")
+    assert OmegaConf.to_container(cfg.trainer) == schema.defaults_of("trainer")
+
+
+# ------------------------------------------------------------------------------ the bar, end to end
+def test_bad_decoding_value_fails_before_any_checkpoint(tmp_path):
+    proc = run_cli([*TINY_E2E, "decoding.num_beams=0"], tmp_path, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "decoding.num_beams=0" in proc.stderr
+    assert not list(tmp_path.rglob("checkpoints")), "a checkpoint was written before the bad value failed"
+
+
+@pytest.mark.parametrize("override", ["+trainer.lrr=1", "decoding.num_beams=abc"])
+def test_unknown_or_mistyped_key_fails_before_hydra_makes_a_directory(tmp_path, override):
+    proc = run_cli([*TINY_E2E, override], tmp_path, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("lodabench: error:") and override.lstrip("+").split("=")[0] in proc.stderr
+    assert not (tmp_path / "runs").exists()
