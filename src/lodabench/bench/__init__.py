@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return cost_claims.main(argv[1:])
     from lodabench.bench import report
-    from lodabench.bench.timing import machine_info
+    from lodabench.machine import machine_info
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
