@@ -52,6 +52,7 @@ from transformers import (
 )
 
 from lodabench.errors import ConfigError
+from lodabench.models import read_model_conf
 from lodabench.paths import CONF_DIR
 
 
@@ -76,20 +77,20 @@ def _key(name: str) -> str:
     return name.rsplit("/", 1)[-1].lower().replace("_", "-").replace("-instruct", "")
 
 
-def model_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[PretrainedConfig, str]:
-    """(transformers config, kind) for a model conf mapping, a known name, or a config object."""
+def transformers_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[PretrainedConfig, str]:
+    """(transformers config, kind) for a model conf mapping, a known name, or a config object.
+
+    Counting needs shapes only, so a hub model is described without downloading: by its
+    ``conf/model/<name>.yaml``, a hub-free config of the same name, or a local folder.
+    """
     if isinstance(model, PretrainedConfig):
         kind = "sequence_classification" if model.model_type in ("bert", "roberta") else "causal_lm"
         return model, kind
     if isinstance(model, str):
-        conf_file = CONF_DIR / "model" / f"{model}.yaml"
-        if conf_file.is_file():
-            from omegaconf import OmegaConf
-
-            model = OmegaConf.to_container(OmegaConf.load(conf_file), resolve=False)
+        if (CONF_DIR / "model" / f"{model}.yaml").is_file():
+            model = read_model_conf(model)
         elif _key(model) in _hub_free():
-            cfg = _hub_free()[_key(model)]
-            return model_config(cfg)
+            return transformers_config(_hub_free()[_key(model)])
         else:
             raise ConfigError(f"model={model!r}: no conf/model/{model}.yaml and no hub-free config of that "
                               f"name. Known: {', '.join(_hub_free())}")
@@ -119,7 +120,7 @@ def model_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[Pre
 
 def build_meta_model(model: str | Mapping[str, Any] | PretrainedConfig, num_labels: int = 2,
                      device: str = "meta") -> torch.nn.Module:
-    cfg, kind = model_config(model)
+    cfg, kind = transformers_config(model)
     if kind == "sequence_classification":
         cfg.num_labels = num_labels
     auto = AutoModelForSequenceClassification if kind == "sequence_classification" else AutoModelForCausalLM
@@ -169,7 +170,7 @@ def prelayer_note() -> list[str]:
     GPT-2 L 0.77M), recomputed from the models' shapes (see the module docstring)."""
     lines = ["PreLayer (LoRA paper Table 3 / LoDA Table 1, numbers copied from Li & Liang 2021):"]
     for model, published in (("gpt2-medium", 0.35), ("gpt2-large", 0.77)):
-        cfg, _ = model_config(model)
+        cfg, _ = transformers_config(model)
         per_pos = cfg.n_layer * cfg.n_embd
         total = count_for(model, "ft")["total"]
         fits = {unit: [n for n in range(1, 100) if round(per_pos * n / scale, 2) == published]
@@ -253,20 +254,12 @@ def _table_methods(names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
-    import csv
-    import io
-
-    from lodabench.io import atomic_write_text
+    from lodabench.io import atomic_write_text, write_csv
 
     out = Path(out_dir)
     cols = ["model", "method", "config", "trainable", "trainable_M", "trainable_Mi", "paper", "stored", "head", "total",
             "error"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: r.get(c, "") for c in cols})
-    atomic_write_text(out / "param_counts.csv", buf.getvalue())
+    write_csv(out / "param_counts.csv", rows, cols)
     lines = [
         "# Trainable parameters per method (task head excluded)",
         "",

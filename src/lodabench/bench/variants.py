@@ -14,6 +14,7 @@ writes exist, and both are made private:
 
 Method hyperparameters are the repository's ``conf/method/<name>.yaml`` defaults (the papers'
 settings), with the overrides the variant names: the benchmark times exactly what a run trains.
+``build_variant`` is the one variant builder: the bench suites and ``analysis cost`` both use it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method, merge_method, targets
-from lodabench.models import load_model
+from lodabench.models import load_model, read_model_conf
 from lodabench.paths import CONF_DIR
 
 # Full-size configs (random weights): the shapes of the LoDA/LoRA papers' models.
@@ -55,10 +56,10 @@ MODELS: dict[str, dict[str, Any]] = {
 QUICK_MODELS = ("tiny-gpt2", "tiny-roberta")
 
 
-def model_cfg(model_name: str) -> dict[str, Any]:
+def bench_model_conf(model_name: str) -> dict[str, Any]:
+    """The model node of a bench model: MODELS (from config, no weights), or a test-suite model's own conf."""
     if model_name in QUICK_MODELS:
-        from omegaconf import OmegaConf
-        return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{model_name}.yaml"), resolve=True)
+        return read_model_conf(model_name)
     if model_name not in MODELS:
         raise ConfigError(f"bench model {model_name!r} is not one of {sorted([*MODELS, *QUICK_MODELS])} "
                           "(lodabench/bench/variants.py)")
@@ -66,7 +67,7 @@ def model_cfg(model_name: str) -> dict[str, Any]:
 
 
 def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
-    cfg = model_cfg(model_name)
+    cfg = bench_model_conf(model_name)
     torch.manual_seed(seed)
     extra = {"num_labels": 2} if cfg["kind"] == "sequence_classification" else {}
     model = load_model(cfg, **extra)
