@@ -304,6 +304,11 @@ def compose(overrides: list[str]) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``lodabench params model=<m> method=<x> [method.k=v]``: the counts as JSON. Plugins load first
+    (as for a run), so ``method=<a plugin's method>`` composes its config and counts."""
+    from lodabench.plugins import load_plugins_or_exit
+
+    load_plugins_or_exit()
     argv = list(sys.argv[1:] if argv is None else argv)
     keep = [a for a in argv if a.split("=")[0].lstrip("+~").split(".")[0] in ("model", "method")]
     model, method = compose(keep)
