@@ -186,12 +186,6 @@ def prelayer_note() -> list[str]:
     return lines
 
 
-def method_names() -> list[str]:
-    from lodabench.methods import REGISTRY
-
-    return list(REGISTRY)
-
-
 def method_defaults(name: str) -> dict[str, Any]:
     """conf/method/<name>.yaml when present (the paper's defaults), else the dataclass defaults."""
     path = CONF_DIR / "method" / f"{name}.yaml"
@@ -214,6 +208,8 @@ TABLE_VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 
 def param_table(models: tuple[str, ...] = ("gpt2-medium", "roberta-base"),
                 methods: list[str] | None = None) -> list[dict[str, Any]]:
+    from lodabench.methods import method_names
+
     rows = []
     for model in models:
         for name, label, extra in _table_methods(methods or method_names()):

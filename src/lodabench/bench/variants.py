@@ -25,12 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import yaml
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method, merge_method, targets
 from lodabench.models import load_model, read_model_conf
-from lodabench.paths import CONF_DIR
 
 # Full-size configs (random weights): the shapes of the LoDA/LoRA papers' models.
 MODELS: dict[str, dict[str, Any]] = {
@@ -77,14 +75,11 @@ def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu
 
 
 def method_cfg(name: str, **overrides: Any) -> dict[str, Any]:
-    """conf/method/<name>.yaml (the defaults a run uses) with ``overrides``."""
-    path = CONF_DIR / "method" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no method config {path}; bench method names are conf/method/*.yaml names")
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    cfg = {k: v for k, v in cfg.items() if v is not None}
-    cfg.update(overrides)
-    return cfg
+    """The method config a run composes by default (``params.method_defaults``: conf/method/<name>.yaml,
+    or a plugin method's dataclass defaults) with ``overrides``."""
+    from lodabench.params import method_defaults
+
+    return {**method_defaults(name), **overrides}
 
 
 def shared_copy(base: nn.Module) -> nn.Module:

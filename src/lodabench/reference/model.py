@@ -63,7 +63,7 @@ def model_conf_from_weights(base: dict[str, torch.Tensor], path: Path) -> dict[s
             "pretrained": "gpt2", "tokenizer": None, "config_overrides": overrides}
 
 
-def build_model(weights: Path) -> torch.nn.Module:
+def build_case_model(weights: Path) -> torch.nn.Module:
     """GPT-2 + ``method=lora`` via lodabench, holding exactly the case's weights (float32, eval mode)."""
     base, lora = split_weights(weights)
     model = load_model(model_conf_from_weights(base, weights), kind="causal_lm")
