@@ -19,8 +19,6 @@ official dev labels). Writes:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -30,8 +28,11 @@ from typing import Any
 
 from lodabench import tables as T
 from lodabench.errors import LodabenchError
-from lodabench.io import atomic_write_text
+from lodabench.io import atomic_write_text, write_csv
 from lodabench.stats import paired_ttest, summarize
+
+# The csv module's default line end, which the committed results/*/runs_summary.csv etc. were written with.
+CRLF = "\r\n"
 
 BEGIN, END = "<!-- BEGIN GENERATED (scripts/real_weights.py report) -->", "<!-- END GENERATED -->"
 
@@ -292,14 +293,6 @@ def diagnostics_md(rows: list[dict[str, Any]], grid_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fieldnames)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def status_md(grid, rw, summ: list[dict[str, Any]]) -> str:
     """Per chunk, from its own job list (a winning selection run counts in both of its chunks)."""
     lines = ["### Chunks (resumable: re-running a chunk skips its complete runs)", "",
@@ -351,7 +344,7 @@ def report(grid, rw) -> int:
     atomic_write_text(out / "lr_selection.md", sel_md)
 
     summ = summary_rows(grid, rw)
-    _write_csv(out / "runs_summary.csv", summ, list(summ[0]) if summ else ["run_dir"])
+    write_csv(out / "runs_summary.csv", summ, list(summ[0]) if summ else ["run_dir"], line_end=CRLF)
 
     rows = load_rows(grid, rw, sel)
     if grid.name == "minilm_glue":
@@ -375,13 +368,14 @@ def report(grid, rw) -> int:
     T._write(out, "params", pdf, pmd, ptex)
 
     trecs, tmd = ttests(grid, rows)
-    _write_csv(out / "ttests.csv", trecs, ["task", "a", "b", "metric", "n", "seeds", "mean_diff", "t", "p", "note"])
+    write_csv(out / "ttests.csv", trecs, ["task", "a", "b", "metric", "n", "seeds", "mean_diff", "t", "p", "note"],
+              line_end=CRLF)
     atomic_write_text(out / "ttests.md", tmd)
     bmd = baselines_md(grid, rows, summ)
     atomic_write_text(out / "baselines.md", bmd)
     diag = diagnostics_rows(grid, rw)
     if diag:
-        _write_csv(out / "diagnostics" / "summary.csv", diag, list(diag[0]))
+        write_csv(out / "diagnostics" / "summary.csv", diag, list(diag[0]), line_end=CRLF)
         atomic_write_text(out / "diagnostics" / "README.md", diagnostics_md(diag, grid.name))
     smd = status_md(grid, rw, summ) + "\n" + budget_md(grid, rw, summ)
     atomic_write_text(out / "status.md", smd)

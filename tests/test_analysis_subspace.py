@@ -11,7 +11,8 @@ from methods_tiny import randomize_adapters, tiny
 from safetensors.torch import save_file
 
 from lodabench import methods
-from lodabench.analysis import build_model, model_config, subspace
+from lodabench.analysis import build_model, subspace
+from lodabench.models import read_model_conf
 from lodabench.analysis.__main__ import main
 from lodabench.errors import CheckpointError, ConfigError
 
@@ -101,7 +102,7 @@ def test_lora_state_dict_names_give_a_and_b_per_layer():
 
 def _fake_run(root, method: str, seed: int, **extra):
     """A run folder as run.py writes it: resolved config.yaml + an epoch checkpoint."""
-    cfg = model_config("tiny-gpt2")
+    cfg = read_model_conf("tiny-gpt2")
     base = build_model(cfg, seed=seed)
     torch.manual_seed(seed)
     model = methods.apply_method(base, {"name": method, "r": 4, "dropout": 0.0, **extra})
@@ -158,7 +159,7 @@ def test_checkpoint_metadata_gives_condlora_w0(tmp_path):
 
     from lodabench.methods.checkpoint import META_CONFIG, read_metadata, save_trainable
 
-    base = build_model(model_config("tiny-gpt2"), seed=0)
+    base = build_model(read_model_conf("tiny-gpt2"), seed=0)
     model = methods.apply_method(base, {"name": "condlora", "r": 4, "w0": "input_major"})
     path = save_trainable(model, tmp_path / "ck.safetensors")
     adapters, _ = subspace.load_run(None, path, "tiny-gpt2", 0)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from lodabench.bench import main
+from lodabench.bench.cli import main
 from lodabench.bench.report import evaluate_goals
 from lodabench.bench.timing import Stats, paired_ratio, round_robin
 from lodabench.bench.train import TRAIN_METHODS

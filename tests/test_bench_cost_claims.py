@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from lodabench.bench import main
+from lodabench.bench.cli import main
 from lodabench.bench.cost_claims import condlora_models, paper_table4, rebuild_fn, verdict
 from lodabench.bench.report import rerender
 from lodabench.bench.timing import Stats

@@ -179,12 +179,23 @@ def test_build_meta_model_from_lead_conf():
     assert m.transformer.h[0].attn.c_attn.weight.is_meta
 
 
-def test_missing_method_module_fails_only_its_names(monkeypatch):
+@pytest.fixture
+def unwritten_method():
+    """A registry entry whose module does not exist, as a built-in's is before its module is written.
+
+    register_method cannot make one (it stores the spec itself, so get_spec never imports); the
+    entry is removed with unregister_method, the registry's one way out.
+    """
     from lodabench import methods
 
-    monkeypatch.setitem(methods.REGISTRY, "future_method", "lodabench.methods.not_written_yet")
+    methods.REGISTRY["future_method"] = "lodabench.methods.not_written_yet"
+    yield "future_method"
+    methods.unregister_method("future_method")
+
+
+def test_missing_method_module_fails_only_its_names(unwritten_method):
     with pytest.raises(ConfigError, match=r"method='future_method' is registered in lodabench\.methods\.not_written_yet, which is not available"):
-        get_spec("future_method")
+        get_spec(unwritten_method)
     assert get_spec("lora").name == "lora"
 
 
@@ -197,3 +208,22 @@ def test_params_cli_prints_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "lora" and out["trainable"] == 2 * 2 * 2 * (64 + 64)
     assert out["method_config"]["r"] == 2
+
+
+def test_params_cli_counts_a_plugin_method():
+    """``lodabench params`` loads plugins as a run does: the example rsLoRA plugin's method composes
+    (its config is a ConfigStore node, absent until the plugin is imported) and counts as LoRA does."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lodabench.paths import REPO_ROOT
+
+    env = {**os.environ, "LODABENCH_PLUGINS": "lodabench_rslora", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "examples" / "plugin"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "lodabench.cli", "params", "model=tiny-gpt2", "method=rslora",
+                           "method.r=2"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["method"] == "rslora" and out["trainable"] == 2 * 2 * 2 * (64 + 64)

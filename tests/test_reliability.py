@@ -727,8 +727,11 @@ def test_nothing_from_a_config_is_executed_or_downloaded():
     * ``trust_remote_code``: never passed, so no code from the hub runs; models load with
       transformers' own classes. Nothing calls ``hf_hub_download``/``snapshot_download``; with
       HF_HUB_OFFLINE=1 (the Makefile default when ../shared exists) transformers fetches nothing.
-    * ``importlib`` use: methods.get_spec imports only modules named in the static REGISTRY;
-      models.resolve_location uses ``find_spec`` (no import) for ``pkg://`` locations.
+    * ``importlib`` use: methods.get_spec imports only modules named in the static REGISTRY (the
+      built-ins) or by a registered spec; plugin modules are imported only when the environment names
+      them, through the ``lodabench.plugins`` entry points of installed distributions or
+      LODABENCH_PLUGINS (plugins.load_plugins), never from a config value; models.resolve_location
+      and scoring/java.py (pycocoevalcap's jars) use ``find_spec`` (no import).
     """
     src = REPO_ROOT / "src" / "lodabench"
     hits = []

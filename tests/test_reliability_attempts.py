@@ -287,7 +287,7 @@ def test_damaged_checkpoint_json(done, tmp_path, victim):
 # ----------------------------------------------------------------------------- identity / multirun
 def test_eval_checkpoint_is_part_of_the_run_identity():
     """Two values of eval_checkpoint never share a run directory."""
-    import lodabench.entry  # noqa: F401  lb_slug resolver
+    import lodabench.run_names  # noqa: F401  lb_slug resolver
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

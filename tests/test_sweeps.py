@@ -120,11 +120,21 @@ def test_hydra_multirun_runs_exactly_the_listed_jobs(tmp_path: Path) -> None:
 def test_run_dir_slug_is_the_same_for_a_single_run_and_a_sweep():
     """Hydra's multirun re-prints 1e-2 as 0.01: both spellings must name one run directory, also when
     the name is long enough to be shortened with a hash (found by the reliability test of edited configs)."""
-    from lodabench.entry import _slug
+    from lodabench.run_names import override_slug
 
     short_single, short_sweep = "method.r=8,trainer.lr=1e-2", "method.r=8,trainer.lr=0.01"
-    assert _slug(short_single) == _slug(short_sweep) == "method.r=8,trainer.lr=0.01"
+    assert override_slug(short_single) == override_slug(short_sweep) == "method.r=8,trainer.lr=0.01"
     tail = ",".join(f"data.key{i}=value{i}" for i in range(12))
-    single, sweep = _slug(f"trainer.lr=1e-2,{tail}"), _slug(f"trainer.lr=0.01,{tail}")
+    single, sweep = override_slug(f"trainer.lr=1e-2,{tail}"), override_slug(f"trainer.lr=0.01,{tail}")
     assert single == sweep and len(single) == 113
-    assert _slug(f"trainer.lr=0.02,{tail}") != single
+    assert override_slug(f"trainer.lr=0.02,{tail}") != single
+
+
+def test_rank0_resolver_keeps_hydra_files_on_the_main_process(monkeypatch):
+    """``${lb_rank0:.hydra}``: the value on rank 0 (or outside torchrun), null on the other ranks."""
+    from lodabench.run_names import on_rank0
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert on_rank0(".hydra") == ".hydra"
+    monkeypatch.setenv("RANK", "1")
+    assert on_rank0(".hydra") is None and on_rank0("a.log", "/dev/null") == "/dev/null"

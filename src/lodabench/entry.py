@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,43 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from lodabench.errors import LodabenchError
 from lodabench.paths import CONF_DIR
 from lodabench.plugins import load_plugins_or_exit
+from lodabench.run_names import register_resolvers
 
 log = logging.getLogger("lodabench")
 
 
-_NUMBER = re.compile(r"(?<=[=,\[])(-?\d+\.?\d*(?:[eE][-+]?\d+)?)(?=[,\]]|$)")
-
-
-def _canonical_number(match: re.Match) -> str:
-    text = match.group(1)
-    return repr(float(text)) if any(c in text for c in ".eE") else text
-
-
-def _slug(override_dirname: str) -> str:
-    """A filesystem-safe, deterministic directory name for a set of command-line overrides.
-
-    Float literals are written canonically (``1e-2`` and ``0.01`` both become ``0.01``) because
-    Hydra's multirun re-prints non-swept values, and the same settings must land in the same run
-    directory whether launched singly or in a sweep (skip/resume depend on it).
-    """
-    if not override_dirname:
-        return "default"
-    slug = _NUMBER.sub(_canonical_number, override_dirname).replace("/", "-").replace(" ", "")
-    if len(slug) > 120:  # keep paths short; the hash (of the canonical form) keeps distinct overrides distinct
-        slug = slug[:100] + "-" + hashlib.sha1(slug.encode()).hexdigest()[:12]
-    return slug
-
-
-def _rank0(value, other=None):
-    """``value`` on the main process, ``other`` on the other ranks of a torchrun job, so that
-    Hydra's ``.hydra/`` capture and job log are written once, not by every rank."""
-    return value if os.environ.get("RANK", "0") == "0" else other
-
-
-if not OmegaConf.has_resolver("lb_slug"):
-    OmegaConf.register_new_resolver("lb_slug", _slug)
-if not OmegaConf.has_resolver("lb_rank0"):
-    OmegaConf.register_new_resolver("lb_rank0", _rank0)
+register_resolvers()  # lb_slug, lb_rank0 (run-directory names): before Hydra composes conf/
 
 
 # Failed jobs of a multirun are appended here (one JSON line each) by whichever process ran them

@@ -8,11 +8,13 @@ complete file.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -40,6 +42,35 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Any, columns: Iterable[str] | None = None, *,
+              float_format: str | None = None, line_end: str = "\n") -> Path:
+    """Atomically write ``rows`` as CSV: the package's one CSV writer.
+
+    ``rows``: dicts (a missing column is written empty, a key outside ``columns`` is left out),
+    or a pandas DataFrame, written as ``DataFrame.to_csv(index=False)`` writes it (the tables
+    and reports keep their bytes). ``columns`` default to the first row's keys.
+    ``float_format``: e.g. ``".6g"`` (analysis CSVs: 6 significant digits); None writes Python's
+    ``repr``. ``line_end``: ``"\n"``; scripts/report_real.py passes ``"\r\n"``, the csv module's
+    default its committed files were written with.
+    """
+    if hasattr(rows, "to_csv"):
+        atomic_write_text(path, rows.to_csv(index=False))
+        return Path(path)
+    rows = list(rows)
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator=line_end)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v, float_format) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
+def _csv_cell(value: Any, float_format: str | None) -> Any:
+    return format(value, float_format) if float_format is not None and isinstance(value, float) else value
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:

@@ -31,11 +31,28 @@ from transformers import (
 )
 
 from lodabench.errors import ConfigError
-from lodabench.paths import shared_dir
+from lodabench.paths import CONF_DIR, shared_dir
 
 log = logging.getLogger(__name__)
 
 KINDS = ("causal_lm", "sequence_classification")
+
+
+def read_model_conf(name_or_path: str | Path) -> dict[str, Any]:
+    """The ``model`` node of ``conf/model/<name>.yaml`` (or of a yaml path) as a plain dict.
+
+    For tools that build a model outside a Hydra run (analysis, bench, parameter counts):
+    interpolations are resolved as a run resolves them (``${oc.env:...}``).
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONF_DIR / "model" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+        raise ConfigError(f"model {str(name_or_path)!r}: {path} does not exist. Known models: {', '.join(known)}")
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
 
 
 def resolve_location(location: str) -> str:

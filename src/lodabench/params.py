@@ -52,6 +52,7 @@ from transformers import (
 )
 
 from lodabench.errors import ConfigError
+from lodabench.models import read_model_conf
 from lodabench.paths import CONF_DIR
 
 
@@ -76,20 +77,20 @@ def _key(name: str) -> str:
     return name.rsplit("/", 1)[-1].lower().replace("_", "-").replace("-instruct", "")
 
 
-def model_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[PretrainedConfig, str]:
-    """(transformers config, kind) for a model conf mapping, a known name, or a config object."""
+def transformers_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[PretrainedConfig, str]:
+    """(transformers config, kind) for a model conf mapping, a known name, or a config object.
+
+    Counting needs shapes only, so a hub model is described without downloading: by its
+    ``conf/model/<name>.yaml``, a hub-free config of the same name, or a local folder.
+    """
     if isinstance(model, PretrainedConfig):
         kind = "sequence_classification" if model.model_type in ("bert", "roberta") else "causal_lm"
         return model, kind
     if isinstance(model, str):
-        conf_file = CONF_DIR / "model" / f"{model}.yaml"
-        if conf_file.is_file():
-            from omegaconf import OmegaConf
-
-            model = OmegaConf.to_container(OmegaConf.load(conf_file), resolve=False)
+        if (CONF_DIR / "model" / f"{model}.yaml").is_file():
+            model = read_model_conf(model)
         elif _key(model) in _hub_free():
-            cfg = _hub_free()[_key(model)]
-            return model_config(cfg)
+            return transformers_config(_hub_free()[_key(model)])
         else:
             raise ConfigError(f"model={model!r}: no conf/model/{model}.yaml and no hub-free config of that "
                               f"name. Known: {', '.join(_hub_free())}")
@@ -119,7 +120,7 @@ def model_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tuple[Pre
 
 def build_meta_model(model: str | Mapping[str, Any] | PretrainedConfig, num_labels: int = 2,
                      device: str = "meta") -> torch.nn.Module:
-    cfg, kind = model_config(model)
+    cfg, kind = transformers_config(model)
     if kind == "sequence_classification":
         cfg.num_labels = num_labels
     auto = AutoModelForSequenceClassification if kind == "sequence_classification" else AutoModelForCausalLM
@@ -169,7 +170,7 @@ def prelayer_note() -> list[str]:
     GPT-2 L 0.77M), recomputed from the models' shapes (see the module docstring)."""
     lines = ["PreLayer (LoRA paper Table 3 / LoDA Table 1, numbers copied from Li & Liang 2021):"]
     for model, published in (("gpt2-medium", 0.35), ("gpt2-large", 0.77)):
-        cfg, _ = model_config(model)
+        cfg, _ = transformers_config(model)
         per_pos = cfg.n_layer * cfg.n_embd
         total = count_for(model, "ft")["total"]
         fits = {unit: [n for n in range(1, 100) if round(per_pos * n / scale, 2) == published]
@@ -183,12 +184,6 @@ def prelayer_note() -> list[str]:
                  "the published count is Li & Liang's \"0.1% of the parameters\", and 0.1% fits the stored prefix "
                  "(`stored` column), not the trained MLP (`trainable` of prefix+mlp), which is far larger.")
     return lines
-
-
-def method_names() -> list[str]:
-    from lodabench.methods import REGISTRY
-
-    return list(REGISTRY)
 
 
 def method_defaults(name: str) -> dict[str, Any]:
@@ -210,6 +205,8 @@ TABLE_VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 
 def param_table(models: tuple[str, ...] = ("gpt2-medium", "roberta-base"),
                 methods: list[str] | None = None) -> list[dict[str, Any]]:
+    from lodabench.methods import method_names
+
     rows = []
     for model in models:
         for name, label, extra in _table_methods(methods or method_names()):
@@ -250,20 +247,12 @@ def _table_methods(names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
-    import csv
-    import io
-
-    from lodabench.io import atomic_write_text
+    from lodabench.io import atomic_write_text, write_csv
 
     out = Path(out_dir)
     cols = ["model", "method", "config", "trainable", "trainable_M", "trainable_Mi", "paper", "stored", "head", "total",
             "error"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: r.get(c, "") for c in cols})
-    atomic_write_text(out / "param_counts.csv", buf.getvalue())
+    write_csv(out / "param_counts.csv", rows, cols)
     lines = [
         "# Trainable parameters per method (task head excluded)",
         "",
@@ -303,6 +292,11 @@ def compose(overrides: list[str]) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``lodabench params model=<m> method=<x> [method.k=v]``: the counts as JSON. Plugins load first
+    (as for a run), so ``method=<a plugin's method>`` composes its config and counts."""
+    from lodabench.plugins import load_plugins_or_exit
+
+    load_plugins_or_exit()
     argv = list(sys.argv[1:] if argv is None else argv)
     keep = [a for a in argv if a.split("=")[0].lstrip("+~").split(".")[0] in ("model", "method")]
     model, method = compose(keep)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
-import platform
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import torch
 from lodabench.errors import ConfigError
 from lodabench.io import atomic_write_json, read_json_file
 from lodabench.lockfile import lock_sha256
+from lodabench.machine import machine_info
 from lodabench.paths import REPO_ROOT
 
 PACKAGES = ("lodabench", "torch", "transformers", "datasets", "hydra-core", "omegaconf", "sacrebleu", "nltk",
@@ -58,15 +57,6 @@ def package_versions() -> dict[str, str | None]:
         except md.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def machine_info() -> dict[str, Any]:
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def peak_memory_mb() -> dict[str, float]:

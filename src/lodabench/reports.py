@@ -40,7 +40,7 @@ import pandas as pd
 from lodabench import claims as C
 from lodabench import tables as T
 from lodabench.errors import LodabenchError
-from lodabench.io import atomic_write_text, read_json
+from lodabench.io import atomic_write_text, read_json, write_csv
 from lodabench.paths import CONF_DIR, REPO_ROOT
 
 # ----------------------------------------------------------------------------------------------
@@ -661,8 +661,8 @@ def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], 
     png = figure(spec, paper, sources, out_dir / f"{spec.key}.png")
     paths = {"md": out_dir / f"{spec.key}.md", "csv": out_dir / f"{spec.key}.csv",
              "claims": out_dir / f"{spec.key}_claims.csv", "png": png}
-    atomic_write_text(paths["csv"], pd.DataFrame(cells).to_csv(index=False))
-    atomic_write_text(paths["claims"], pd.DataFrame(claim_recs).to_csv(index=False))
+    write_csv(paths["csv"], pd.DataFrame(cells))
+    write_csv(paths["claims"], pd.DataFrame(claim_recs))
     atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper_dir, used))
     return paths
 

@@ -86,7 +86,7 @@ def expand_params(params: dict[str, str], extra: Sequence[str] = ()) -> list[lis
 
 def expand(name: str, extra: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> list[Job]:
     """The jobs ``python -m lodabench -m +sweep=<name> [extra]`` would run, composed and resolved."""
-    import lodabench.entry  # noqa: F401  registers the lb_slug resolver used by run_name
+    import lodabench.run_names  # noqa: F401  registers the lb_slug resolver used by run_name
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

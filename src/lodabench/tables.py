@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from lodabench.errors import LodabenchError
-from lodabench.io import atomic_write_text, read_json
+from lodabench.io import atomic_write_text, read_json, write_csv
 from lodabench.paths import REPO_ROOT
 from lodabench.stats import DDOF, paired_ttest, summarize
 
@@ -397,7 +397,7 @@ def _latex(header: list[str], body: list[list[str]], caption: str, label: str, n
 
 def _write(out_dir: Path, stem: str, df: pd.DataFrame, md: str | None, tex: str | None) -> list[Path]:
     paths = [out_dir / f"{stem}.csv"]
-    atomic_write_text(paths[0], df.to_csv(index=False))
+    write_csv(paths[0], df)
     if md is not None:
         paths.append(out_dir / f"{stem}.md")
         atomic_write_text(paths[-1], md)

@@ -10,37 +10,16 @@
     python -m lodabench.analysis subspace --run RUN_DIR [--run-b RUN_DIR] --out DIR
     python -m lodabench.analysis cost     --model minilm-l6 --out results/analysis/cost/minilm-l6
 
-This module holds what the three share: building a model from ``conf/model/<name>.yaml`` and
-writing CSV / figures atomically.
+This module holds what the three share: building a model from ``conf/model/<name>.yaml``
+(``lodabench.models.read_model_conf``), writing figures atomically, printing tables.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from lodabench.errors import ConfigError
-from lodabench.io import atomic_path, atomic_write_text
-from lodabench.paths import CONF_DIR
-
-
-def model_config(name_or_path: str) -> dict[str, Any]:
-    """The ``model`` node of ``conf/model/<name>.yaml`` (or of a yaml path) as a plain dict."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONF_DIR / "model" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-        raise ConfigError(f"--model {name_or_path!r}: {path} does not exist. Known models: {', '.join(known)}")
-    try:
-        from omegaconf import OmegaConf
-    except ImportError:  # a bare machine without Hydra: plain YAML (no ${...} interpolation)
-        import yaml
-
-        return yaml.safe_load(path.read_text())
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+from lodabench.io import atomic_path
 
 
 def build_model(model_cfg: Mapping[str, Any] | str, *, seed: int = 0, kind: str | None = None,
@@ -48,11 +27,11 @@ def build_model(model_cfg: Mapping[str, Any] | str, *, seed: int = 0, kind: str 
     """Base model in eval mode; random-init models are seeded so their weights are reproducible."""
     import torch
 
-    from lodabench.models import load_model
+    from lodabench.models import load_model, read_model_conf
 
     import transformers
 
-    cfg = model_config(model_cfg) if isinstance(model_cfg, str) else dict(model_cfg)
+    cfg = read_model_conf(model_cfg) if isinstance(model_cfg, str) else dict(model_cfg)
     # The "classifier weights newly initialised" report is expected here: only the body is analysed.
     transformers.logging.set_verbosity_error()
     torch.manual_seed(seed)
@@ -60,17 +39,9 @@ def build_model(model_cfg: Mapping[str, Any] | str, *, seed: int = 0, kind: str 
     return model.eval()
 
 
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None = None) -> Path:
-    """Atomically write ``rows`` (dicts) as CSV; floats keep 6 significant digits."""
-    rows = list(rows)
-    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
-    return Path(path)
+# Floats in the analysis CSVs keep 6 significant digits (lodabench.io.write_csv's float_format):
+# enough for the ratios and similarities, and reruns on another BLAS give the same bytes more often.
+CSV_FLOATS = ".6g"
 
 
 def save_figure(fig, stem: str | Path) -> list[Path]:

@@ -27,12 +27,15 @@ q/k/v, each computing x W_A, so 3 R d_in + R D (the shared x W_A is not reused).
 Latency: torch.set_num_threads(1), eval mode, no_grad, ``--warmup`` untimed rounds then
 ``--repeats`` timed rounds; the median and the spread (min, max, interquartile range) in ms are
 reported. All variants are built first and timed round-robin (one call of each per round), so
-load from other processes falls on all of them alike (memory: one model copy per variant). Two measurements per method and shape (batch x seq): the q/k/v projection of layer 0
-alone (the module(s) the method installs, fed a random (batch, seq, d_in) input), and a whole
-forward pass (random token ids, full attention mask). The machine is shared, so compare medians
-of one run and read the spread before trusting small differences.
+load from other processes falls on all of them alike (memory: the variants share the frozen
+weights, only the projections are copied; lodabench/bench/variants.py). Two measurements per
+method and shape (batch x seq): the q/k/v projection of layer 0 alone (the module(s) the method
+installs, fed a random (batch, seq, d_in) input), and a whole forward pass (random token ids,
+full attention mask). The machine is shared, so compare medians of one run and read the spread
+before trusting small differences.
 
-Methods timed (``lodabench.methods.apply_method``): dense; lora merged (merge_method) and
+Methods timed (``lodabench.bench.variants.build_variant``: conf/method/<name>.yaml with r, rank,
+keep, storage and dropout 0 overridden): dense; lora merged (merge_method) and
 unmerged; loda; r_loda at each R (``--ranks``, default 0.3/0.4/0.5 of min(d_in, D), the
 LoDA paper's 300/400/500 on d = 1024 are about that); s_loda at each keep (0.4/0.5/0.6) with
 ``storage=dense`` and ``storage=sparse_csr``.
@@ -47,17 +50,18 @@ Commands (write ``macs.csv``, ``latency.csv`` into --out and print the table):
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from lodabench.analysis import build_model, format_table, model_config, write_csv
+from lodabench.analysis import CSV_FLOATS, build_model, format_table
+from lodabench.bench.variants import Variant, build_variant
 from lodabench.errors import ConfigError
+from lodabench.io import write_csv
 
 # ----------------------------------------------------------------------------- MACs
 
@@ -175,36 +179,22 @@ def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, f
     return spread(time_interleaved([fn], repeats, warmup)[0])
 
 
-@dataclass
-class Variant:
-    label: str
-    cfg: dict[str, Any]
-    merge: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+def variants(r: int, ranks: Sequence[int], keeps: Sequence[float], storages: Sequence[str]) -> list[Variant]:
+    """The methods timed, built by the bench's one variant builder (conf/method/<name>.yaml plus these
+    overrides); dropout 0 because only eval-mode cost is measured."""
+    def adapted(label: str, method: str, merged: bool = False, **extra: Any) -> Variant:
+        return Variant(label, method, {"r": r, "dropout": 0.0, **extra}, merged)
 
-
-def variants(s: ProjShape, r: int, ranks: Sequence[int], keeps: Sequence[float], storages: Sequence[str]) -> list[Variant]:
-    out = [Variant("dense", {"name": "dense"}),
-           Variant("lora merged", {"name": "lora", "r": r}, merge=True),
-           Variant("lora", {"name": "lora", "r": r}),
-           Variant("loda", {"name": "loda", "r": r})]
-    out += [Variant(f"r_loda R={R}", {"name": "r_loda", "r": r, "rank": int(R)}) for R in ranks]
-    out += [Variant(f"s_loda keep={k} {st}", {"name": "s_loda", "r": r, "keep": float(k), "storage": st})
-            for st in storages for k in keeps]
+    out = [Variant("dense", None), adapted("lora merged", "lora", merged=True), adapted("lora", "lora"),
+           adapted("loda", "loda")]
+    out += [adapted(f"r_loda R={R}", "r_loda", rank=int(R)) for R in ranks]
+    out += [adapted(f"s_loda keep={k} {st}", "s_loda", keep=float(k), storage=st) for st in storages for k in keeps]
     return out
 
 
-def build_variant(base: torch.nn.Module, v: Variant) -> torch.nn.Module:
-    from lodabench import methods
-
-    model = copy.deepcopy(base)
-    if v.cfg["name"] != "dense":
-        cfg = {k: val for k, val in v.cfg.items()}
-        cfg.setdefault("dropout", 0.0)
-        model = methods.apply_method(model, cfg)
-        if v.merge:
-            model = methods.merge_method(model)
-    return model.eval()
+def macs_config(v: Variant) -> dict[str, Any]:
+    """The config ``method_macs`` reads for a variant (a merged update costs what the dense layer costs)."""
+    return {**v.overrides, "name": "lora_merged" if v.merged else (v.method or "dense")}
 
 
 def projection_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -240,8 +230,8 @@ def run(base: torch.nn.Module, *, family: str, r: int, ranks: Sequence[int], kee
     dense_model_macs = linear_macs(base)
     macs_rows, lat_rows = [], []
     built: list[tuple[Variant, torch.nn.Module]] = []
-    for v in variants(s, r, ranks, keeps, storages):
-        theory, executed = method_macs(s, v.cfg | ({"name": "lora_merged"} if v.merge else {}), family)
+    for v in variants(r, ranks, keeps, storages):
+        theory, executed = method_macs(s, macs_config(v), family)
         macs_rows.append({
             "method": v.label, "macs_per_token_layer": theory, "ratio_to_dense": theory / dense_macs(s),
             "macs_executed": executed, "executed_ratio": executed / dense_macs(s),
@@ -250,7 +240,7 @@ def run(base: torch.nn.Module, *, family: str, r: int, ranks: Sequence[int], kee
         })
         if macs_only:
             continue
-        built.append((v, build_variant(base, v)))
+        built.append((v, build_variant(base, v).eval()))
     g = torch.Generator().manual_seed(seed)
     vocab = int(base.config.vocab_size)
     for b, t in shapes if built else []:
@@ -295,8 +285,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from lodabench.methods import targets
+    from lodabench.models import read_model_conf
 
-    cfg = model_config(args.model)
+    cfg = read_model_conf(args.model)
     if args.macs_only and cfg.get("source") != "config":
         # Dimensions are all MACs need: build the architecture on the meta device, no weights.
         from transformers import AutoConfig, AutoModel
@@ -320,11 +311,11 @@ def main(args: argparse.Namespace) -> int:
                               storages=args.storages, shapes=parse_shapes(args.shapes), repeats=args.repeats,
                               warmup=args.warmup, macs_only=args.macs_only, forward=not args.no_forward,
                               seed=args.seed)
-    write_csv(args.out / "macs.csv", macs_rows)
+    write_csv(args.out / "macs.csv", macs_rows, float_format=CSV_FLOATS)
     print(f"{cfg.get('name', args.model)}: q/k/v projection {s} ; MACs per token per layer")
     print(format_table(macs_rows, list(macs_rows[0])))
     if lat_rows:
-        write_csv(args.out / "latency.csv", lat_rows)
+        write_csv(args.out / "latency.csv", lat_rows, float_format=CSV_FLOATS)
         cols = ["method", "shape", "proj_median_ms", "proj_iqr_ms", "proj_speedup"]
         if not args.no_forward:
             cols += ["forward_median_ms", "forward_iqr_ms", "forward_speedup"]

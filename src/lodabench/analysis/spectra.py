@@ -35,7 +35,8 @@ from typing import Sequence
 
 import torch
 
-from lodabench.analysis import build_model, format_table, save_figure, write_csv
+from lodabench.analysis import CSV_FLOATS, build_model, format_table, save_figure
+from lodabench.io import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,9 @@ def run(model: torch.nn.Module, out_dir: Path, title: str, *, seed: int = 0, bas
     grid = keep_grid()
     svd_rows, sparse_rows, summary = analyse(weights, grid)
     out_dir = Path(out_dir)
-    write_csv(out_dir / "spectra_svd.csv", svd_rows)
-    write_csv(out_dir / "spectra_sparsity.csv", sparse_rows)
-    write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
+    write_csv(out_dir / "spectra_svd.csv", svd_rows, float_format=CSV_FLOATS)
+    write_csv(out_dir / "spectra_sparsity.csv", sparse_rows, float_format=CSV_FLOATS)
+    write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS, float_format=CSV_FLOATS)
     plot(svd_rows, sparse_rows, title, out_dir / "spectra")
     return summary
 
@@ -172,9 +173,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lodabench.analysis import model_config
+    from lodabench.models import read_model_conf
 
-    cfg = model_config(args.model)
+    cfg = read_model_conf(args.model)
     model = build_model(cfg, seed=args.seed)
     summary = run(model, args.out, f"W_proj = [Wq, Wk, Wv] of {cfg.get('name', args.model)}",
                   seed=args.seed, baseline=not args.no_baseline)

@@ -61,8 +61,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from lodabench.analysis import build_model, format_table, save_figure, write_csv
+from lodabench.analysis import CSV_FLOATS, build_model, format_table, save_figure
 from lodabench.errors import CheckpointError, ConfigError
+from lodabench.io import write_csv
 
 # ----------------------------------------------------------------------------- pure functions
 
@@ -258,7 +259,7 @@ def load_run(run: Path | None, checkpoint: Path | None = None, model: str | None
     CondLoRA's orientation: ``w0``, else the checkpoint's saved config, else config.yaml's."""
     from safetensors.torch import load_file
 
-    from lodabench.analysis import model_config
+    from lodabench.models import read_model_conf
 
     model_cfg: dict[str, Any] | None = None
     method_name = None
@@ -278,7 +279,7 @@ def load_run(run: Path | None, checkpoint: Path | None = None, model: str | None
     if checkpoint is None:
         raise ConfigError("subspace: give --run RUN_DIR or --checkpoint FILE")
     if model is not None:
-        model_cfg = model_config(model)
+        model_cfg = read_model_conf(model)
     sd = load_file(str(checkpoint))
     base = None
     if model_cfg is not None:
@@ -425,9 +426,9 @@ def main(args: argparse.Namespace) -> int:
             lx, ly = f"{lx}-a", f"{ly}-b"
         runs = [(x, lx), (y, ly)]
         rows = compare_runs(x, y, args.i, args.j, args.random_trials, seed=0)
-        write_csv(args.out / "pairs.csv", rows)
+        write_csv(args.out / "pairs.csv", rows, float_format=CSV_FLOATS)
         summary = summarise(rows)
-        write_csv(args.out / "pairs_summary.csv", summary)
+        write_csv(args.out / "pairs_summary.csv", summary, float_format=CSV_FLOATS)
         print(f"phi({lx}, {ly}) per layer: {args.out / 'pairs.csv'}")
         print(format_table(summary, ["slot", "kind", "n", "phi_mean", "phi_random_mean"]))
     for adapters, label in runs:
@@ -435,7 +436,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"{label}: base model unknown, conversion matrices skipped (pass --model)")
             continue
         rows, heat = conversion_analysis(adapters, args.i, args.j, args.convention, args.random_trials, seed=1)
-        write_csv(args.out / f"conversion_{label}.csv", rows)
+        write_csv(args.out / f"conversion_{label}.csv", rows, float_format=CSV_FLOATS)
         plot_heatmaps(heat, f"phi between layers' conversion matrices ({label}, {args.convention})",
                       args.out / f"conversion_{label}")
         off = [r for r in rows if r["layer_a"] != r["layer_b"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from lodabench.bench import main
+from lodabench.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,10 +41,11 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from lodabench.bench.timing import Stats, machine_info, paired_ratio, round_robin
+from lodabench.bench.timing import Stats, paired_ratio, round_robin
 from lodabench.bench.variants import Variant, build_base, build_variant
 from lodabench.errors import ConfigError
 from lodabench.io import atomic_write_json, atomic_write_text
+from lodabench.machine import machine_info
 from lodabench.paths import REPO_ROOT, shared_dir
 
 PARTS = ("condlora", "s_loda")

@@ -1,4 +1,4 @@
-"""Timing primitives shared by the suites: round-robin repetitions, robust statistics, machine info.
+"""Timing primitives shared by the suites: round-robin repetitions and robust statistics.
 
 Why round-robin: on a shared machine the speed drifts by tens of percent over minutes. Timing
 method A for a minute and then method B would turn that drift into a fake difference. Here
@@ -9,8 +9,6 @@ median over rounds is reported, with the inter-quartile range of those paired ra
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -84,49 +82,3 @@ def paired_ratio(times: Mapping[str, list[float]], num: str, den: str) -> Stats:
     """Per-round ratio num/den (both timed in the same round), summarised over rounds."""
     a, b = times[num], times[den]
     return Stats.of([x / y for x, y in zip(a, b)])
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info(device: torch.device | str) -> dict[str, object]:
-    """What a reader needs to compare two records: CPU, cores, load, threads, versions, GPU."""
-    import transformers
-
-    info: dict[str, object] = {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    try:
-        import peft
-
-        info["peft"] = peft.__version__
-    except ImportError:  # pragma: no cover
-        info["peft"] = None
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            info["mem_total_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
-    except OSError:  # pragma: no cover
-        pass
-    if torch.device(device).type == "cuda":
-        props = torch.cuda.get_device_properties(torch.device(device))
-        info["gpu"] = props.name
-        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
-        info["cuda"] = torch.version.cuda
-    return info

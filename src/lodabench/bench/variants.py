@@ -14,6 +14,7 @@ writes exist, and both are made private:
 
 Method hyperparameters are the repository's ``conf/method/<name>.yaml`` defaults (the papers'
 settings), with the overrides the variant names: the benchmark times exactly what a run trains.
+``build_variant`` is the one variant builder: the bench suites and ``analysis cost`` both use it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method, merge_method, targets
-from lodabench.models import load_model
-from lodabench.paths import CONF_DIR
+from lodabench.models import load_model, read_model_conf
 
 # Full-size configs (random weights): the shapes of the LoDA/LoRA papers' models.
 MODELS: dict[str, dict[str, Any]] = {
@@ -54,10 +54,10 @@ MODELS: dict[str, dict[str, Any]] = {
 QUICK_MODELS = ("tiny-gpt2", "tiny-roberta")
 
 
-def model_cfg(model_name: str) -> dict[str, Any]:
+def bench_model_conf(model_name: str) -> dict[str, Any]:
+    """The model node of a bench model: MODELS (from config, no weights), or a test-suite model's own conf."""
     if model_name in QUICK_MODELS:
-        from omegaconf import OmegaConf
-        return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{model_name}.yaml"), resolve=True)
+        return read_model_conf(model_name)
     if model_name not in MODELS:
         raise ConfigError(f"bench model {model_name!r} is not one of {sorted([*MODELS, *QUICK_MODELS])} "
                           "(lodabench/bench/variants.py)")
@@ -65,7 +65,7 @@ def model_cfg(model_name: str) -> dict[str, Any]:
 
 
 def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
-    cfg = model_cfg(model_name)
+    cfg = bench_model_conf(model_name)
     torch.manual_seed(seed)
     extra = {"num_labels": 2} if cfg["kind"] == "sequence_classification" else {}
     model = load_model(cfg, **extra)
@@ -75,15 +75,11 @@ def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu
 
 
 def method_cfg(name: str, **overrides: Any) -> dict[str, Any]:
-    """The method's defaults (what a run's ``method=<name>`` composes to) with ``overrides``."""
-    from lodabench.methods import method_names
-    from lodabench.schema import defaults_of
+    """The method config a run composes by default (``params.method_defaults``: the method's config
+    dataclass, built-in or plugin) with ``overrides``."""
+    from lodabench.params import method_defaults
 
-    if name not in method_names():
-        raise ConfigError(f"no method {name!r}; bench method names are method names: {', '.join(method_names())}")
-    cfg = {k: v for k, v in defaults_of("method", name).items() if v is not None}
-    cfg.update(overrides)
-    return cfg
+    return {**{k: v for k, v in method_defaults(name).items() if v is not None}, **overrides}
 
 
 def shared_copy(base: nn.Module) -> nn.Module:

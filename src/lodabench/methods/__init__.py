@@ -31,6 +31,7 @@ import torch.nn as nn
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
+from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
 
 REGISTRY: dict[str, str] = {
     "ft": "lodabench.methods.full",
@@ -262,40 +263,41 @@ def merge_method(model: nn.Module) -> nn.Module:
     return merged
 
 
-def _is_head(param_name: str) -> bool:
-    return any(part in HEAD_NAMES for part in param_name.split("."))
-
-
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable tensors only (each shared tensor once), keyed by parameter name."""
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:
-    """Best guess of the method/rank that produced a trainable state dict (for error messages)."""
+    """Best guess of the method/rank that produced a trainable state dict (for error messages).
+
+    Each method says whether the state dict looks like its own (``MethodSpec.describe``); they are
+    asked in ``method_names()`` order (the built-ins, then plugins in registration order) and the
+    first answer wins. The built-ins' answers exclude each other (tests/test_methods_describe.py),
+    so only a plugin's order relative to them can matter, and built-ins come first.
+    """
     keys = list(sd)
     if not keys:
         return "an empty state dict"
-    a = [k for k in keys if k.endswith("lora_A")]
-    if any("theta_A" in k for k in keys):
-        r = sd[next(k for k in keys if "theta_A" in k)].shape[-1]
-        return f"condlora with r={r}"
-    if a:
-        r = sd[a[0]].shape[0]
-        slots = sorted({k.split(".adapters.")[1].split(".")[0] for k in a if ".adapters." in k})
-        if any(k.endswith("magnitude") for k in keys):
-            kind = "dora"
-        elif any(".f1.maps." in k for k in keys):
-            depth = len({k.split(".f1.maps.")[1].split(".")[0] for k in keys if ".f1.maps." in k})
-            kind = f"loda/loda_plus/r_loda*/s_loda* (f1 depth {depth})"
-        else:
-            kind = "lora"
-        return f"{kind} with r={r} on {slots or 'some projections'} ({len(keys)} tensors)"
-    if any(k.endswith("q_weight") for k in keys):
-        return "ft_qv on GPT-2"
-    if all(k.endswith("bias") for k in keys if not _is_head(k)):
-        return f"bitfit ({len(keys)} bias tensors)"
+    for describe in _describers():
+        text = describe(sd)
+        if text is not None:
+            return text
     return f"{len(keys)} tensors, e.g. {keys[0]!r}"
+
+
+def _describers() -> list:
+    """Each distinct ``describe`` of the registered methods, in ``method_names()`` order; a method
+    whose module cannot be imported is skipped (its name already fails with get_spec's message)."""
+    out = []
+    for name in method_names():
+        try:
+            describe = get_spec(name).describe
+        except ConfigError:
+            continue
+        if describe is not None and describe not in out:
+            out.append(describe)
+    return out
 
 
 def _describe_model(model: nn.Module) -> str:

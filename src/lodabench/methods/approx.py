@@ -323,9 +323,14 @@ def apply_s(model: nn.Module, cfg: SLoDAConfig) -> nn.Module:
     return loda.apply(model, cfg)
 
 
+# The trainable tensors are LoDA's (the approximation of W_proj is frozen): loda.describe names them.
 SPECS = [
-    MethodSpec("r_loda", RLoDAConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA"),
-    MethodSpec("r_loda_plus", RLoDAPlusConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA+"),
-    MethodSpec("s_loda", SLoDAConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA"),
-    MethodSpec("s_loda_plus", SLoDAPlusConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA+"),
+    MethodSpec("r_loda", RLoDAConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA",
+               describe=loda.describe),
+    MethodSpec("r_loda_plus", RLoDAPlusConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA+",
+               describe=loda.describe),
+    MethodSpec("s_loda", SLoDAConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA",
+               describe=loda.describe),
+    MethodSpec("s_loda_plus", SLoDAPlusConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA+",
+               describe=loda.describe),
 ]

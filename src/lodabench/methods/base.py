@@ -10,8 +10,10 @@ model, injects the method and returns the model to train; the forward stays
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
+import torch
 import torch.nn as nn
 
 
@@ -29,3 +31,6 @@ class MethodSpec:
     # Linear), llama (q_proj/k_proj/v_proj Linear).
     families: tuple[str, ...] = ("gpt2", "bert", "roberta", "llama")
     description: str = field(default="")
+    # For error messages about a checkpoint: a short text ("lora with r=4 on ['q', 'v'] ...") when a
+    # trainable state dict looks like this method's, else None (methods.describe_state_dict asks each spec).
+    describe: Callable[[Mapping[str, torch.Tensor]], str | None] | None = None

@@ -8,9 +8,11 @@ key as it is written on the command line (``method.r=0``) and say how to fix it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from lodabench.errors import ConfigError
@@ -107,3 +109,16 @@ class LoRAStyleConfig:
 
 def config_keys(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+# ----------------------------------------------------------------- describing a trainable state dict
+def method_keys(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys of a trainable state dict that are not the task head's (a head trains with most methods)."""
+    return [k for k in sd if not targets.is_head(k)]
+
+
+def low_rank_text(kind: str, sd: Mapping[str, torch.Tensor]) -> str:
+    """'<kind> with r=<r> on <slots> (<n> tensors)' for a state dict holding ``lora_A`` factors (r, in)."""
+    factors = [k for k in sd if k.endswith("lora_A")]
+    slots = sorted({k.split(".adapters.")[1].split(".")[0] for k in factors if ".adapters." in k})
+    return f"{kind} with r={sd[factors[0]].shape[0]} on {slots or 'some projections'} ({len(sd)} tensors)"

@@ -61,6 +61,7 @@ two products.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -174,4 +175,11 @@ def merge(model: nn.Module) -> nn.Module:
     return model
 
 
-SPECS = [MethodSpec("condlora", CondLoRAConfig, apply, merge, description="CondLoRA: layer-shared maps from W0 to A, B")]
+def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """The layer-shared conversion matrices ``theta_A`` (their last dimension is r)."""
+    theta_a = next((k for k in sd if "theta_A" in k), None)
+    return None if theta_a is None else f"condlora with r={sd[theta_a].shape[-1]}"
+
+
+SPECS = [MethodSpec("condlora", CondLoRAConfig, apply, merge, description="CondLoRA: layer-shared maps from W0 to A, B",
+                    describe=describe)]

@@ -16,6 +16,7 @@ Trainable per adapted slice: r*(in + out) + out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from lodabench.methods import delta, targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.common import LoRAStyleConfig, hp, low_rank_text
 from lodabench.methods.lora import LoRAAdapter
 
 
@@ -71,6 +72,15 @@ def merge(model: nn.Module) -> nn.Module:
     return delta.merge_all(model)
 
 
-SPECS = [MethodSpec("dora", DoRAConfig, apply, merge, description="DoRA: magnitude x direction of W0 + s B A")]
+def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """LoRA factors with a ``magnitude`` vector beside them."""
+    keys = list(sd)
+    if not any(k.endswith("lora_A") for k in keys) or not any(k.endswith("magnitude") for k in keys):
+        return None
+    return low_rank_text("dora", sd)
+
+
+SPECS = [MethodSpec("dora", DoRAConfig, apply, merge, description="DoRA: magnitude x direction of W0 + s B A",
+                    describe=describe)]
 
 __all__ = ["DoRAConfig", "DoRAAdapter", "SPECS", "targets"]

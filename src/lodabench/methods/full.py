@@ -19,6 +19,7 @@ A classification head (``classifier``/``score``) stays trainable in all of them 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from transformers.pytorch_utils import Conv1D
 
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import check_family, hp
+from lodabench.methods.common import check_family, hp, method_keys
 
 
 @dataclass
@@ -140,9 +141,21 @@ def apply_bitfit(model: nn.Module, cfg: BitFitConfig) -> nn.Module:
     return model
 
 
+def describe_qv(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """ft_qv on GPT-2 trains the q and v column blocks of c_attn as ``q_weight``/``v_weight``; on
+    BERT/RoBERTa/LLaMA it trains plain ``weight`` tensors that name no method (None)."""
+    return "ft_qv on GPT-2" if any(k.endswith("q_weight") for k in sd) else None
+
+
+def describe_bitfit(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """Biases only, besides the task head."""
+    return f"bitfit ({len(sd)} bias tensors)" if all(k.endswith("bias") for k in method_keys(sd)) else None
+
+
 SPECS = [
     MethodSpec("ft", FTConfig, apply_ft, merge_noop, description="full fine-tuning"),
     MethodSpec("ft_top2", FTTop2Config, apply_top2, merge_noop, description="last two blocks + final norm"),
-    MethodSpec("ft_qv", FTQVConfig, apply_qv, merge_qv, description="only Wq and Wv (no biases)"),
-    MethodSpec("bitfit", BitFitConfig, apply_bitfit, merge_noop, families=("gpt2", "bert", "roberta"), description="biases only"),
+    MethodSpec("ft_qv", FTQVConfig, apply_qv, merge_qv, description="only Wq and Wv (no biases)", describe=describe_qv),
+    MethodSpec("bitfit", BitFitConfig, apply_bitfit, merge_noop, families=("gpt2", "bert", "roberta"), description="biases only",
+               describe=describe_bitfit),
 ]

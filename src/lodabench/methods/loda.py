@@ -54,6 +54,7 @@ LoDA is not linear in the weights, so it has no merge (merge_method raises Confi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +63,7 @@ import torch.nn.functional as F
 
 from lodabench.methods import delta
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, check_choice, check_positive_int, fail, hp
+from lodabench.methods.common import LoRAStyleConfig, check_choice, check_positive_int, fail, hp, low_rank_text
 from lodabench.methods.lora import LoRAAdapter
 
 ACTIVATIONS = ("leaky_relu", "relu", "gelu", "tanh", "identity")
@@ -152,7 +153,17 @@ def apply(model: nn.Module, cfg: LoDAConfig) -> nn.Module:
     return model
 
 
+def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """LoRA factors with f1's r x r maps beside them. LoDA, LoDA+ and R-/S-LoDA(+) train the same
+    tensors (the frozen approximations of W_proj are not trainable), so the text names all of them."""
+    maps = [k for k in sd if ".f1.maps." in k]
+    if not maps or not any(k.endswith("lora_A") for k in sd):
+        return None
+    depth = len({k.split(".f1.maps.")[1].split(".")[0] for k in maps})
+    return low_rank_text(f"loda/loda_plus/r_loda*/s_loda* (f1 depth {depth})", sd)
+
+
 SPECS = [
-    MethodSpec("loda", LoDAConfig, apply, None, description="LoDA: s*(xA + f1(xA))B"),
-    MethodSpec("loda_plus", LoDAPlusConfig, apply, None, description="LoDA+: s*(xAB + f2(f1(xA)B))"),
+    MethodSpec("loda", LoDAConfig, apply, None, description="LoDA: s*(xA + f1(xA))B", describe=describe),
+    MethodSpec("loda_plus", LoDAPlusConfig, apply, None, description="LoDA+: s*(xAB + f2(f1(xA)B))", describe=describe),
 ]

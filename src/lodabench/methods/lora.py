@@ -11,6 +11,7 @@ Trainable per adapted slice: r*(in + out); GPT-2 medium, r=4, q+v: 24 * 2 * 4 * 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from lodabench.methods import delta, targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.common import LoRAStyleConfig, hp, low_rank_text, method_keys
 
 
 @dataclass
@@ -64,8 +65,17 @@ def merge(model: nn.Module) -> nn.Module:
     return delta.merge_all(model)
 
 
+def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """LoRA's state dict holds the factors only (plus a head): DoRA's magnitude or LoDA's f1 maps
+    beside them make it theirs, not this method's."""
+    own = method_keys(sd)
+    if not any(k.endswith("lora_A") for k in own) or not all(k.endswith(("lora_A", "lora_B")) for k in own):
+        return None
+    return low_rank_text("lora", sd)
+
+
 SPECS = [
-    MethodSpec("lora", LoRAConfig, apply, merge, description="LoRA: W0 + (alpha/r) B A on q, v"),
+    MethodSpec("lora", LoRAConfig, apply, merge, description="LoRA: W0 + (alpha/r) B A on q, v", describe=describe),
 ]
 
 __all__ = ["LoRAConfig", "LoRAAdapter", "apply", "merge", "SPECS", "targets"]

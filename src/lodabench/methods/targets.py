@@ -58,6 +58,11 @@ _LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3", "smollm3"}
 HEAD_NAMES = ("classifier", "score")
 
 
+def is_head(param_name: str) -> bool:
+    """A task head's parameter: trained by most methods, counted and described apart from the method's."""
+    return any(part in HEAD_NAMES for part in param_name.split("."))
+
+
 def family(model: nn.Module) -> str:
     cfg = getattr(model, "config", None)
     model_type = getattr(cfg, "model_type", None)

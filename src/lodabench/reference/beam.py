@@ -28,7 +28,7 @@ from lodabench.data import Pair, group_pairs
 from lodabench.data.collate import encode_source
 from lodabench.schema import defaults_of
 from lodabench.reference import case as C
-from lodabench.reference.model import build_model
+from lodabench.reference.model import build_case_model
 from lodabench.reference.report import CaseReport
 from lodabench.scoring.textio import read_hypotheses, read_reference_groups, write_hypotheses, write_reference_groups
 
@@ -41,7 +41,7 @@ SETTING_KEYS = {"lp": "length_penalty", "eval_len": "max_new_tokens", "beam": "n
 def check_beam(case_dir: Path, tok) -> CaseReport:
     report = CaseReport(case_dir.name, "beam")
     beam_path = case_dir / "expected_beam.json"
-    expected = C.read_json(beam_path)
+    expected = C.read_case_json(beam_path)
     settings = C.field(expected, "settings", dict, beam_path)
     wanted = C.field(expected, "items", list, beam_path)
     cfg = _decoding_config(settings, beam_path)
@@ -79,7 +79,7 @@ def _decoding_config(settings: dict[str, Any], path: Path) -> decoding.DecodingC
 
 
 def _input_pairs(path: Path) -> list[Pair]:
-    lines = C.read_json(path)
+    lines = C.read_case_json(path)
     if not isinstance(lines, list):
         raise C.CaseFormatError(f"{path}: expected a list of {{'context', 'completion'}} objects")
     return [Pair(C.field(ln, "context", str, path), C.field(ln, "completion", str, path).strip()) for ln in lines]
@@ -92,7 +92,7 @@ def _check_eos(report: CaseReport, settings: dict[str, Any], eos_ids: list[int])
 
 
 def _decode(case_dir: Path, prompts: list[list[int]], cfg, eos_ids: list[int], tok) -> list[list[int]]:
-    model = build_model(case_dir / "weights.safetensors")
+    model = build_case_model(case_dir / "weights.safetensors")
     pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else eos_ids[0]
     with torch.no_grad():
         return decoding.decode_tokens(model, prompts, cfg, eos_ids, pad_id)

@@ -61,7 +61,7 @@ def require(path: Path) -> Path:
     return path
 
 
-def read_json(path: Path) -> Any:
+def read_case_json(path: Path) -> Any:
     try:
         return json.loads(require(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

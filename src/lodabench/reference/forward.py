@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from lodabench.data.collate import encode_pair
 from lodabench.schema import defaults_of
 from lodabench.reference import case as C
-from lodabench.reference.model import build_model, lora_params
+from lodabench.reference.model import build_case_model, lora_params
 from lodabench.reference.report import TOL_GRADS, TOL_LOGITS, TOL_LOSS, TOL_PARAMS, CaseReport
 
 SUMMARY_KEYS = ("lse", "max", "eos_50256", "vocab_0_255")
@@ -36,9 +36,9 @@ EOS_ID = 50256  # the "eos_50256" summary: GPT-2's <|endoftext|>
 def check_forward(case_dir: Path, tok, data_root: Path | None) -> CaseReport:
     report = CaseReport(case_dir.name, "forward")
     batch_path = case_dir / "batch.json"
-    batch = C.read_json(batch_path)
+    batch = C.read_case_json(batch_path)
     examples = _encode_batch(report, batch, batch_path, tok)
-    model = build_model(case_dir / "weights.safetensors")
+    model = build_case_model(case_dir / "weights.safetensors")
     _check_logits(report, case_dir, model, examples, tok)
     _check_loss_and_grads(report, case_dir, model, examples, tok)
     if (case_dir / "optimizer_run.json").is_file():
@@ -96,7 +96,7 @@ def _check_logits(report: CaseReport, case_dir: Path, model, examples, tok) -> N
 
 def _check_loss_and_grads(report: CaseReport, case_dir: Path, model, examples, tok) -> None:
     loss_path = case_dir / "expected_loss.json"
-    expected = C.read_json(loss_path)
+    expected = C.read_case_json(loss_path)
     batch = _pipeline(_trainer_cfg(), tok).collate(examples)
     for smoothing in (0.0, 0.1):
         key = f"loss_label_smooth_{smoothing}"
@@ -136,7 +136,7 @@ def _check_steps(report: CaseReport, case_dir: Path, tok, batch: dict, data_root
     from lodabench.trainer import Trainer
 
     run_path = case_dir / "optimizer_run.json"
-    run = C.read_json(run_path)
+    run = C.read_case_json(run_path)
     steps, bsz = C.field(run, "steps", int, run_path), C.field(run, "batch_size", int, run_path)
     lrs = [float(x) for x in C.field(run, "lr_used_at_each_step", list, run_path)]
     losses = [float(x) for x in C.field(run, "loss_at_each_step_before_update", list, run_path)]
@@ -147,7 +147,7 @@ def _check_steps(report: CaseReport, case_dir: Path, tok, batch: dict, data_root
     seq_len = C.field(run, "lora_seq_len", int, run_path)
     examples = [encode_pair(tok, s, t, seq_len) for s, t in pairs]
     cfg = _trainer_cfg(lr=max(lrs), warmup_steps=_warmup_of(lrs), batch_size=bsz, max_steps=steps, max_length=seq_len)
-    model = build_model(case_dir / "weights.safetensors")
+    model = build_case_model(case_dir / "weights.safetensors")
     expected_path = case_dir / "expected_lora_params_after_steps.safetensors"
     expected = C.read_tensors(expected_path)
     with tempfile.TemporaryDirectory(prefix="lodabench-reference-") as tmp:

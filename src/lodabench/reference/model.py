@@ -48,8 +48,9 @@ def split_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.
     return {k: v for k, v in tensors.items() if k not in lora}, lora
 
 
-def model_config(base: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    """The ``model`` config node (as conf/model/tiny-gpt2.yaml) of the case's GPT-2."""
+def model_conf_from_weights(base: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
+    """The ``model`` config node (as conf/model/tiny-gpt2.yaml) of the case's GPT-2, its shapes
+    read from the case's tensors (the golden cases ship weights, not a config)."""
     try:
         vocab, width = base["transformer.wte.weight"].shape
         positions = base["transformer.wpe.weight"].shape[0]
@@ -62,10 +63,10 @@ def model_config(base: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
             "pretrained": "gpt2", "tokenizer": None, "config_overrides": overrides}
 
 
-def build_model(weights: Path) -> torch.nn.Module:
+def build_case_model(weights: Path) -> torch.nn.Module:
     """GPT-2 + ``method=lora`` via lodabench, holding exactly the case's weights (float32, eval mode)."""
     base, lora = split_weights(weights)
-    model = load_model(model_config(base, weights), kind="causal_lm")
+    model = load_model(model_conf_from_weights(base, weights), kind="causal_lm")
     _load_base(model, base, weights)
     rank = int(next(v for k, v in lora.items() if k.endswith("lora_A")).shape[0])
     model = methods.apply_method(model, {**LORA, "r": rank})

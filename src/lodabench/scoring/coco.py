@@ -31,24 +31,10 @@ import threading
 from pathlib import Path
 
 from lodabench.errors import ScoringError
-from lodabench.scoring.java import java_executable
+from lodabench.scoring.java import java_executable, pycocoevalcap_dir
 
 _UTF8 = ["-Dfile.encoding=UTF-8", "-Dsun.stdout.encoding=UTF-8", "-Dsun.stderr.encoding=UTF-8"]
 METEOR_LINE_TIMEOUT_S = 300.0
-
-
-def _pycocoevalcap_dir() -> Path:
-    try:
-        import pycocoevalcap
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ScoringError("pycocoevalcap is not installed: `pip install pycocoevalcap==1.2`.") from exc
-    for entry in pycocoevalcap.__path__:
-        if (Path(entry) / "meteor" / "meteor-1.5.jar").is_file():
-            return Path(entry)
-    raise ScoringError(
-        f"pycocoevalcap at {list(pycocoevalcap.__path__)} has no meteor/meteor-1.5.jar: reinstall "
-        "`pip install --force-reinstall pycocoevalcap==1.2` (the wheel ships the jars)."
-    )
 
 
 def punctuation_tokens() -> frozenset[str]:
@@ -62,7 +48,7 @@ def punctuation_tokens() -> frozenset[str]:
 
 def _start_ptb(sentences: list[str], workdir: Path, name: str) -> subprocess.Popen:
     """Start the tokenizer on one file, the way pycocoevalcap's PTBTokenizer does."""
-    jar = _pycocoevalcap_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
+    jar = pycocoevalcap_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
     path = workdir / name
     path.write_bytes("\n".join(s.replace("\n", " ") for s in sentences).encode("utf-8"))
     cmd = [java_executable(), *_UTF8, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
@@ -98,7 +84,7 @@ class Meteor:
     """One METEOR 1.5 JVM in ``-stdio`` mode; ``corpus_score`` is pycocoevalcap's compute_score."""
 
     def __init__(self) -> None:
-        meteor_dir = _pycocoevalcap_dir() / "meteor"
+        meteor_dir = pycocoevalcap_dir() / "meteor"
         cmd = [java_executable(), *_UTF8, "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
         self._proc = subprocess.Popen(cmd, cwd=meteor_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)

@@ -42,7 +42,6 @@ pycocoevalcap ships as ``spice/lib/Meteor-1.5.jar`` together with the English pa
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from concurrent.futures import ThreadPoolExecutor
 import os
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lodabench.errors import ScoringError
-from lodabench.scoring.java import java_executable
+from lodabench.scoring.java import java_executable, pycocoevalcap_dir
 from lodabench.scoring.multibleu import multi_bleu, multi_bleu_detok
 from lodabench.scoring import tercom_compat
 from lodabench.scoring.pyter_compat import ter as pyter_ter
@@ -97,20 +96,10 @@ def official_ref_columns(refs: Sequence[Sequence[str]], num_refs: int = OFFICIAL
 
 
 # ---------------------------------------------------------------------------------------- METEOR
-def _pycocoevalcap_dir() -> Path:
-    spec = importlib.util.find_spec("pycocoevalcap")
-    if spec is None or not spec.submodule_search_locations:
-        raise ScoringError(
-            "pycocoevalcap is not installed; it ships the METEOR 1.5 jar and paraphrase table DART scoring "
-            "needs: `pip install pycocoevalcap==1.2`."
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 @lru_cache(maxsize=1)
 def meteor_files() -> tuple[Path, Path]:
     """(METEOR 1.5 jar, English paraphrase table) from the installed pycocoevalcap."""
-    base = _pycocoevalcap_dir()
+    base = pycocoevalcap_dir()
     jar = base / "spice" / "lib" / "Meteor-1.5.jar"  # the unmodified CMU release
     paraphrase = base / "meteor" / "data" / "paraphrase-en.gz"
     for path in (jar, paraphrase):

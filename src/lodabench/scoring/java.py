@@ -1,14 +1,18 @@
-"""Locate the Java runtime that METEOR 1.5 and the Stanford PTB tokenizer need.
+"""Locate the Java runtime and the official jars that METEOR 1.5 and the Stanford PTB tokenizer need.
 
-Never degrade silently: when Java is missing, scoring stops with a message naming the fix.
+Never degrade silently: when Java or the jars are missing, scoring stops with a message naming the fix.
+The jars (METEOR 1.5, PTBTokenizer 3.4.1, the paraphrase table) come from the installed pycocoevalcap
+1.2 wheel, the same files e2e-metrics and the DART scripts run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 from functools import lru_cache
+from pathlib import Path
 
 from lodabench.errors import ScoringError
 
@@ -35,3 +39,22 @@ def java_executable() -> str:
 def require_java() -> str:
     java_executable.cache_clear()
     return java_executable()
+
+
+def pycocoevalcap_dir() -> Path:
+    """The installed pycocoevalcap package folder, which ships the jars (found without importing it).
+
+    The folder must hold ``meteor/meteor-1.5.jar`` (the wheel's layout): a namespace path or a
+    partial install without it is refused here, naming the reinstall command, instead of failing
+    later inside a java call.
+    """
+    spec = importlib.util.find_spec("pycocoevalcap")
+    if spec is None or not spec.submodule_search_locations:
+        raise ScoringError("pycocoevalcap is not installed; it ships the METEOR 1.5 and PTB tokenizer jars and the "
+                           "paraphrase table the scorers need: `pip install pycocoevalcap==1.2`.")
+    locations = [Path(p) for p in spec.submodule_search_locations]
+    for location in locations:
+        if (location / "meteor" / "meteor-1.5.jar").is_file():
+            return location
+    raise ScoringError(f"pycocoevalcap at {[str(p) for p in locations]} has no meteor/meteor-1.5.jar: reinstall "
+                       "`pip install --force-reinstall pycocoevalcap==1.2` (the wheel ships the jars).")
