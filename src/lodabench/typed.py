@@ -66,9 +66,9 @@ def _converted(value: Any, probe: Any) -> tuple[bool, Any]:
     if isinstance(probe, float):  # YAML writes 1.0 as 1: an int is a float here
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return ok, float(value) if ok else value
-    if isinstance(probe, (tuple, list)):  # a YAML list; kept as a tuple (configs compare by value)
+    if isinstance(probe, (tuple, list)):  # a YAML list (a ListConfig made plain): the default's kind
         ok = isinstance(value, (list, tuple))
-        return ok, tuple(value) if ok else value
+        return ok, type(probe)(value) if ok else value
     if isinstance(probe, str):
         return isinstance(value, str), value
     return True, value

@@ -146,7 +146,7 @@ class DataConfig:
     (``lodabench.data.registry.task_config``), type-checked, then calls ``validate``.
     """
 
-    name: str
+    name: str = field(metadata={"help": "the task: data=<name> on the command line"})
     max_train_examples: Optional[int] = hp(None, "Slicing for tests/demos: keep the first N training "
                                            "pairs/rows (see subset); null = everything")
     max_eval_items: Optional[int] = hp(None, "Slicing for tests/demos: keep N eval items / eval rows "
