@@ -302,13 +302,15 @@ REFS = [["The Eagle is a pub by the river .", "There is a pub called The Eagle n
 
 
 @pytest.mark.java
-@pytest.mark.parametrize("mteval", ["python", "perl"])
-def test_pipeline_scores_e2e_as_score_e2e(mteval):
-    from lodabench.scoring.e2e import score_e2e
+@pytest.mark.slow
+def test_pipeline_scores_e2e_as_score_e2e():
+    from lodabench.scoring.e2e import score_e2e_modes
 
-    pipeline = _pipeline({"name": "e2e", "mteval": mteval})
-    assert pipeline.score(HYPS, REFS) == score_e2e(HYPS, REFS, mteval=mteval)
-    assert pipeline.primary_metric == "BLEU"
+    direct = score_e2e_modes(HYPS, REFS, ("python", "perl"))
+    for mteval in ("python", "perl"):
+        pipeline = _pipeline({"name": "e2e", "mteval": mteval})
+        assert pipeline.score(HYPS, REFS) == direct[mteval]
+        assert pipeline.primary_metric == "BLEU"
 
 
 @pytest.mark.java
@@ -319,11 +321,18 @@ def test_pipeline_keeps_an_undefined_nist_as_null_and_says_why():
 
 
 @pytest.mark.java
+@pytest.mark.slow
 def test_pipeline_scores_dart_as_score_dart():
     from lodabench.scoring.dart import score_dart
 
     both = _pipeline({"name": "dart"}).score(HYPS, REFS)
     lora, official = score_dart(HYPS, REFS, mode="lora"), score_dart(HYPS, REFS, mode="official")
     assert both == {**lora, **{f"official_{k}": v for k, v in official.items()}}
-    assert _pipeline({"name": "dart", "score_modes": ["official"]}).score(HYPS, REFS) == {
-        f"official_{k}": v for k, v in official.items()}
+
+
+def test_pipeline_runs_the_dart_modes_asked_for(monkeypatch):
+    from lodabench.scoring import dart
+
+    monkeypatch.setattr(dart, "score_dart", lambda hyps, refs, mode: {"BLEU": {"lora": 1.0, "official": 2.0}[mode]})
+    assert _pipeline({"name": "dart", "score_modes": ["official"]}).score(HYPS, REFS) == {"official_BLEU": 2.0}
+    assert _pipeline({"name": "dart"}).score(HYPS, REFS) == {"BLEU": 1.0, "official_BLEU": 2.0}
