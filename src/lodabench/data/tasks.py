@@ -167,6 +167,15 @@ class DataConfig:
 # task kinds
 
 
+def _cached_split(task: Any, split: str) -> list:
+    """``task.loader(split)``, read once per task (a split is read when first asked for)."""
+    if split not in task.splits:
+        raise ConfigError(f"task {task.name!r} has no split {split!r}; valid splits: {', '.join(task.splits)}")
+    if split not in task._cache:
+        task._cache[split] = task.loader(split)
+    return task._cache[split]
+
+
 @dataclass
 class GenerationTask:
     """A data-to-text task: ``loader(split)`` returns every (source, reference) pair of a split."""
@@ -180,13 +189,7 @@ class GenerationTask:
     _cache: dict[str, list[Pair]] = field(default_factory=dict, repr=False)
 
     def _pairs(self, split: str) -> list[Pair]:
-        if split not in self.splits:
-            raise ConfigError(
-                f"task {self.name!r} has no split {split!r}; valid splits: {', '.join(self.splits)}"
-            )
-        if split not in self._cache:
-            self._cache[split] = self.loader(split)
-        return self._cache[split]
+        return _cached_split(self, split)
 
     def train_pairs(self, split: str = "train") -> list[Pair]:
         """Every (source, reference) pair of ``split`` in file order, then ``max_train_examples``."""
@@ -229,13 +232,7 @@ class ClassificationTask:
 
     def rows(self, split: str) -> list[Row]:
         """Every row of ``split`` in file order (no slicing: see ``protocol_splits``)."""
-        if split not in self.splits:
-            raise ConfigError(
-                f"task {self.name!r} has no split {split!r}; valid splits: {', '.join(self.splits)}"
-            )
-        if split not in self._cache:
-            self._cache[split] = self.loader(split)
-        return self._cache[split]
+        return _cached_split(self, split)
 
     def protocol_splits(self, seed: int) -> dict[str, Any]:
         """The rows to fit on, to select the checkpoint on, and to report, per ``data.protocol``.
