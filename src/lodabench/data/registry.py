@@ -113,8 +113,9 @@ def task_config(data_cfg: Any) -> Any:
     naming ``data.<key>``, before anything is loaded.
     """
     values = plain_values(data_cfg, "data")
-    if "name" not in values:
-        raise ConfigError(f"the data config has no 'name' key. Fix: data=<name>, one of {', '.join(task_names())}")
+    if not isinstance(values.get("name"), str):
+        raise ConfigError(f"the data config has no 'name' key naming a task (got {values.get('name')!r}). "
+                          f"Fix: data=<name>, one of {', '.join(task_names())}")
     spec = task_spec(values["name"])
     conf = build_config(spec.config, values, "data")
     if hasattr(conf, "validate"):
