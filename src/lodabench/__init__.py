@@ -6,6 +6,7 @@ The method library is usable from your own code (see README "Use the methods in 
     model = lodabench.apply_method(model, "loda", r=4, targets=["q", "v"])
     lodabench.save_adapter(model, "out/"); model = lodabench.load_adapter(fresh_base, "out/")
     lodabench.register_method(spec)        # a method of your own (docs/extending.md)
+    lodabench.register_task(spec); lodabench.register_scorer(spec)   # a task / scorer of your own
 
 The names below are imported on first use, so ``import lodabench`` stays cheap (no torch).
 """
@@ -22,6 +23,12 @@ _LAZY = {
     "MethodSpec": "lodabench.methods.base",
     "register_method": "lodabench.methods",
     "method_names": "lodabench.methods",
+    "TaskSpec": "lodabench.data.registry",
+    "register_task": "lodabench.data.registry",
+    "task_names": "lodabench.data.registry",
+    "ScorerSpec": "lodabench.scoring.registry",
+    "register_scorer": "lodabench.scoring.registry",
+    "scorer_names": "lodabench.scoring.registry",
     "register_method_config": "lodabench.plugins",
     "load_plugins": "lodabench.plugins",
 }

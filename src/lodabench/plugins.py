@@ -1,9 +1,14 @@
-"""Plugins: methods (and their configs) from packages outside lodabench, with no change to it.
+"""Plugins: methods, tasks and scorers from packages outside lodabench, with no change to it.
 
-A plugin is a Python module that, when imported, calls
+A plugin is a Python module that, when imported, calls any of
 
-    lodabench.register_method(SPEC)                       # the MethodSpec (methods/base.py): method=<name>
+    lodabench.register_method(SPEC)                       # a MethodSpec (methods/base.py): method=<name>
     lodabench.register_method_config("name", "name.yaml") # optional: values other than the dataclass defaults
+    lodabench.register_task(TASK_SPEC)                    # a TaskSpec (data/registry.py): data=<name>
+    lodabench.register_scorer(SCORER_SPEC)                # a ScorerSpec (scoring/registry.py): data.scorer=<name>
+
+A method's and a task's config nodes (``method/<name>``, ``data/<name>``) are made from the
+registries (schema.store_schema), so neither needs a YAML file of its own.
 
 ``load_plugins()`` imports every plugin module named by
 
@@ -12,8 +17,9 @@ A plugin is a Python module that, when imported, calls
 - the environment variable ``LODABENCH_PLUGINS=mod1,mod2`` (modules importable from PYTHONPATH).
 
 ``python -m lodabench`` calls it (load_plugins_or_exit) before Hydra composes the config (entry.main), so
-``method=<name>`` finds the plugin's config; ``methods.get_spec`` calls it before reporting an
-unknown name, so library use (``lodabench.apply_method(model, "<name>")``) needs no call either.
+``method=<name>`` / ``data=<name>`` find the plugin's config; ``methods.get_spec``,
+``data.registry.task_spec`` and ``scoring.registry.get_scorer`` call it before reporting an unknown
+name, so library use (``lodabench.apply_method(model, "<name>")``, ``get_task``) needs no call either.
 Only modules the environment names are imported: nothing in a config selects code to run.
 """
 

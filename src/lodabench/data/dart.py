@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lodabench.data import DATA_ROOT_HINT, GenerationTask, Pair, Slicing
+from lodabench.data.registry import TaskSpec
+from lodabench.data.tasks import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
 from lodabench.errors import ConfigError, DataError
+from lodabench.typed import hp
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +196,47 @@ def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in te
     return validate_entries(entries, f"hub dataset {HUB_ID} split {HUB_SPLITS[split]}")
 
 
-def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
-    if cfg.get("source_format", "lora") != "lora":
-        raise ConfigError("data.source_format for dart must be 'lora' (the only linearisation)")
-    if cfg.get("text", "official") != "official":
-        raise ConfigError("data.text for dart must be 'official': LoRA's DART text is the official "
-                          "JSON annotation text (data.text=lora is E2E's tokenized text)")
-    eval_split = cfg.get("eval_split", "test")
-    if eval_split not in FILES:
-        raise ConfigError(f"data.eval_split={eval_split!r}; valid: {', '.join(FILES)}")
+@dataclass
+class DartDataConfig(DataConfig):
+    """``data=dart`` (``DESCRIPTION``): the keys of conf/data/dart.yaml, with their defaults and help."""
+
+    name: str = hp(NAME, "the task: data=dart")
+    source_format: str = hp("lora", "Triples linearised as LoRA's format_converting_dart.py (\"subj : "
+                            "predicate.lower() : obj | ...\"), the only linearisation")
+    text: str = hp("official", "DART has one text, the official JSON annotation text LoRA used (data.text=lora "
+                   "is E2E's tokenized text)")
+    eval_split: str = hp("test", "train | dev | test; eval items = unique linearised triplesets")
+    scorer: str = hp(NAME, "the scorer of the decoded outputs (lodabench.scoring.registry): dart = "
+                     "lodabench/scoring/dart.py, the modes of score_modes")
+    score_modes: list[str] = hp(["lora", "official"], "DART scorers run (lodabench/scoring/dart.py): lora = WebNLG "
+                                "GenerationEval eval.py as microsoft/LoRA runs it (-nr 6 -m bleu,meteor,ter), the "
+                                "headline numbers; official = Yale-LILY/dart evaluation/run_eval_on_dart.sh, its "
+                                "keys prefixed official_")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.source_format != "lora":
+            raise ConfigError(f"data.source_format for dart must be 'lora' (the only linearisation), "
+                              f"got {self.source_format!r}")
+        if self.text != "official":
+            raise ConfigError(f"data.text for dart must be 'official' (got {self.text!r}): LoRA's DART text is "
+                              "the official JSON annotation text (data.text=lora is E2E's tokenized text)")
+        if self.eval_split not in FILES:
+            raise ConfigError(f"data.eval_split={self.eval_split!r} for dart; valid: {', '.join(FILES)}")
+
+
+def build_task(conf: DartDataConfig, data_root: Path | None) -> GenerationTask:
+    """The DART task of a validated config; the eval split's references are checked when it is loaded."""
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root, eval_split),
-        slicing=slicing,
-        eval_split=eval_split,
+        loader=lambda split: load_split(split, data_root, conf.eval_split),
+        slicing=conf.slicing(),
+        eval_split=conf.eval_split,
     )
+
+
+DESCRIPTION = ("DART v1.1.1: lodabench/data/dart.py. Triples linearised as LoRA's format_converting_dart.py "
+               "(\"subj : predicate.lower() : obj | ...\"); eval items = unique linearised triplesets. Local "
+               "files: <data_root>/dart/dart-v1.1.1-full-{train,dev,test}.json; data_root null -> hub Yale-LILY/dart.")
+TASKS = [TaskSpec(NAME, DartDataConfig(), build_task, "generation", DESCRIPTION)]

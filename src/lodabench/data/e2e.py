@@ -62,13 +62,14 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lodabench.data import DATA_ROOT_HINT, GenerationTask, Pair, Slicing
 from lodabench.data.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
+from lodabench.data.registry import TaskSpec
+from lodabench.data.tasks import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
 from lodabench.errors import ConfigError, DataError
+from lodabench.typed import hp
 
 log = logging.getLogger(__name__)
 
@@ -303,26 +304,53 @@ def lora_text_agreement(data_root: Path, split: str) -> Agreement:
     )
 
 
-def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> GenerationTask:
-    source_format = cfg.get("source_format", "lora")
-    if source_format not in SOURCE_FORMATS:
-        raise ConfigError(
-            f"data.source_format={source_format!r} for e2e; valid: {', '.join(SOURCE_FORMATS)}"
-        )
-    text = cfg.get("text", "official")
-    if text not in TEXTS:
-        raise ConfigError(f"data.text={text!r} for e2e; valid: {', '.join(TEXTS)} (lora: LoRA's "
-                          "word-tokenized E2E files; official: the E2E challenge CSV text)")
-    if text == "lora" and source_format != "lora":
-        raise ConfigError("data.text=lora takes the MR as LoRA's files have it: set "
-                          "data.source_format=lora (or data.text=official to keep the raw MR)")
-    eval_split = cfg.get("eval_split", "test")
-    if eval_split not in FILES:
-        raise ConfigError(f"data.eval_split={eval_split!r}; valid: {', '.join(FILES)}")
+@dataclass
+class E2EDataConfig(DataConfig):
+    """``data=e2e`` (``DESCRIPTION``): the keys of conf/data/e2e.yaml, with their defaults and help."""
+
+    name: str = hp(NAME, "the task: data=e2e")
+    source_format: str = hp("lora", "lora: the source LoRA's GPT-2 saw (\"name : Blue Spice | Type : pub | price : "
+                            "£ 20 - 25\"); raw: the official MR string (\"name[Blue Spice], eatType[pub], "
+                            "priceRange[£20-25]\")")
+    text: str = hp("official", "Reference text (lodabench/data/e2e.py, README \"E2E text\"): official = the "
+                   "challenge CSV text, what the E2E challenge scored; lora = the word-tokenized text of LoRA's "
+                   "data/e2e/*.txt (\"Blue Spice .\", \"is n't\"), on which the LoRA and LoDA papers trained and "
+                   "scored. Official is the default (runs recorded before this key existed used it); the paper "
+                   "overlays set lora.")
+    eval_split: str = hp("test", "train | dev | test (test: 630 MRs / 4,693 references)")
+    scorer: str = hp("e2e", "the scorer of the decoded outputs (lodabench.scoring.registry): e2e = "
+                     "tuetschek/e2e-metrics measure_scores.py (lodabench/scoring/e2e.py)")
+    mteval: str = hp("python", "BLEU/NIST of the e2e scorer: python = measure_scores.py -p, the script's Python "
+                     "port of mteval, what microsoft/LoRA ran for its E2E table (full precision); perl = the "
+                     "script's default run, NIST's mteval-v13a-sig.pl, 4 decimals (lodabench/scoring/e2e.py)")
+
+    def validate(self) -> None:
+        super().validate()
+        _check_choice("source_format", self.source_format, SOURCE_FORMATS)
+        _check_choice("text", self.text, TEXTS, " (lora: LoRA's word-tokenized E2E files; official: the E2E "
+                      "challenge CSV text)")
+        if self.text == "lora" and self.source_format != "lora":
+            raise ConfigError("data.text=lora takes the MR as LoRA's files have it: set "
+                              "data.source_format=lora (or data.text=official to keep the raw MR)")
+        _check_choice("eval_split", self.eval_split, tuple(FILES))
+
+
+def _check_choice(key: str, value: str, valid: tuple[str, ...], why: str = "") -> None:
+    if value not in valid:
+        raise ConfigError(f"data.{key}={value!r} for {NAME}; valid: {', '.join(valid)}{why}")
+
+
+def build_task(conf: E2EDataConfig, data_root: Path | None) -> GenerationTask:
+    """The E2E task of a validated config (``load_split`` reads a split when first asked for)."""
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root, source_format, text),
-        slicing=slicing,
-        eval_split=eval_split,
+        loader=lambda split: load_split(split, data_root, conf.source_format, conf.text),
+        slicing=conf.slicing(),
+        eval_split=conf.eval_split,
     )
+
+
+DESCRIPTION = ("E2E NLG Challenge, original (not cleaned) data: lodabench/data/e2e.py. Local files: "
+               "<data_root>/e2e/{trainset.csv,devset.csv,testset_w_refs.csv}; data_root null -> hub tuetschek/e2e_nlg.")
+TASKS = [TaskSpec(NAME, E2EDataConfig(), build_task, "generation", DESCRIPTION)]

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lodabench.data import DATA_ROOT_HINT, ClassificationTask, Row, Slicing
+from lodabench.data.registry import TaskSpec
+from lodabench.data.tasks import DATA_ROOT_HINT, ClassificationTask, DataConfig, Row
 from lodabench.errors import ConfigError, DataError
+from lodabench.typed import hp
 
 HUB_ID = "nyu-mll/glue"
 HOW_TO_GET = (
@@ -189,11 +190,31 @@ def _hub_rows(spec: GlueSpec, split: str) -> list[Row]:  # HUB: needs network; n
     return [Row(ex[field_a], ex[field_b] if field_b else None, cast(ex["label"])) for ex in ds]
 
 
-def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> ClassificationTask:
-    spec = SPECS[cfg["name"]]
-    protocol = cfg.get("protocol", "official")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"data.protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
+@dataclass
+class GlueDataConfig(DataConfig):
+    """``data=<glue task>``: the keys of conf/data/{cola,sst2,mrpc,stsb,qqp,mnli,qnli,rte}.yaml.
+
+    One class for the eight tasks: each registers ``GlueDataConfig(name=<task>)`` as its default.
+    """
+
+    protocol: str = hp("official", "official: fit on train, report dev (LoRA). holdout: CondLoRA's protocol, select "
+                       "on a seeded holdout_fraction of train (seed = the run seed), report the official dev split "
+                       "as the test set.")
+    holdout_fraction: float = hp(0.1, "share of train held out for model selection under protocol=holdout "
+                                 "(CondLoRA: 10%; lodabench.data.holdout_split)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"data.protocol={self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ConfigError(f"data.holdout_fraction={self.holdout_fraction!r} must be in (0, 1). "
+                              "Fix: e.g. data.holdout_fraction=0.1 (CondLoRA)")
+
+
+def build_task(conf: GlueDataConfig, data_root: Path | None) -> ClassificationTask:
+    """The GLUE task ``conf.name`` of a validated config (rows read when a split is first asked for)."""
+    spec = SPECS[conf.name]
     splits = tuple(spec.files)
     return ClassificationTask(
         name=spec.name,
@@ -202,8 +223,20 @@ def make_task(cfg: Mapping, data_root: Path | None, slicing: Slicing) -> Classif
         is_regression=spec.label_names is None,
         metric_names=spec.metric_names,
         loader=lambda split: load_split(spec, split, data_root),
-        slicing=slicing,
+        slicing=conf.slicing(),
         test_splits=tuple(s for s in splits if s != "train"),
-        protocol=protocol,
-        holdout_fraction=float(cfg.get("holdout_fraction", 0.1)),
+        protocol=conf.protocol,
+        holdout_fraction=conf.holdout_fraction,
     )
+
+
+def describe(spec: GlueSpec) -> str:
+    """The task's one-paragraph description (conf/data/<name>.yaml's header comment)."""
+    files = ",".join(f.removesuffix(".tsv") for f in spec.files.values())
+    return (f"GLUE {spec.folder} (original TSV format): lodabench/data/glue.py. Reported metric: "
+            f"{spec.metric_names[0]} on the official dev split. Local files: <data_root>/glue/{spec.folder}/"
+            f"{{{files}}}.tsv; data_root null -> hub {HUB_ID}, config {spec.name}.")
+
+
+TASKS = [TaskSpec(name, GlueDataConfig(name=name), build_task, "classification", describe(spec))
+         for name, spec in SPECS.items()]

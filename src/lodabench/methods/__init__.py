@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
+from lodabench.typed import build_config, plain_values
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
 
@@ -143,67 +144,13 @@ def get_spec(name: str) -> MethodSpec:
     raise ConfigError(f"method={name!r}: {module_path} defines no MethodSpec of that name in SPECS")
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    try:  # Hydra/OmegaConf configs
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return dataclasses.asdict(cfg)
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"method config must be a mapping with a 'name' key, got {type(cfg).__name__}")
-    return dict(cfg)
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Bring a YAML/CLI value to the type of the field's default, or raise naming the key."""
-    bad = ConfigError(f"method.{key}={value!r} has the wrong type: expected {type(default).__name__} "
-                      f"(default {default!r}). Fix: set method.{key} to a {type(default).__name__}")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if isinstance(default, (tuple, list)):
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise bad
-        return tuple(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    return value
-
-
 def method_config(cfg: Any, model: nn.Module | None = None) -> Any:
     """Validated config dataclass for ``cfg["name"]``; with ``model``, also shape/family checks."""
-    values = _plain(cfg)
+    values = plain_values(cfg, "method")
     if "name" not in values:
         raise ConfigError(f"method config has no 'name' key. Valid names: {', '.join(REGISTRY)}")
     spec = get_spec(values["name"])
-    cls = spec.config_cls
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise ConfigError(
-            f"method.{unknown[0]} is not a key of method={values['name']}. Valid keys: {', '.join(fields)}"
-        )
-    kwargs = {}
-    for k, v in values.items():
-        f = fields[k]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kwargs[k] = _coerce(k, v, default)
-    conf = cls(**kwargs)
+    conf = build_config(spec.config_cls, values, "method")
     if hasattr(conf, "validate"):
         conf.validate(model)
     if model is not None:

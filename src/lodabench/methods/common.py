@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -17,13 +17,7 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
-
-
-def hp(default: Any, help: str) -> Any:
-    """A config field with its help text (shown in errors and docs)."""
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+from lodabench.typed import hp  # noqa: F401  (re-exported: method configs and plugins import it here)
 
 
 def fail(key: str, value: Any, why: str, fix: str) -> ConfigError:

@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 from omegaconf import DictConfig
 
 from lodabench.data import collate as C
+from lodabench.data.registry import task_config
 from lodabench.losses import lm_loss, lm_loss_sums
+from lodabench.scoring.registry import get_scorer, scorer_of
 from lodabench.scoring.textio import write_hypotheses, write_reference_groups
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ class GenerationPipeline:
         self.max_length = int(cfg.trainer.max_length)
         self.label_smoothing = float(cfg.trainer.label_smoothing)
         self.collator = C.CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
+        # The validated data config (its scorer options) and the scorer, looked up now so a bad
+        # data.scorer / data.mteval fails before training (task_config also runs the scorer's check).
+        self.data_config = task_config(cfg.data)
+        self.scorer = get_scorer(scorer_of(self.data_config))
 
     @classmethod
     def preflight(cls, cfg: DictConfig, task) -> None:
@@ -132,8 +138,10 @@ class GenerationPipeline:
         hyps = read_hypotheses(hyp_path)
         return self.score(hyps, refs)
 
-    # The main metric (LoDA/LoRA tables' first column) and where selection.rule=dev_metric selects.
-    primary_metric = "BLEU"
+    @property
+    def primary_metric(self) -> str:
+        """The scorer's main metric (LoDA/LoRA tables' first column); selection.rule=dev_metric selects on it."""
+        return self.scorer.primary_metric
 
     def evaluate_selection_split(self, model, out_dir: Path) -> dict[str, Any]:
         """Decode and score the dev split (selection.rule=dev_metric)."""
@@ -183,27 +191,5 @@ class GenerationPipeline:
         return [done[i] for i in range(len(sources))]
 
     def score(self, hyps: list[str], refs: list[list[str]]) -> dict[str, Any]:
-        scorer = self.cfg.data.get("scorer", self.task.name)
-        if scorer == "e2e":
-            from lodabench.scoring.e2e import score_e2e
-            # A finished run is never lost to an undefined metric: the official -p script crashes
-            # when the outputs have no n-grams of some order (e.g. all empty); the record keeps
-            # NIST as null and says why, and the other metrics stand.
-            scores = dict(score_e2e(hyps, refs, mteval=self.cfg.data.get("mteval", "python"), strict=False))
-            undefined = [k for k, v in scores.items() if v is None]
-            if undefined:
-                log.warning("%s undefined on these outputs (no n-grams of some order; the official "
-                            "scorer would crash): recorded as null", ", ".join(undefined))
-                scores["undefined"] = {k: "no output n-grams of some order (official -p scorer divides by zero)"
-                                       for k in undefined}
-            return scores
-        if scorer == "dart":
-            from lodabench.scoring.dart import score_dart
-            modes = self.cfg.data.get("score_modes", ["lora", "official"])
-            out: dict[str, Any] = {}
-            for mode in modes:
-                scores = score_dart(hyps, refs, mode=mode)
-                # The LoRA pipeline's numbers are the headline ones; the official DART ones are prefixed.
-                out.update(scores if mode == "lora" else {f"{mode}_{k}": v for k, v in scores.items()})
-            return out
-        raise ValueError(f"data.scorer={scorer!r} is not one of e2e, dart")
+        """The metrics of ``data.scorer`` (default: the task's own scorer) on the decoded outputs."""
+        return self.scorer.score(hyps, refs, self.data_config)

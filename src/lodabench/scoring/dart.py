@@ -50,13 +50,14 @@ import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from lodabench.errors import ScoringError
+from lodabench.errors import ConfigError, ScoringError
 from lodabench.scoring.java import java_executable, pycocoevalcap_dir
 from lodabench.scoring.multibleu import multi_bleu, multi_bleu_detok
 from lodabench.scoring import tercom_compat
 from lodabench.scoring.pyter_compat import ter as pyter_ter
+from lodabench.scoring.registry import ScorerSpec
 
 MODES = ("lora", "official")
 LORA_NUM_REFS = 6  # eval.py -nr 6
@@ -244,3 +245,35 @@ def score_dart(hyps: Sequence[str], refs: Sequence[Sequence[str]], mode: str = "
     if mode == "lora":
         return _score_lora(list(hyps), [list(g) for g in refs])
     return _score_official(list(hyps), [list(g) for g in refs])
+
+
+# ----------------------------------------------------------------------- the run scorer (data.scorer=dart)
+
+
+def score_run(hyps: list[str], refs: list[list[str]], data_config: Any) -> dict[str, Any]:
+    """A run's DART scores in each of ``data.score_modes``.
+
+    The LoRA pipeline's numbers are the headline ones (unprefixed); the other modes' keys are
+    prefixed with the mode (``official_BLEU``).
+    """
+    out: dict[str, Any] = {}
+    for mode in getattr(data_config, "score_modes", MODES):
+        scores = score_dart(hyps, refs, mode=mode)
+        out.update(scores if mode == "lora" else {f"{mode}_{k}": v for k, v in scores.items()})
+    return out
+
+
+def check_run_options(data_config: Any) -> None:
+    """``data.score_modes`` must be a non-empty list of ``MODES`` without repeats (before training)."""
+    modes = list(getattr(data_config, "score_modes", MODES))
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        raise ConfigError(f"data.score_modes={modes!r} must be a non-empty list of {list(MODES)} without repeats. "
+                          "Fix: e.g. data.score_modes=[lora,official] (lora: GenerationEval as LoRA ran it; "
+                          "official: Yale-LILY/dart run_eval_on_dart.sh)")
+
+
+SCORERS = [ScorerSpec(
+    "dart", score_run, primary_metric="BLEU", check=check_run_options,
+    description="DART: data.score_modes of lora (WebNLG GenerationEval as microsoft/LoRA runs it, the "
+                "headline numbers) and official (Yale-LILY/dart run_eval_on_dart.sh, keys prefixed official_)",
+)]

@@ -19,17 +19,22 @@ items; an empty reference is not (in the file format it would be a group separat
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from lodabench.errors import ScoringError
+from lodabench.errors import ConfigError, ScoringError
 from lodabench.scoring import mteval as _mteval
 from lodabench.scoring.coco import coco_scores
 from lodabench.scoring.java import java_executable
+from lodabench.scoring.registry import ScorerSpec
 from lodabench.scoring.textio import check_aligned, one_line, read_hypotheses, read_reference_groups
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 MTEVAL_MODES = ("python", "perl")
+
+log = logging.getLogger(__name__)
 
 
 def _prepare(hyps: list[str], refs: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -85,3 +90,38 @@ def score_e2e_files(hyp_path: str | os.PathLike, refs_path: str | os.PathLike, m
     refs = read_reference_groups(refs_path)
     check_aligned(hyps, refs, hyp_path=f"hypotheses file {hyp_path}", ref_path=f"references file {refs_path}")
     return score_e2e(hyps, refs, mteval)
+
+
+# ------------------------------------------------------------------------ the run scorer (data.scorer=e2e)
+
+
+def score_run(hyps: list[str], refs: list[list[str]], data_config: Any) -> dict[str, Any]:
+    """A run's E2E scores with ``data.mteval``; a metric the official script cannot compute is null.
+
+    A finished run is never lost to an undefined metric: the official -p script crashes when the
+    outputs have no n-grams of some order (e.g. all empty); the record keeps NIST as null and says
+    why, and the other metrics stand.
+    """
+    scores = dict(score_e2e(hyps, refs, mteval=getattr(data_config, "mteval", "python"), strict=False))
+    undefined = [k for k, v in scores.items() if v is None]
+    if undefined:
+        log.warning("%s undefined on these outputs (no n-grams of some order; the official "
+                    "scorer would crash): recorded as null", ", ".join(undefined))
+        scores["undefined"] = {k: "no output n-grams of some order (official -p scorer divides by zero)"
+                               for k in undefined}
+    return scores
+
+
+def check_run_options(data_config: Any) -> None:
+    """``data.mteval`` must be a mode of ``score_e2e`` (checked before training, not at scoring)."""
+    mteval = getattr(data_config, "mteval", "python")
+    if mteval not in MTEVAL_MODES:
+        raise ConfigError(f"data.mteval={mteval!r} is not one of {', '.join(MTEVAL_MODES)}. Fix: data.mteval=python "
+                          "(measure_scores.py -p, what microsoft/LoRA ran) or data.mteval=perl (NIST's mteval script)")
+
+
+SCORERS = [ScorerSpec(
+    "e2e", score_run, primary_metric="BLEU", check=check_run_options,
+    description="tuetschek/e2e-metrics measure_scores.py: BLEU, NIST, METEOR, ROUGE_L, CIDEr "
+                "(data.mteval: python = the -p run LoRA reported, perl = the default run)",
+)]
