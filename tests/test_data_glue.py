@@ -183,18 +183,14 @@ def test_protocol_splits(data_root):
         get_task({"name": "rte", "protocol": "kfold"}, data_root)
 
 
-# --- conf/data/*.yaml -----------------------------------------------------------------------
+# --- data=<name> (the registry's ConfigStore nodes) -------------------------------------------
 
-def test_every_conf_data_file_builds_its_task(data_root):
-    from omegaconf import OmegaConf
-
+def test_every_data_option_builds_its_task(data_root):
     from lodabench.data import task_names
-    from lodabench.paths import CONF_DIR
+    from lodabench.schema import compose
 
-    files = sorted((CONF_DIR / "data").glob("*.yaml"))
-    assert sorted(f.stem for f in files) == sorted(task_names())
-    for path in files:
-        cfg = OmegaConf.to_container(OmegaConf.load(path))
-        assert cfg["name"] == path.stem
+    for name in task_names():
+        cfg = compose([f"data={name}"]).data
+        assert cfg.name == name
         task = get_task(cfg, data_root)  # unknown keys or bad values would raise ConfigError
-        assert task.name == path.stem
+        assert task.name == name

@@ -62,21 +62,14 @@ def test_builtins_register_through_the_public_functions(monkeypatch):
     assert scoring.get_scorer("dart").name == "dart" and seen_scorers == ["e2e", "dart"]
 
 
-def _conf_yaml(name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / f"{name}.yaml"))
-
-
-# Keys the code read before the configs were typed, which conf/data/*.yaml leave to their defaults.
-ADDED_KEYS = {"e2e": {"scorer", "mteval"}, "dart": {"scorer", "score_modes", "text"}}
-
-
 @pytest.mark.parametrize("name", BUILTIN_TASKS)
-def test_conf_data_yaml_equals_the_registered_default(name):
-    """conf/data/<name>.yaml holds exactly the registered defaults (so it can be generated from them)."""
+def test_data_option_composes_to_the_registered_default(name):
+    """``data=<name>`` is the ConfigStore node made from the registry: exactly the registered defaults
+    (conf/data/*.yaml were removed once this held for their values, issue #20)."""
+    from lodabench.schema import compose
+
     default = dataclasses.asdict(registry.task_spec(name).config)
-    yaml = _conf_yaml(name)
-    assert yaml == {k: default[k] for k in yaml}
-    assert set(default) - set(yaml) == ADDED_KEYS.get(name, set())
+    assert OmegaConf.to_container(compose([f"data={name}"]).data) == default
 
 
 def test_added_keys_default_to_what_the_code_used_before():

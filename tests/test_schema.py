@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from lodabench.paths import CONF_DIR, REPO_ROOT
 from runs_helpers import TINY_E2E, run_cli
 
 SRC = REPO_ROOT / "src" / "lodabench"
-OVERLAYS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+# Every runnable overlay; a *_common file holds what its task overlays share and is composed through them.
+OVERLAYS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_common"))
 GROUPS = {"trainer": schema.TrainerConfig, "selection": schema.SelectionConfig, "paths": schema.PathsConfig,
           "logger": schema.LoggerConfig, "model": schema.ModelConfig, "search": schema.SearchConfig,
           "decoding": schema.node_class("decoding__beam")}
@@ -117,11 +119,21 @@ def test_every_group_key_is_read(group):
     assert not unread, f"settable but never read by the code (remove them or use them): {group}: {unread}"
 
 
+def _interpolations() -> str:
+    """Every ``${...}`` source: conf/**/*.yaml (Hydra's run dir) and the schema's own string defaults."""
+    texts = [p.read_text(encoding="utf-8") for p in CONF_DIR.rglob("*.yaml")]
+    for cls in [schema.RunConfig, *GROUPS.values()]:
+        texts += [str(f.default) for f in dataclasses.fields(cls) if isinstance(f.default, str)]
+    return "\n".join(texts)
+
+
+INTERPOLATIONS = _interpolations()
+
+
 def _read_by_interpolation(group: str, key: str) -> bool:
-    """run_dir, run_name and paths.* are read by Hydra through conf/hydra/default.yaml and schema interpolations."""
+    """run_dir, run_name and paths.* are read by Hydra and by other values through ``${...}``."""
     full = key if group == "root" else f"{group}.{key}"
-    hydra_conf = (CONF_DIR / "hydra" / "default.yaml").read_text() + schema.RUN_NAME + schema.RunConfig.run_dir
-    return "${" + full + "}" in hydra_conf or f"${{{full}}}" in hydra_conf
+    return re.search(r"\$\{(?:[\w:]*[:,])?" + re.escape(full) + r"\}", INTERPOLATIONS) is not None
 
 
 @pytest.mark.parametrize("group", ["method", "data"])
@@ -131,9 +143,17 @@ def test_every_method_and_task_key_is_read_by_its_module(group):
     unread = []
     for name, cls in _option_classes(group).items():
         spec = methods.get_spec(name).config_cls if group == "method" else type(_task_default(name))
-        text = shared + "".join(Path(__import__("inspect").getfile(k)).read_text() for k in spec.__mro__[:-1])
+        modules = [inspect.getfile(k) for k in spec.__mro__[:-1]]
+        if group == "data" and "scorer" in _fields(cls):  # a scorer's options live in the data config
+            modules.append(inspect.getfile(inspect.getmodule(_scorer_of(name).score)))
+        text = shared + "".join(Path(m).read_text() for m in modules)
         unread += [f"{group}={name}: {k}" for k in _fields(cls) if not re.search(rf"\.{k}\b|\"{k}\"", text)]
     assert not unread, unread
+
+
+def _scorer_of(task: str):
+    from lodabench.scoring.registry import get_scorer, scorer_of
+    return get_scorer(scorer_of(_task_default(task)))
 
 
 def _task_default(name: str):
@@ -165,9 +185,8 @@ def test_every_overlay_composes_inside_the_schema_and_passes_the_config_checks(o
 
 def _leaf_keys(cfg: DictConfig) -> list[str]:
     out = []
-    for top in cfg:
-        node = cfg[top]
-        if isinstance(node, DictConfig) and top not in ("search",):
+    for top, node in OmegaConf.to_container(cfg, resolve=False).items():
+        if isinstance(node, dict) and top not in ("search",):
             out += [f"{top}.{k}" for k in node]
         else:
             out.append(str(top))

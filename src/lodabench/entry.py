@@ -180,9 +180,10 @@ def _precheck_config(argv: list[str]) -> None:
         compose(_first_job(argv))
     except LodabenchError as exc:
         _exit_config_error(str(exc))
-    except HydraException as exc:  # Hydra's merge error names the override; its cause names key and type
+    except HydraException as exc:  # Hydra's message names the override (and lists a group's options); its cause names key and type
         cause = f" ({str(exc.__cause__).splitlines()[0]})" if exc.__cause__ else ""
-        _exit_config_error(f"{str(exc).splitlines()[0]}{cause}")
+        first, *rest = str(exc).splitlines()
+        _exit_config_error("\n".join([f"{first}{cause}", *rest]).rstrip())
 
 
 def _first_job(argv: list[str]) -> list[str]:

@@ -26,13 +26,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lodabench.errors import ConfigError
-
-
-def hp(default: Any, help: str) -> Any:
-    """A field with its help text (the source of the value, and what it does)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+from lodabench.typed import hp
 
 
 # Training recipe defaults = LoRA paper Table 11 (GPT-2 on E2E) as microsoft/LoRA examples/NLG/README.md
@@ -51,7 +45,8 @@ class TrainerConfig:
     warmup_steps: int = hp(500, "LoRA Table 11: warmup steps 500")
     warmup_ratio: Optional[float] = hp(None, "warm-up = ceil(ratio x total steps) when set (LoRA Table 9, GLUE: 0.06); "
                                        "null: warmup_steps")
-    scheduler: str = hp("linear", "LoRA Table 11: linear decay after warm-up")
+    scheduler: str = hp("linear", "LoRA Table 11: linear decay after warm-up | constant | cosine (transformers' "
+                        "get_<name>_schedule_with_warmup)")
     epochs: int = hp(5, "LoRA Table 11: epoch 5")
     batch_size: int = hp(8, "LoRA Table 11: batch size 8. The GLOBAL batch per optimizer step whatever the number of "
                          "processes: under torchrun --nproc_per_node=N each process takes ceil(batch_size/N)")
@@ -78,7 +73,6 @@ class TrainerConfig:
     device: str = hp("auto", "auto | cpu | cuda")
     num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs")
     progress: bool = hp(True, "tqdm bars")
-    num_workers: int = hp(0, "DataLoader workers")
 
 
 @dataclass
@@ -211,10 +205,8 @@ def store_schema() -> None:
     cs.store(group="logger", name="wandb", node=LoggerConfig(name="wandb"))
     for name in methods.method_names():
         cs.store(group="method", name=name, node=option_node("method", name))
-    try:  # MERGE-TODO: the task registry (branch h20tasks); conf/data/*.yaml until then
-        from lodabench.data import registry
-    except ImportError:
-        return
+    from lodabench.data import registry
+
     for name in registry.task_names():
         cs.store(group="data", name=name, node=option_node("data", name))
 

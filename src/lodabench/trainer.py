@@ -47,7 +47,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                          get_linear_schedule_with_warmup)
 
 from lodabench import distributed as D
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -109,6 +110,9 @@ def check_trainer_values(cfg: Mapping[str, Any]) -> None:
     for key, low in (("epochs", 0), ("batch_size", 1)):
         _check_int(cfg, key, low, required=True)
     _check_int(cfg, "max_steps", 0, required=False)
+    if cfg.scheduler not in SCHEDULERS:
+        raise ConfigError(f"trainer.scheduler={cfg.scheduler!r} is not one of {', '.join(SCHEDULERS)} "
+                          "(linear: LoRA Table 11's linear decay after warm-up).")
 
 
 def _check_int(cfg: Mapping[str, Any], key: str, low: int, required: bool) -> None:
@@ -120,9 +124,21 @@ def _check_int(cfg: Mapping[str, Any], key: str, low: int, required: bool) -> No
         raise ConfigError(f"trainer.{key}={value!r}: must be {what}an integer >= {low}.")
 
 
+# trainer.scheduler -> transformers' schedule (LoRA's scripts: linear decay after warm-up).
+SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup,
+              "constant": lambda opt, warmup, _total: get_constant_schedule_with_warmup(opt, warmup)}
+
+
+def make_scheduler(name: str, optimizer, warmup: int, total: int):
+    return SCHEDULERS[name](optimizer, warmup, total)
+
+
 def warmup_steps(cfg: Mapping[str, Any], total_steps: int) -> int:
     """``trainer.warmup_ratio`` x total steps (rounded up, as HF's TrainingArguments.get_warmup_steps,
     which LoRA's GLUE scripts use with --warmup_ratio 0.06) when set, else ``trainer.warmup_steps``."""
+    from lodabench.schema import trainer_config
+
+    cfg = trainer_config(cfg)
     ratio = cfg.warmup_ratio
     if ratio is None:
         return int(cfg.warmup_steps)
@@ -224,7 +240,7 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         # The decay horizon is the run's real length (epochs, or max_steps when that is shorter).
         self.warmup_steps = warmup_steps(cfg, total)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, self.warmup_steps, max(total, 1))
+        self.scheduler = make_scheduler(cfg.scheduler, self.optimizer, self.warmup_steps, max(total, 1))
         self.state = TrainState()
 
     # ----------------------------------------------------------------------------- setup

@@ -39,13 +39,6 @@ def _maybe_inject_fault(chunks_done: int) -> None:
         os._exit(76)
 
 
-def check_scorer(data_cfg) -> None:
-    """MERGE-TODO: replaced by the scorer registry's check (branch h20tasks)."""
-    scorer = data_cfg.get("scorer", data_cfg.name)
-    if scorer not in ("e2e", "dart"):
-        raise ValueError(f"data.scorer={scorer!r} is not one of e2e, dart")
-
-
 class GenerationPipeline:
     model_kind = "causal_lm"
 
@@ -67,7 +60,10 @@ class GenerationPipeline:
         from lodabench.preflight import require_rows
 
         decoding_config(cfg.decoding)
-        check_scorer(cfg.data)
+        conf = task_config(cfg.data)  # runs the scorer's option check
+        scorer = get_scorer(scorer_of(conf))
+        if scorer.ready is not None:
+            scorer.ready(conf)
         fix = f"check the {task.name} files under the data root (paths.data_root) and data.max_* slicing"
         require_rows(task.train_pairs("train"), f"the training pairs of {task.name}", fix)
         split = cfg.data.eval_split

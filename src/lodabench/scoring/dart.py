@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lodabench.errors import ConfigError, ScoringError
-from lodabench.scoring.java import java_executable, pycocoevalcap_dir
+from lodabench.scoring.java import java_executable, pycocoevalcap_dir, require_java_and_jars
 from lodabench.scoring.multibleu import multi_bleu, multi_bleu_detok
 from lodabench.scoring import tercom_compat
 from lodabench.scoring.pyter_compat import ter as pyter_ter
@@ -273,7 +273,7 @@ def check_run_options(data_config: Any) -> None:
 
 
 SCORERS = [ScorerSpec(
-    "dart", score_run, primary_metric="BLEU", check=check_run_options,
+    "dart", score_run, primary_metric="BLEU", check=check_run_options, ready=require_java_and_jars,
     description="DART: data.score_modes of lora (WebNLG GenerationEval as microsoft/LoRA runs it, the "
                 "headline numbers) and official (Yale-LILY/dart run_eval_on_dart.sh, keys prefixed official_)",
 )]

@@ -112,6 +112,19 @@ def score_run(hyps: list[str], refs: list[list[str]], data_config: Any) -> dict[
     return scores
 
 
+def scorer_ready(data_config: Any) -> None:
+    """What scoring will run: java and pycocoevalcap's jars (METEOR, CIDEr's PTB tokenizer), and perl
+    for data.mteval=perl (NIST's mteval script)."""
+    import shutil
+
+    from lodabench.scoring.java import require_java_and_jars
+
+    require_java_and_jars()
+    if getattr(data_config, "mteval", "python") == "perl" and shutil.which("perl") is None:
+        raise ScoringError("data.mteval=perl needs perl on PATH (NIST's mteval-v13a script); install perl or "
+                           "use data.mteval=python")
+
+
 def check_run_options(data_config: Any) -> None:
     """``data.mteval`` must be a mode of ``score_e2e`` (checked before training, not at scoring)."""
     mteval = getattr(data_config, "mteval", "python")
@@ -121,7 +134,7 @@ def check_run_options(data_config: Any) -> None:
 
 
 SCORERS = [ScorerSpec(
-    "e2e", score_run, primary_metric="BLEU", check=check_run_options,
+    "e2e", score_run, primary_metric="BLEU", check=check_run_options, ready=scorer_ready,
     description="tuetschek/e2e-metrics measure_scores.py: BLEU, NIST, METEOR, ROUGE_L, CIDEr "
                 "(data.mteval: python = the -p run LoRA reported, perl = the default run)",
 )]

@@ -36,6 +36,12 @@ def java_executable() -> str:
     return candidate
 
 
+def require_java_and_jars(_data_config: object = None) -> None:
+    """A scorer's ``ready`` check: java runs and pycocoevalcap's METEOR/PTB jars are installed."""
+    require_java()
+    pycocoevalcap_dir()
+
+
 def require_java() -> str:
     java_executable.cache_clear()
     return java_executable()

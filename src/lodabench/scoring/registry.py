@@ -34,6 +34,9 @@ class ScorerSpec:
     primary_metric: str
     check: Callable[[Any], None] | None = None
     description: str = ""
+    # The programs and files scoring will run (java, jars, perl), checked by a run's preflight before
+    # training; kept out of ``check`` so that reading a config never needs them.
+    ready: Callable[[Any], None] | None = None
 
 
 _REGISTRY = SpecRegistry("scorer", ("lodabench.scoring.e2e", "lodabench.scoring.dart"), "SCORERS")
