@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = base_model(args.model, args.seed)
     vocab = model.config.vocab_size
     train, held_out = synthetic_examples(64, vocab, seed=1), synthetic_examples(8, vocab, seed=2)
-    # r=4, alpha=32, W_q and W_v: the LoDA paper trains with LoRA's GPT-2 E2E settings (conf/method/loda.yaml).
+    # r=4, alpha=32, W_q and W_v: the LoDA paper trains with LoRA's GPT-2 E2E settings (method=loda's defaults, methods/loda.py).
     model = lodabench.apply_method(model, "loda", r=4, alpha=32.0, targets=["q", "v"])
     before = mean_loss(model, held_out)
 

@@ -98,6 +98,15 @@ def reference(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     return {"results": results, "proc": proc, "ok": dirs[8], "failed": dirs[0]}
 
 
+def _java_that_breaks(where: Path) -> Path:
+    """A `java` that answers preflight's `java -version` probe and fails any real work (a jar run)."""
+    script = where / "java-breaks-after-probe"
+    script.write_text('#!/bin/sh\nif [ "$1" = "-version" ]; then exec java -version; fi\n'
+                      'echo "java-breaks-after-probe: broken after the preflight probe" >&2\nexit 1\n')
+    script.chmod(0o755)
+    return script
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     """One run through every fault: SIGKILL in training, crash in decoding, crash in scoring, finish.
@@ -133,8 +142,10 @@ def chain(tmp_path_factory, data_root, gpt2_tokenizer_dir):
                            "partial": len(partial.read_text().splitlines()) if partial.is_file() else 0}
     ckpt = run_dir / "checkpoints" / json.loads((run_dir / "checkpoints" / "latest.json").read_text())["dir"]
     obs["ckpt_state_after_training"] = json.loads((ckpt / "trainer_state.json").read_text())
-    # 3. resume with Java unusable: decoding completes (only the missing items), scoring fails.
-    p3 = run_cli(REF_ARGS, results, env={"LODABENCH_JAVA": "/nonexistent/java"}, check=False)
+    # 3. resume with a Java that breaks after preflight's probe (`java -version` works, every jar run
+    # fails): decoding completes (only the missing items), scoring fails. A Java that is missing from
+    # the start is refused by preflight before anything runs (test_missing_java_is_refused_in_preflight).
+    p3 = run_cli(REF_ARGS, results, env={"LODABENCH_JAVA": str(_java_that_breaks(results.parent))}, check=False)
     obs["score_crash"] = {"rc": p3.returncode, "out": p3.stdout + p3.stderr,
                           "hyp": (run_dir / "hyp.txt").read_text(encoding="utf-8") if (run_dir / "hyp.txt").is_file() else None,
                           "record": json.loads((run_dir / "record.json").read_text()),
@@ -192,18 +203,28 @@ def test_decode_crash_decodes_only_missing(chain, reference):
 
 
 @pytest.mark.slow
-@rel(case="crash during scoring (Java unusable)",
-     done="LODABENCH_JAVA=/nonexistent/java after hyp.txt is written; then the same command with Java",
-     expect="exit 2 naming Java and the fix, record failed; the re-run re-scores without retraining or re-decoding")
+@rel(case="crash during scoring (Java breaks after the preflight probe)",
+     done="LODABENCH_JAVA=<a java that answers -version, fails every jar run>; then the same command with Java",
+     expect="exit 2 naming the failed scorer step, record failed; the re-run re-scores without retraining or re-decoding")
 def test_scoring_crash_rescores_only(chain, reference):
     crash = chain["score_crash"]
     assert crash["rc"] == 2
-    assert "/nonexistent/java" in crash["out"] and "LODABENCH_JAVA" in crash["out"]
+    assert "failed on the references" in crash["out"] and "broken after the preflight probe" in crash["out"]
     assert crash["record"]["status"] == "failed" and "ScoringError" in crash["record"]["error"]
     final = chain["final"]
     assert final["mtimes"] == crash["mtimes"]                 # checkpoint files and hyp.txt untouched
     assert "decoding:" not in final["out"] and "dev loss" not in final["out"]  # no training, no decoding
     assert final["record"]["metrics"] == json.loads((reference["ok"] / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@rel(case="no Java for the scorer", done="LODABENCH_JAVA=/nonexistent/java (tiny E2E run)",
+     expect="exit 2 in preflight naming java and the fix (install or LODABENCH_JAVA); no model loaded, no checkpoint")
+def test_missing_java_is_refused_in_preflight(tmp_path):
+    proc = run_cli(REF_ARGS, tmp_path, env={"LODABENCH_JAVA": "/nonexistent/java"}, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "/nonexistent/java" in proc.stderr and "LODABENCH_JAVA" in proc.stderr
+    assert not list(tmp_path.rglob("checkpoints")) and "trainable" not in proc.stdout + proc.stderr
 
 
 @rel(case="crash while writing a file",

@@ -8,7 +8,7 @@
     plain = lodabench.merge(model)                        # linear methods only (lora, dora, ...)
 
 This is a thin layer over ``lodabench.methods`` (the same code ``python -m lodabench`` trains
-with): options are the keys of ``conf/method/<name>.yaml`` and are validated the same way
+with): options are the ``method.*`` keys of ``method=<name>`` (its config dataclass) and are validated the same way
 (``ConfigError`` naming the key and the fix). The adapter directory holds two files:
 
 - ``lodabench_adapter.safetensors``: the trainable tensors only (``methods.checkpoint.save_trainable``;

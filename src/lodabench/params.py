@@ -193,10 +193,10 @@ def method_defaults(name: str) -> dict[str, Any]:
     return defaults_of("method", name)
 
 
-# Per-model settings of the rank-r methods in the papers' tables (conf/method defaults are the
+# Per-model settings of the rank-r methods in the papers' tables (the method defaults are the
 # GPT-2 E2E recipe): LoRA paper Table 9, RoBERTa-base GLUE: r_q = r_v = 8, alpha = 8.
 TABLE_OVERRIDES: dict[str, dict[str, Any]] = {"roberta-base": {"r": 8, "alpha": 8.0}}
-# Extra rows: (row label, overrides of conf/method/<name>.yaml). prefix+mlp: Li & Liang's MLP
+# Extra rows: (row label, overrides of method=<name>'s defaults). prefix+mlp: Li & Liang's MLP
 # reparameterisation (conf/experiment/prefix_e2e.yaml), trained count vs stored (merged) count.
 TABLE_VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "prefix": [("prefix+mlp", {"projection": "mlp", "init": "random"})],
@@ -257,7 +257,7 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
         "# Trainable parameters per method (task head excluded)",
         "",
         "Built from configs on the meta device by `scripts/param_table.py` (lodabench.params.param_table);",
-        "method hyperparameters are conf/method/<name>.yaml. `paper` = trainable / 2^20 with two decimals,",
+        "method hyperparameters are method=<name>'s defaults (its config dataclass). `paper` = trainable / 2^20 with two decimals,",
         "as the LoDA paper prints 393,216 as 0.38M. `head` = the classification head, trained but not counted.",
         "RoBERTa-base rows use LoRA paper Table 9's r=8, alpha=8 for the rank-r methods (TABLE_OVERRIDES).",
         "`stored` = the numbers a finished run keeps: equal to `trainable` except prefix+mlp (Li & Liang's",

@@ -159,7 +159,7 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------- ConfigStore
-def mirror(cls: type, name: str | None = None, **defaults: Any) -> type:
+def mirror(cls: type, defaults: dict[str, Any] | None = None) -> type:
     """A plain (unfrozen, method-free) dataclass with ``cls``'s fields, types and defaults.
 
     Why: Hydra merges overrides into the node, which a frozen dataclass forbids, and a config
@@ -167,6 +167,7 @@ def mirror(cls: type, name: str | None = None, **defaults: Any) -> type:
     those of ``cls`` (one place); ``defaults`` replaces some (a task's ``name``).
     """
     hints = typing.get_type_hints(cls)
+    defaults = defaults or {}
     specs = []
     for f in dataclasses.fields(cls):
         default = defaults.get(f.name, f.default)
@@ -177,7 +178,7 @@ def mirror(cls: type, name: str | None = None, **defaults: Any) -> type:
         else:
             spec = field(default_factory=f.default_factory, metadata=f.metadata)  # type: ignore[arg-type]
         specs.append((f.name, _omegaconf_type(hints[f.name]), spec))
-    return dataclasses.make_dataclass(name or cls.__name__, specs)
+    return dataclasses.make_dataclass(cls.__name__, specs)
 
 
 def _omegaconf_type(tp: Any) -> Any:
@@ -255,7 +256,7 @@ def _build_node_class(group: str, name: str) -> type:
     if group == "data":
         from lodabench.data import registry
         default = registry.task_spec(name).config
-        return mirror(type(default), **dataclasses.asdict(default))
+        return mirror(type(default), dataclasses.asdict(default))
     raise AttributeError(f"module {__name__!r} has no attribute {group}__{name}")
 
 

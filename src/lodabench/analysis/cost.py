@@ -34,7 +34,7 @@ installs, fed a random (batch, seq, d_in) input), and a whole forward pass (rand
 full attention mask). The machine is shared, so compare medians of one run and read the spread
 before trusting small differences.
 
-Methods timed (``lodabench.bench.variants.build_variant``: conf/method/<name>.yaml with r, rank,
+Methods timed (``lodabench.bench.variants.build_variant``: method=<name>'s defaults with r, rank,
 keep, storage and dropout 0 overridden): dense; lora merged (merge_method) and
 unmerged; loda; r_loda at each R (``--ranks``, default 0.3/0.4/0.5 of min(d_in, D), the
 LoDA paper's 300/400/500 on d = 1024 are about that); s_loda at each keep (0.4/0.5/0.6) with
@@ -180,7 +180,7 @@ def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, f
 
 
 def variants(r: int, ranks: Sequence[int], keeps: Sequence[float], storages: Sequence[str]) -> list[Variant]:
-    """The methods timed, built by the bench's one variant builder (conf/method/<name>.yaml plus these
+    """The methods timed, built by the bench's one variant builder (method=<name>'s defaults plus these
     overrides); dropout 0 because only eval-mode cost is measured."""
     def adapted(label: str, method: str, merged: bool = False, **extra: Any) -> Variant:
         return Variant(label, method, {"r": r, "dropout": 0.0, **extra}, merged)

@@ -50,7 +50,7 @@ from lodabench.paths import REPO_ROOT, shared_dir
 
 PARTS = ("condlora", "s_loda")
 REBUILD_ROUNDS = 30
-# CondLoRA paper Table 1 (r, alpha; query/value of layers 1-12 = conf/method/condlora.yaml targets).
+# CondLoRA paper Table 1 (r, alpha; query/value of layers 1-12 = method=condlora's default targets).
 CONDLORA_PAPER_HP = {"r": 8, "alpha": 8.0}
 NOISE_NOTE = ("2 CPU cores shared with other jobs: variants are timed round-robin (each round calls every "
               "variant once, order rotated), ratios are paired within a round and the median over rounds "

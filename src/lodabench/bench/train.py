@@ -148,7 +148,7 @@ def count_ops(model: nn.Module, device: torch.device | str, tokens: int = 8) -> 
 
 
 def train_variants(methods: tuple[str, ...] = TRAIN_METHODS, peft: bool = True, hidden: int = 1024) -> list[Variant]:
-    """One variant per method with its conf/method defaults; R-LoDA's rank is capped at d/2 so
+    """One variant per method with its method defaults; R-LoDA's rank is capped at d/2 so
     the tiny --quick models (d = 64) accept it (the default R = 400 needs d >= 400)."""
     vs = [Variant(m, m, {"rank": min(method_cfg(m)["rank"], hidden // 2)} if m.startswith("r_loda") else {})
           for m in methods]

@@ -12,7 +12,7 @@ writes exist, and both are made private:
 * after it is applied, every trainable parameter that still aliases the base is cloned
   (Houlsby adapters train the blocks' LayerNorms, heads train, RoBERTa ft_qv trains Wq/Wv).
 
-Method hyperparameters are the repository's ``conf/method/<name>.yaml`` defaults (the papers'
+Method hyperparameters are each method's config defaults (``method=<name>``) (the papers'
 settings), with the overrides the variant names: the benchmark times exactly what a run trains.
 ``build_variant`` is the one variant builder: the bench suites and ``analysis cost`` both use it.
 """

@@ -198,7 +198,7 @@ def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in te
 
 @dataclass
 class DartDataConfig(DataConfig):
-    """``data=dart`` (``DESCRIPTION``): the keys of conf/data/dart.yaml, with their defaults and help."""
+    """``data=dart`` (``DESCRIPTION``): the ``data.*`` keys of ``data=dart``, with their defaults and help."""
 
     name: str = hp(NAME, "the task: data=dart")
     source_format: str = hp("lora", "Triples linearised as LoRA's format_converting_dart.py (\"subj : "

@@ -306,7 +306,7 @@ def lora_text_agreement(data_root: Path, split: str) -> Agreement:
 
 @dataclass
 class E2EDataConfig(DataConfig):
-    """``data=e2e`` (``DESCRIPTION``): the keys of conf/data/e2e.yaml, with their defaults and help."""
+    """``data=e2e`` (``DESCRIPTION``): the ``data.*`` keys of ``data=e2e``, with their defaults and help."""
 
     name: str = hp(NAME, "the task: data=e2e")
     source_format: str = hp("lora", "lora: the source LoRA's GPT-2 saw (\"name : Blue Spice | Type : pub | price : "

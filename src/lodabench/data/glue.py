@@ -192,7 +192,7 @@ def _hub_rows(spec: GlueSpec, split: str) -> list[Row]:  # HUB: needs network; n
 
 @dataclass
 class GlueDataConfig(DataConfig):
-    """``data=<glue task>``: the keys of conf/data/{cola,sst2,mrpc,stsb,qqp,mnli,qnli,rte}.yaml.
+    """``data=<glue task>``: its keys are the ``data.*`` keys of ``data=<task>`` (the ConfigStore node made from this default).
 
     One class for the eight tasks: each registers ``GlueDataConfig(name=<task>)`` as its default.
     """
@@ -231,7 +231,7 @@ def build_task(conf: GlueDataConfig, data_root: Path | None) -> ClassificationTa
 
 
 def describe(spec: GlueSpec) -> str:
-    """The task's one-paragraph description (conf/data/<name>.yaml's header comment)."""
+    """The task's one-paragraph description (shown by docs and `--help`)."""
     files = ",".join(f.removesuffix(".tsv") for f in spec.files.values())
     return (f"GLUE {spec.folder} (original TSV format): lodabench/data/glue.py. Reported metric: "
             f"{spec.metric_names[0]} on the official dev split. Local files: <data_root>/glue/{spec.folder}/"

@@ -1,6 +1,6 @@
 """The method library: one config name per method of the papers, and the API the trainer calls.
 
-    cfg  = {"name": "lora", "r": 4, ...}            # conf/method/<name>.yaml, any Mapping/DictConfig
+    cfg  = {"name": "lora", "r": 4, ...}            # the method=<name> node, any Mapping/DictConfig
     conf = method_config(cfg, model)                 # validated dataclass; ConfigError before training
     model = apply_method(model, cfg)                 # freezes the base, injects the method
     ...train...
@@ -100,7 +100,7 @@ def _check_spec(spec: Any) -> None:
     if not isinstance(spec, MethodSpec):
         raise ConfigError(f"{where}: expected a lodabench.MethodSpec, got {type(spec).__name__}")
     if not isinstance(spec.name, str) or not _NAME.match(spec.name):
-        raise ConfigError(f"{where}: the name must match [a-z][a-z0-9_]* (it names conf/method/<name>.yaml)")
+        raise ConfigError(f"{where}: the name must match [a-z][a-z0-9_]* (it is the method=<name> option and a run-directory part)")
     if not (isinstance(spec.config_cls, type) and dataclasses.is_dataclass(spec.config_cls)):
         raise ConfigError(f"{where}: config_cls must be a dataclass (see methods/common.py LoRAStyleConfig)")
     name_field = {f.name: f for f in dataclasses.fields(spec.config_cls)}.get("name")

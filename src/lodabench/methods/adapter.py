@@ -19,7 +19,7 @@ Parameter count (LoRA paper, Sec. 5.1):
     |Theta| = L_adpt * (2 * d_model * r + r + d_model) + 2 * L_LN * d_model
 (weights and biases of both projections; ``L_LN`` trainable LayerNorms with weight and bias).
 For GPT-2 medium (24 blocks, d_model=1024) Adapter^L with its 24 LayerNorms gives
-r=6 -> 368,784 (the paper's 0.37M) and r=224 -> 11,089,152 (11.09M); see conf/method/adapter_l.yaml.
+r=6 -> 368,784 (the paper's 0.37M) and r=224 -> 11,089,152 (11.09M); see method=adapter_l's defaults below.
 
 Sublayers are located per family (hooks on the module whose output is the sublayer output, so the
 base modules and their parameter names are unchanged):

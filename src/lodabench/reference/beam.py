@@ -4,7 +4,7 @@ lodabench's evaluation path, step by step as ``GenerationPipeline.evaluate`` tak
 ``data.group_pairs`` (one item per unique source, references in file order: gpt2_decode.py's
 ``refer_dict``), ``collate.encode_source`` with the last ``seq_len - eval_len`` tokens kept,
 ``decoding.decode_tokens`` (``impl: lora``) and ``decoding.tokens_to_text`` with the decoding config
-``conf/decoding/beam.yaml`` (LoRA's README arguments) + the case's settings, then
+``decoding=beam`` (LoRA's README arguments, decoding.DecodingConfig) + the case's settings, then
 ``scoring.textio.write_hypotheses`` / ``write_reference_groups``, read back and compared with LoRA's
 ``expected_pred.txt`` / ``expected_ref.txt`` item by item. (The files are compared as parsed: LoRA
 ends the reference file with a blank line after the last group, lodabench does not; both readers
@@ -12,7 +12,7 @@ give the same groups.)
 
 ``expected_beam.json``'s ``settings`` carry ``lp``, ``seq_len`` and ``eval_len``; a case may also give
 ``beam``, ``no_repeat_ngram_size``, ``repetition_penalty``, ``min_length``, ``eos_token_id`` (LoRA's
-argument names); absent ones are LoRA's README values, which conf/decoding/beam.yaml holds.
+argument names); absent ones are LoRA's README values, which decoding=beam holds.
 """
 
 from __future__ import annotations

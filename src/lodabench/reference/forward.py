@@ -3,7 +3,7 @@
 Everything runs through lodabench's training path: ``collate.encode_pair`` (token ids and loss
 positions), ``GenerationPipeline.collate`` / ``.loss`` (``losses.lm_loss`` with label smoothing),
 and ``Trainer._step`` (loss weighting, backward, ``trainer.optimizer``, linear warm-up schedule)
-with the trainer config ``conf/trainer/default.yaml`` plus the case's recipe and
+with the trainer config ``trainer=default`` (schema.TrainerConfig) plus the case's recipe and
 ``trainer.optimizer=lora_adamw``. ``_step`` is driven directly with the case's batches because
 the case fixes the batch order (no shuffling), which ``Trainer.train``'s seeded epoch order would
 not reproduce; the step itself is the one ``train`` calls.
@@ -74,7 +74,9 @@ def _trainer_cfg(**over: Any) -> dict[str, Any]:
 def _pipeline(trainer_cfg: dict[str, Any], tok):
     from lodabench.pipelines.generation import GenerationPipeline
 
-    return GenerationPipeline(OmegaConf.create({"trainer": trainer_cfg}), None, tok, torch.device("cpu"))
+    # data=e2e: LoRA's NLG code is E2E's (the pipeline looks up the task's scorer; nothing is scored here)
+    cfg = OmegaConf.create({"trainer": trainer_cfg, "data": {"name": "e2e"}})
+    return GenerationPipeline(cfg, None, tok, torch.device("cpu"))
 
 
 def _check_logits(report: CaseReport, case_dir: Path, model, examples, tok) -> None:
