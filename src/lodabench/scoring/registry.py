@@ -58,8 +58,8 @@ def _check_spec(spec: Any) -> None:
     if not isinstance(spec, ScorerSpec):
         raise ConfigError(f"{where}: expected a lodabench.ScorerSpec, got {type(spec).__name__}")
     check_name(spec.name, where, "data.scorer=<name>")
-    if not callable(spec.score) or (spec.check is not None and not callable(spec.check)):
-        raise ConfigError(f"{where}: score (and check, when given) must be callables")
+    if not callable(spec.score) or any(f is not None and not callable(f) for f in (spec.check, spec.ready)):
+        raise ConfigError(f"{where}: score (and check, ready, when given) must be callables")
     if not isinstance(spec.primary_metric, str) or not spec.primary_metric:
         raise ConfigError(f"{where}: primary_metric must name one of the metrics score returns, "
                           f"got {spec.primary_metric!r}")
