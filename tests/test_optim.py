@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from lodabench import methods

@@ -19,7 +19,6 @@ from lodabench import plugins
 from lodabench.data import DataConfig, GenerationTask, Pair, get_task, registry, task_config, task_names
 from lodabench.data.e2e import E2EDataConfig
 from lodabench.errors import ConfigError, DataError
-from lodabench.paths import CONF_DIR
 from lodabench.scoring import registry as scoring
 from lodabench.specs import SpecRegistry
 from lodabench.typed import coerce_field, hp

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError, DataError, ScoringError, TrainingDiverged

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from lodabench import io as lb_io
-from lodabench.errors import CheckpointError, ConfigError, DataError
+from lodabench.errors import ConfigError, DataError
 from lodabench.paths import REPO_ROOT
 from lodabench.records import RunRecord
 from lodabench.run import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise

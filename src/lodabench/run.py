@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 from lodabench import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text
-from lodabench.paths import resolve_data_root
 from lodabench.records import ATTEMPTS_DIR, RECORD, RunRecord, config_conflicts
 from lodabench.runlock import LOCK_NAME, RunLock
 
