@@ -286,6 +286,45 @@ def test_docs_plugins_scorer_equals_sacrebleu(docs_plugins):
     assert pipeline.score(hyps, refs) == {"BLEU": expected} and pipeline.primary_metric == "BLEU"
 
 
+PLUGIN_RUN = ["model=tiny-gpt2", "data=jsonl_d2t", "method=loda", "trainer.max_steps=2", "trainer.batch_size=2",
+              "trainer.warmup_steps=0", "trainer.progress=false", "decoding=greedy", "decoding.max_new_tokens=8",
+              "decoding.progress=false"]
+
+
+def _cli(args, docs_plugins, tmp_path):
+    import os
+    import subprocess
+
+    from lodabench.paths import REPO_ROOT
+    env = {**os.environ, "PYTHONPATH": f"{docs_plugins.parent}{os.pathsep}{REPO_ROOT / 'src'}",
+           "LODABENCH_RESULTS_DIR": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "lodabench", *args, f"paths.data_root={docs_plugins}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_docs_plugins_run_end_to_end_from_the_command_line(docs_plugins, tmp_path):
+    """data=jsonl_d2t and its sacrebleu scorer, plugins named by LODABENCH_PLUGINS, with no file under
+    src/lodabench naming them: composed, trained, decoded and scored by `python -m lodabench`."""
+    import json
+
+    proc = _cli(PLUGIN_RUN, docs_plugins, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = (tmp_path / "results" / "runs" / "jsonl_d2t").rglob("record.json")
+    data = json.loads(record.read_text())
+    assert data["status"] == "complete" and set(data["metrics"]) >= {"BLEU", "objective"}
+    assert data["config"]["data"]["scorer"] == "sacrebleu" and data["config"]["data"]["sacrebleu_tokenize"] == "13a"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad, says", [("+data.sacrebleu_tokenise=intl", "unknown config key data.sacrebleu_tokenise"),
+                                       ("data.sacrebleu_tokenize=zh2", "data.sacrebleu_tokenize='zh2' is not one of")])
+def test_docs_plugins_bad_keys_fail_before_training(docs_plugins, tmp_path, bad, says):
+    proc = _cli([*PLUGIN_RUN, bad], docs_plugins, tmp_path)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr[-3000:]
+    assert not list(tmp_path.rglob("checkpoints"))
+
+
 # ----------------------------------------------------------------------------- built-in scorers through the pipeline
 
 HYPS = ["The Eagle is a pub near the river .", "Alimentum serves Chinese food in the city centre ."]
