@@ -306,25 +306,25 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
 
 @dataclass
 class Built:
-    """The objects a run trains and evaluates, made by ``build``."""
+    """The objects a run trains and evaluates, made by ``build`` (the model is ``trainer.model``)."""
 
-    model: torch.nn.Module
     pipeline: Any
     trainer: Any
 
 
 def build(cfg: DictConfig, plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext) -> Built:
     """Tokenizer, base model + method (+ warm start), pipeline and trainer; records the counts."""
+    from lodabench import methods
     from lodabench.models import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
     model = build_model(cfg, plan, tokenizer, record).to(device)
-    record.update(trainable_params=_count_parameters(model))
+    record.update(trainable_params=methods.count_parameters(model))
     pipeline = plan.pipeline_cls(cfg, plan.task, tokenizer, device)
     trainer = build_trainer(cfg, model, pipeline, run_dir, logger, device, dctx)
     from lodabench.selection import check_against_training
     check_against_training(plan.selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
-    return Built(model, pipeline, trainer)
+    return Built(pipeline, trainer)
 
 
 def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
@@ -351,11 +351,6 @@ def _warm_start(model: torch.nn.Module, source: str, record) -> None:
     record.update(warm_start=warm)
     log.info("warm start from %s: %d tensors carried, dropped %s", warm["path"], len(warm["carried"]),
              sorted(warm["dropped"]) or "none")
-
-
-def _count_parameters(model: torch.nn.Module) -> dict[str, Any]:
-    from lodabench import methods
-    return methods.count_parameters(model)
 
 
 def build_trainer(cfg: DictConfig, model, pipeline, run_dir: Path, logger, device, dctx: D.DistContext):
@@ -429,7 +424,9 @@ def _select_checkpoint(cfg: DictConfig, trainer, state) -> str:
     if cfg.eval_checkpoint == "last":
         return f"last (step {state.global_step})"
     if not state.dev_loss:
-        raise ConfigError("eval_checkpoint=best_dev needs trainer.eval_dev_loss=true.")
+        # preflight made sure trainer.eval_dev_loss=true; what is left: no dev split, or nothing trained
+        raise ConfigError("eval_checkpoint=best_dev: no dev loss was recorded to select on (the task has no dev "
+                          "split, or trainer.max_steps=0 / epochs=0 trained nothing). Fix: eval_checkpoint=last.")
     best = min(state.dev_loss, key=lambda e: state.dev_loss[e])
     trainer.load_weights(trainer.ckpt_dir / f"epoch-{best}" / "trainable.safetensors")
     return f"best_dev (epoch {best}, dev loss {state.dev_loss[best]:.4f})"

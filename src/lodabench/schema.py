@@ -355,10 +355,5 @@ def trainer_config(values: Any) -> DictConfig:
     return complete(TrainerConfig, values, "trainer")
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """{field: help text} of a schema dataclass (docs, `--help`)."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
 __all__ = ["RunConfig", "TrainerConfig", "SelectionConfig", "PathsConfig", "LoggerConfig", "ModelConfig",
-           "SearchConfig", "check_composed", "complete", "compose", "defaults_of", "trainer_config", "field_help", "mirror", "store_schema"]
+           "SearchConfig", "check_composed", "complete", "compose", "defaults_of", "trainer_config", "mirror", "store_schema"]

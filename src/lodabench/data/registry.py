@@ -24,11 +24,6 @@ from lodabench.errors import ConfigError, DataError
 from lodabench.specs import SpecRegistry, check_name
 from lodabench.typed import build_config, plain_values
 
-#: Which pipeline trains and evaluates a task: the LM loss + decoding + a scorer
-#: (pipelines/generation.py), or a classification head + GLUE metrics (pipelines/classification.py).
-PIPELINES = ("generation", "classification")
-
-
 @dataclass(frozen=True)
 class TaskSpec:
     """One task: ``data=<name>`` on the command line.
@@ -36,7 +31,8 @@ class TaskSpec:
     ``config`` is the default config *instance* (a dataclass whose ``name`` is ``name``; the
     values a run does not set); ``build(config, data_root)`` returns the task object
     (``GenerationTask`` / ``ClassificationTask``; ``data_root`` None = the hub); ``pipeline`` says
-    which pipeline trains it (``PIPELINES``).
+    which pipeline trains it: a kind of ``lodabench.pipelines`` (``generation``: LM loss, decoding, a
+    scorer; ``classification``: a head and GLUE metrics; or one a plugin added with ``register_pipeline``).
     """
 
     name: str
@@ -72,8 +68,11 @@ def _check_spec(spec: Any) -> None:
     _check_config(spec, where)
     if not callable(spec.build):
         raise ConfigError(f"{where}: build must be a callable (config, data_root) -> task")
-    if spec.pipeline not in PIPELINES:
-        raise ConfigError(f"{where}: pipeline={spec.pipeline!r} is not one of {', '.join(PIPELINES)}")
+    from lodabench.pipelines import pipeline_kinds  # the pipeline registry is the one list of kinds
+
+    if spec.pipeline not in pipeline_kinds():
+        raise ConfigError(f"{where}: pipeline={spec.pipeline!r} is not one of {', '.join(pipeline_kinds())} "
+                          "(a new kind: lodabench.pipelines.register_pipeline first)")
 
 
 def _check_config(spec: TaskSpec, where: str) -> None:
@@ -149,6 +148,6 @@ def get_task(data_cfg: Mapping | Any, data_root: Path | str | None) -> Task:
 
 
 __all__ = [
-    "PIPELINES", "TaskSpec", "get_task", "register_task", "task_config", "task_names", "task_spec",
+    "TaskSpec", "get_task", "register_task", "task_config", "task_names", "task_spec",
     "unregister_task",
 ]

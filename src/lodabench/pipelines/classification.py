@@ -87,8 +87,6 @@ class ClassificationPipeline:
             preds.extend(logits.squeeze(-1).float().tolist() if self.task.is_regression else logits.argmax(-1).tolist())
         return preds
 
-    kind = "classification"
-
     @property
     def primary_metric(self) -> str:
         return self.task.primary_metric

@@ -39,6 +39,13 @@ def _maybe_inject_fault(chunks_done: int) -> None:
         os._exit(76)
 
 
+def data_scorer(data_cfg: Any) -> tuple[Any, Any]:
+    """(the validated data config, the scorer its ``data.scorer`` names); task_config also runs the
+    scorer's option check, so a bad data.scorer / data.mteval fails before training."""
+    conf = task_config(data_cfg)
+    return conf, get_scorer(scorer_of(conf))
+
+
 class GenerationPipeline:
     model_kind = "causal_lm"
 
@@ -47,10 +54,7 @@ class GenerationPipeline:
         self.max_length = int(cfg.trainer.max_length)
         self.label_smoothing = float(cfg.trainer.label_smoothing)
         self.collator = C.CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
-        # The validated data config (its scorer options) and the scorer, looked up now so a bad
-        # data.scorer / data.mteval fails before training (task_config also runs the scorer's check).
-        self.data_config = task_config(cfg.data)
-        self.scorer = get_scorer(scorer_of(self.data_config))
+        self.data_config, self.scorer = data_scorer(cfg.data)
 
     @classmethod
     def preflight(cls, cfg: DictConfig, task) -> None:
@@ -60,8 +64,7 @@ class GenerationPipeline:
         from lodabench.preflight import require_rows
 
         decoding_config(cfg.decoding)
-        conf = task_config(cfg.data)  # runs the scorer's option check
-        scorer = get_scorer(scorer_of(conf))
+        conf, scorer = data_scorer(cfg.data)
         if scorer.ready is not None:
             scorer.ready(conf)
         fix = f"check the {task.name} files under the data root (paths.data_root) and data.max_* slicing"
