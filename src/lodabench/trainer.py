@@ -129,10 +129,6 @@ SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_sc
               "constant": lambda opt, warmup, _total: get_constant_schedule_with_warmup(opt, warmup)}
 
 
-def make_scheduler(name: str, optimizer, warmup: int, total: int):
-    return SCHEDULERS[name](optimizer, warmup, total)
-
-
 def warmup_steps(cfg: Mapping[str, Any], total_steps: int) -> int:
     """``trainer.warmup_ratio`` x total steps (rounded up, as HF's TrainingArguments.get_warmup_steps,
     which LoRA's GLUE scripts use with --warmup_ratio 0.06) when set, else ``trainer.warmup_steps``."""
@@ -240,7 +236,7 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         # The decay horizon is the run's real length (epochs, or max_steps when that is shorter).
         self.warmup_steps = warmup_steps(cfg, total)
-        self.scheduler = make_scheduler(cfg.scheduler, self.optimizer, self.warmup_steps, max(total, 1))
+        self.scheduler = SCHEDULERS[cfg.scheduler](self.optimizer, self.warmup_steps, max(total, 1))
         self.state = TrainState()
 
     # ----------------------------------------------------------------------------- setup
