@@ -2,7 +2,8 @@
 
 The data root is never committed. It comes from (in order) the config value ``paths.data_root``,
 the environment variable ``LODABENCH_DATA_ROOT``, or ``../shared/data`` beside the repository
-(the layout of this project's CI machine).
+(the layout of this project's CI machine). With none of them, the loaders read the hub's parquet
+files (``lodabench.data.hub``), downloaded once into the cache root (``cache_root``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 DATA_ROOT_ENV = "LODABENCH_DATA_ROOT"
+CACHE_ENV = "LODABENCH_CACHE"
 
 
 def shared_dir() -> Path | None:
@@ -40,6 +42,21 @@ def resolve_data_root(configured: str | os.PathLike | None = None) -> Path | Non
     if shared is not None and (shared / "data").is_dir():
         return (shared / "data").resolve()
     return None
+
+
+def cache_root() -> Path:
+    """Where lodabench keeps what it downloads (the hub's data files under ``hub/``).
+
+    ``$LODABENCH_CACHE``, else ``$XDG_CACHE_HOME/lodabench``, else ``~/.cache/lodabench`` (the XDG
+    base-directory rule, as huggingface_hub's own ``~/.cache/huggingface``). Kept apart from the HF
+    cache so that deleting it forgets exactly the data lodabench fetched. Not created here.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "lodabench").resolve()
 
 
 def require_file(path: Path, what: str, how_to_get: str) -> Path:

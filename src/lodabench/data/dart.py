@@ -29,8 +29,23 @@ the entries, when the task is built, before training. A UTF-8 byte-order mark is
 The sequence built from a pair is the same as for E2E (see ``lodabench.data.e2e`` and
 ``collate.encode_pair``).
 
-The staged test JSON was converted from the official test XML (shared/data/MANIFEST.md): 5,097
-triplesets / 12,552 annotations, the 2021-04 release; LoRA used the 2020 test JSON.
+Two test files, the same 12,552 annotations
+-------------------------------------------
+The staged test JSON (a data root's ``dart/dart-v1.1.1-full-test.json``) was converted from the
+official test XML (shared/data/MANIFEST.md): 5,097 triplesets / 12,552 annotations, the 2021-04
+release (4,159 distinct linearised triplesets, so 4,159 eval items). microsoft/LoRA used the 2020
+test JSON, which groups the same annotations into 6,959 triplesets; the hub's DART
+(``Yale-LILY/dart``) groups them that way too (issue #26). The data-root path reads whichever file
+the root holds and is unchanged; the hub path (no data root, ``lodabench.data.hub``) yields one
+entry per hub row, i.e. the 2020 grouping. Training pairs are one per annotation and eval items
+merge identical linearised triplesets either way; how many eval items the 2020 grouping gives is
+not measured here (no copy of it is staged).
+
+Hub rows: ``data.hub_id`` at ``data.hub_revision``, by default the parquet export of
+``Yale-LILY/dart`` (``refs/convert/parquet``, ``default/{train,validation,test}/0000.parquet``;
+the repo itself holds a loading script), columns ``tripleset`` (a list of [s, p, o]),
+``subtree_was_extended`` (ignored) and ``annotations`` ({"source": [...], "text": [...]}, how
+``datasets`` stores a list of structs), checked as a JSON file's entries are.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lodabench.data.hub import PARQUET_EXPORT, DataSource, as_source
 from lodabench.data.registry import TaskSpec
 from lodabench.data.tasks import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
 from lodabench.errors import ConfigError, DataError
@@ -55,7 +71,10 @@ FILES = {
     "test": "dart-v1.1.1-full-test.json",
 }
 HUB_ID = "Yale-LILY/dart"  # formerly "dart"; note its test split is the 2020 release
+HUB_REVISION = PARQUET_EXPORT  # the repo holds a loading script; its parquet export holds the rows
+HUB_CONFIG = "default"
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+HUB_COLUMNS = ("tripleset", "annotations")
 HOW_TO_GET = (
     "Download the DART v1.1.1 JSON files (dart-v1.1.1-full-{train,dev,test}.json) from "
     "https://github.com/Yale-LILY/dart/tree/master/data/v1.1.1 into <data_root>/dart/. "
@@ -165,35 +184,37 @@ def check_eval_references(entries: list[dict], where: str, path: Path | None = N
                          "keeps it (the item has non-empty ones)", where, i, j)
 
 
-def load_split(split: str, data_root: Path | None, eval_split: str | None = None) -> list[Pair]:
-    """Pairs of one split; the eval split's references are checked first (``check_eval_references``)."""
-    if data_root is not None:
-        path = data_root / "dart" / FILES[split]
-        entries, where = read_dart_json(path), str(path)
+def load_split(split: str, data_root: Path | DataSource | None, eval_split: str | None = None) -> list[Pair]:
+    """Pairs of one split; the eval split's references are checked first (``check_eval_references``).
+    ``data_root`` None: the hub (``lodabench.data.hub``); a DataSource (the task's) records the files."""
+    source = as_source(data_root, HUB_ID, HUB_REVISION, HUB_CONFIG)
+    if source.is_hub:
+        path, entries, where = None, hub_entries(source, split), source.where(HUB_SPLITS[split])
     else:
-        path, entries, where = None, _hub_entries(split), f"hub dataset {HUB_ID} split {HUB_SPLITS[split]}"
+        path = source.root_file(f"dart/{FILES[split]}")
+        entries, where = read_dart_json(path), str(path)
     if split == eval_split:
         check_eval_references(entries, where, path)
     return to_pairs(entries)
 
 
-def _hub_entries(split: str) -> list[dict]:  # HUB: needs network; not run in tests
-    try:
-        import datasets
-    except ImportError as err:  # pragma: no cover
-        raise DataError(f"loading DART from the hub needs the 'datasets' package. {HOW_TO_GET}") from err
-    try:
-        ds = datasets.load_dataset(HUB_ID, split=HUB_SPLITS[split])
-    except Exception as err:  # pragma: no cover - network/hub failures
-        raise DataError(f"could not load {HUB_ID!r} split {HUB_SPLITS[split]!r} from the hub "
-                        f"({type(err).__name__}: {err}). {HOW_TO_GET}") from err
-    entries = []
-    for ex in ds:
-        anns = ex["annotations"]
-        if isinstance(anns, dict):  # datasets stores a sequence of structs as a dict of lists
-            anns = [{"source": s, "text": t} for s, t in zip(anns["source"], anns["text"])]
-        entries.append({"tripleset": [list(t) for t in ex["tripleset"]], "annotations": anns})
-    return validate_entries(entries, f"hub dataset {HUB_ID} split {HUB_SPLITS[split]}")
+def hub_entries(source: DataSource, split: str) -> list[dict]:
+    """One entry per hub row, in the JSON files' shape, validated as they are."""
+    rows = source.hub_rows(HUB_SPLITS[split], HUB_COLUMNS)
+    entries = [{"tripleset": _triples(row["tripleset"]), "annotations": _annotations(row["annotations"])}
+               for row in rows]
+    return validate_entries(entries, source.where(HUB_SPLITS[split]))
+
+
+def _triples(value: Any) -> Any:
+    return [list(t) if isinstance(t, (list, tuple)) else t for t in value] if isinstance(value, list) else value
+
+
+def _annotations(anns: Any) -> Any:
+    """``datasets`` stores a list of structs as a struct of lists: {"source": [...], "text": [...]}."""
+    if isinstance(anns, dict) and isinstance(anns.get("source"), list) and isinstance(anns.get("text"), list):
+        return [{"source": s, "text": t} for s, t in zip(anns["source"], anns["text"])]
+    return anns
 
 
 @dataclass
@@ -212,6 +233,14 @@ class DartDataConfig(DataConfig):
                                 "GenerationEval eval.py as microsoft/LoRA runs it (-nr 6 -m bleu,meteor,ter), the "
                                 "headline numbers; official = Yale-LILY/dart evaluation/run_eval_on_dart.sh, its "
                                 "keys prefixed official_")
+    hub_id: str = hp(HUB_ID, "Without a data root: the hub dataset read (Yale-LILY/dart, DART of "
+                     "https://github.com/Yale-LILY/dart; test = the 2020 JSON LoRA used, 6,959 triplesets), or a local "
+                     "folder laid out like its parquet export (default/{train,validation,test}/0000.parquet; "
+                     "`hf download Yale-LILY/dart --repo-type dataset --revision refs/convert/parquet --local-dir DIR`) "
+                     "(lodabench/data/hub.py)")
+    hub_revision: str = hp(HUB_REVISION, "Revision of data.hub_id: refs/convert/parquet, the hub's parquet export "
+                           "(the repo itself holds only a loading script, which datasets>=4 refuses); a branch, so the "
+                           "commit it resolves to is recorded in record.json inputs.data; a commit sha pins it")
 
     def validate(self) -> None:
         super().validate()
@@ -227,16 +256,19 @@ class DartDataConfig(DataConfig):
 
 def build_task(conf: DartDataConfig, data_root: Path | None) -> GenerationTask:
     """The DART task of a validated config; the eval split's references are checked when it is loaded."""
+    source = DataSource(data_root, conf.hub_id, conf.hub_revision, HUB_CONFIG, HUB_ID)
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root, conf.eval_split),
+        loader=lambda split: load_split(split, source, conf.eval_split),
         slicing=conf.slicing(),
         eval_split=conf.eval_split,
+        inputs=source.inputs,
     )
 
 
 DESCRIPTION = ("DART v1.1.1: lodabench/data/dart.py. Triples linearised as LoRA's format_converting_dart.py "
                "(\"subj : predicate.lower() : obj | ...\"); eval items = unique linearised triplesets. Local "
-               "files: <data_root>/dart/dart-v1.1.1-full-{train,dev,test}.json; data_root null -> hub Yale-LILY/dart.")
+               "files: <data_root>/dart/dart-v1.1.1-full-{train,dev,test}.json; data_root null -> data.hub_id "
+               "(Yale-LILY/dart, its parquet export).")
 TASKS = [TaskSpec(NAME, DartDataConfig(), build_task, "generation", DESCRIPTION)]

@@ -46,6 +46,12 @@ The token sequence built from a pair (``collate.encode_pair``; LoRA ``gpt2_encod
 ``tokens(source) + [<|endoftext|>] + tokens(' ' + reference) + [<|endoftext|>]`` with the loss on
 the reference tokens and the final EOS only.
 
+Without a data root (``lodabench.data.hub``): the rows of ``data.hub_id`` at ``data.hub_revision``,
+by default ``tuetschek/e2e_nlg``'s parquet export (``refs/convert/parquet``,
+``default/{train,validation,test}/0000.parquet``, columns ``meaning_representation``,
+``human_reference``): the official CSV rows, same order, so both texts are made from them as from
+the CSV (``e2e_lora/`` files apply to a data root only).
+
 Splits: ``train`` (42,061 pairs / 4,862 MRs), ``dev`` (4,672 / 547), ``test`` (4,693 / 630).
 Eval items group the references of each unique source in order of first appearance, as
 ``gpt2_decode.py`` does (``refer_dict`` keyed by the context string).
@@ -66,6 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lodabench.data.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
+from lodabench.data.hub import PARQUET_EXPORT, DataSource, as_source
 from lodabench.data.registry import TaskSpec
 from lodabench.data.tasks import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
 from lodabench.errors import ConfigError, DataError
@@ -76,7 +83,10 @@ log = logging.getLogger(__name__)
 NAME = "e2e"
 FILES = {"train": "trainset.csv", "dev": "devset.csv", "test": "testset_w_refs.csv"}
 HUB_ID = "tuetschek/e2e_nlg"  # formerly "e2e_nlg"; the original (not cleaned) E2E data
+HUB_REVISION = PARQUET_EXPORT  # the repo holds a loading script; its parquet export holds the rows
+HUB_CONFIG = "default"
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+HUB_COLUMNS = ("meaning_representation", "human_reference")
 HOW_TO_GET = (
     "Download the official CSVs (trainset.csv, devset.csv, testset_w_refs.csv) from "
     "https://github.com/tuetschek/e2e-dataset into <data_root>/e2e/. " + DATA_ROOT_HINT + "."
@@ -166,18 +176,22 @@ def read_e2e_csv(path: Path) -> list[tuple[str, str]]:
                     raise DataError(
                         f"{path}: line {line}: {len(row)} column(s), expected 2 (mr, ref): {row!r}"
                     )
-                mr, ref = row
-                try:
-                    parse_mr(mr)
-                except ValueError as err:
-                    raise DataError(f"{path}: line {line}: malformed MR {mr!r}: {err}") from None
-                _check_reference(ref, f"{path}: line {line}")
-                rows.append((mr, ref))
+                _check_row(row[0], row[1], f"{path}: line {line}")
+                rows.append((row[0], row[1]))
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}") from None
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
     return rows
+
+
+def _check_row(mr: str, ref: str, where: str) -> None:
+    """An (mr, ref) row of the CSV or the hub: a parseable MR and a non-empty reference."""
+    try:
+        parse_mr(mr)
+    except ValueError as err:
+        raise DataError(f"{where}: malformed MR {mr!r}: {err}") from None
+    _check_reference(ref, where)
 
 
 def _check_reference(ref: str, where: str) -> None:
@@ -217,35 +231,30 @@ def to_pairs(rows: list[tuple[str, str]], source_format: str = "lora", text: str
     return [Pair(fmt(mr), ref.strip()) for mr, ref in rows]
 
 
-def load_split(split: str, data_root: Path | None, source_format: str = "lora",
+def load_split(split: str, data_root: Path | DataSource | None, source_format: str = "lora",
                text: str = "official") -> list[Pair]:
-    """Pairs of one split from ``<data_root>/e2e/`` or, when data_root is None, from the hub;
-    with ``text="lora"``, from ``<data_root>/e2e_lora/`` when that split's file is there."""
-    if data_root is None:
-        rows = _hub_rows(split)
-        for i, (_, ref) in enumerate(rows):
-            _check_reference(ref, f"hub dataset {HUB_ID} split {HUB_SPLITS[split]} row {i}")
-        return to_pairs(rows, source_format, text, split)
-    lora_file = data_root / LORA_DIR / LORA_FILES[split]
-    if text == "lora" and lora_file.is_file():
-        log.info("E2E %s: LoRA's text read from %s", split, lora_file)
-        return read_lora_txt(lora_file)
+    """Pairs of one split from ``<data_root>/e2e/`` or, when data_root is None, from the hub
+    (``lodabench.data.hub``); with ``text="lora"``, from ``<data_root>/e2e_lora/`` when that
+    split's file is there. A DataSource (the task's) also records the files read."""
+    source = as_source(data_root, HUB_ID, HUB_REVISION, HUB_CONFIG)
+    if source.is_hub:
+        return to_pairs(hub_rows(source, split), source_format, text, split)
+    lora_name = f"{LORA_DIR}/{LORA_FILES[split]}"
+    if text == "lora" and (source.data_root / lora_name).is_file():
+        log.info("E2E %s: LoRA's text read from %s", split, source.data_root / lora_name)
+        return read_lora_txt(source.root_file(lora_name))
     if text == "lora":
-        log.info("E2E %s: LoRA's text made from %s (%s absent)", split, FILES[split], lora_file)
-    return to_pairs(read_e2e_csv(data_root / "e2e" / FILES[split]), source_format, text, split)
+        log.info("E2E %s: LoRA's text made from %s (%s absent)", split, FILES[split], lora_name)
+    return to_pairs(read_e2e_csv(source.root_file(f"e2e/{FILES[split]}")), source_format, text, split)
 
 
-def _hub_rows(split: str) -> list[tuple[str, str]]:  # HUB: needs network; not run in tests
-    try:
-        import datasets
-    except ImportError as err:  # pragma: no cover
-        raise DataError(f"loading E2E from the hub needs the 'datasets' package. {HOW_TO_GET}") from err
-    try:
-        ds = datasets.load_dataset(HUB_ID, split=HUB_SPLITS[split])
-    except Exception as err:  # pragma: no cover - network/hub failures
-        raise DataError(f"could not load {HUB_ID!r} split {HUB_SPLITS[split]!r} from the hub "
-                        f"({type(err).__name__}: {err}). {HOW_TO_GET}") from err
-    return [(ex["meaning_representation"], ex["human_reference"]) for ex in ds]
+def hub_rows(source: DataSource, split: str) -> list[tuple[str, str]]:
+    """The (mr, ref) rows of a hub split, checked as the CSV's are (DataError names split and row)."""
+    records = source.hub_rows(HUB_SPLITS[split], HUB_COLUMNS)
+    rows = [(r["meaning_representation"], r["human_reference"]) for r in records]
+    for i, (mr, ref) in enumerate(rows):
+        _check_row(mr, ref, f"{source.where(HUB_SPLITS[split])} row {i}")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +329,13 @@ class E2EDataConfig(DataConfig):
     eval_split: str = hp("test", "train | dev | test (test: 630 MRs / 4,693 references)")
     scorer: str = hp("e2e", "the scorer of the decoded outputs (lodabench.scoring.registry): e2e = "
                      "tuetschek/e2e-metrics measure_scores.py (lodabench/scoring/e2e.py)")
+    hub_id: str = hp(HUB_ID, "Without a data root: the hub dataset read (tuetschek/e2e_nlg, the original E2E data of "
+                     "https://github.com/tuetschek/e2e-dataset as rows), or a local folder laid out like its parquet "
+                     "export (default/{train,validation,test}/0000.parquet; `hf download tuetschek/e2e_nlg --repo-type "
+                     "dataset --revision refs/convert/parquet --local-dir DIR`) (lodabench/data/hub.py)")
+    hub_revision: str = hp(HUB_REVISION, "Revision of data.hub_id: refs/convert/parquet, the hub's parquet export "
+                           "(the repo itself holds only a loading script, which datasets>=4 refuses); a branch, so the "
+                           "commit it resolves to is recorded in record.json inputs.data; a commit sha pins it")
     mteval: str = hp("python", "BLEU/NIST of the e2e scorer: python = measure_scores.py -p, the script's Python "
                      "port of mteval, what microsoft/LoRA ran for its E2E table (full precision); perl = the "
                      "script's default run, NIST's mteval-v13a-sig.pl, 4 decimals (lodabench/scoring/e2e.py)")
@@ -342,15 +358,18 @@ def _check_choice(key: str, value: str, valid: tuple[str, ...], why: str = "") -
 
 def build_task(conf: E2EDataConfig, data_root: Path | None) -> GenerationTask:
     """The E2E task of a validated config (``load_split`` reads a split when first asked for)."""
+    source = DataSource(data_root, conf.hub_id, conf.hub_revision, HUB_CONFIG, HUB_ID)
     return GenerationTask(
         name=NAME,
         splits=tuple(FILES),
-        loader=lambda split: load_split(split, data_root, conf.source_format, conf.text),
+        loader=lambda split: load_split(split, source, conf.source_format, conf.text),
         slicing=conf.slicing(),
         eval_split=conf.eval_split,
+        inputs=source.inputs,
     )
 
 
 DESCRIPTION = ("E2E NLG Challenge, original (not cleaned) data: lodabench/data/e2e.py. Local files: "
-               "<data_root>/e2e/{trainset.csv,devset.csv,testset_w_refs.csv}; data_root null -> hub tuetschek/e2e_nlg.")
+               "<data_root>/e2e/{trainset.csv,devset.csv,testset_w_refs.csv}; data_root null -> data.hub_id "
+               "(tuetschek/e2e_nlg, its parquet export).")
 TASKS = [TaskSpec(NAME, E2EDataConfig(), build_task, "generation", DESCRIPTION)]

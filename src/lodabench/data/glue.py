@@ -22,6 +22,15 @@ Splits: ``train`` and ``dev`` (MNLI: ``dev_matched``, ``dev_mismatched``). The G
 are not public, so the official dev split is the test split the papers report
 (``task.test_splits``). ``data.protocol: holdout`` gives CondLoRA's protocol (model selection on
 a seeded 10% of train, see ``lodabench.data.holdout_split``).
+
+Without a data root (``lodabench.data.hub``): the parquet files of ``data.hub_id`` (``nyu-mll/glue``)
+at ``data.hub_revision``. Default ``main``: nyu-mll/glue is a parquet repository, its own files are
+``<task>/{train,validation,test}-00000-of-00001.parquet`` (MNLI: ``validation_matched-...``), columns
+the task's text fields (``sentence``; ``sentence1``/``sentence2``; ``question``/``sentence``;
+``premise``/``hypothesis``; ``question1``/``question2``), ``label`` (the ClassLabel id; STS-B a
+float) and ``idx``. ``main`` is a branch: the commit it resolved to is recorded (a sha pins it). A
+local folder mirroring either ``main`` or ``refs/convert/parquet`` (``<task>/<split>/0000.parquet``)
+is read as it is; a label outside the task's classes (the unlabelled test split's -1) is a DataError.
 """
 
 from __future__ import annotations
@@ -31,12 +40,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lodabench.data.hub import DataSource, as_source
 from lodabench.data.registry import TaskSpec
 from lodabench.data.tasks import DATA_ROOT_HINT, ClassificationTask, DataConfig, Row
 from lodabench.errors import ConfigError, DataError
 from lodabench.typed import hp
 
 HUB_ID = "nyu-mll/glue"
+HUB_REVISION = "main"  # a parquet repository: its own files (datasets>=4 loads them too)
 HOW_TO_GET = (
     "Get the original GLUE TSVs with GLUE's download_glue_data.py "
     "(https://github.com/nyu-mll/GLUE-baselines, https://gluebenchmark.com/tasks) into "
@@ -168,26 +179,33 @@ def read_glue_tsv(spec: GlueSpec, path: Path) -> list[Row]:
     return rows
 
 
-def load_split(spec: GlueSpec, split: str, data_root: Path | None) -> list[Row]:
-    if data_root is not None:
-        return read_glue_tsv(spec, data_root / "glue" / spec.folder / spec.files[split])
-    return _hub_rows(spec, split)
+def load_split(spec: GlueSpec, split: str, data_root: Path | DataSource | None) -> list[Row]:
+    """Rows of one split from ``<data_root>/glue/`` or, data_root None, the hub (``lodabench.data.hub``)."""
+    source = as_source(data_root, HUB_ID, HUB_REVISION, spec.name)
+    if source.is_hub:
+        return hub_rows(spec, source, split)
+    return read_glue_tsv(spec, source.root_file(f"glue/{spec.folder}/{spec.files[split]}"))
 
 
-def _hub_rows(spec: GlueSpec, split: str) -> list[Row]:  # HUB: needs network; not run in tests
-    try:
-        import datasets
-    except ImportError as err:  # pragma: no cover
-        raise DataError(f"loading GLUE from the hub needs the 'datasets' package. {HOW_TO_GET}") from err
-    try:
-        ds = datasets.load_dataset(HUB_ID, spec.name, split=spec.hub_splits[split])
-    except Exception as err:  # pragma: no cover - network/hub failures
-        raise DataError(f"could not load {HUB_ID!r} config {spec.name!r} split "
-                        f"{spec.hub_splits[split]!r} from the hub ({type(err).__name__}: {err}). "
-                        f"{HOW_TO_GET}") from err
+def hub_rows(spec: GlueSpec, source: DataSource, split: str) -> list[Row]:
+    """The rows of a hub split; labels checked as the TSVs' are (DataError names split and row)."""
     field_a, field_b = spec.hub_fields
-    cast = float if spec.label_names is None else int
-    return [Row(ex[field_a], ex[field_b] if field_b else None, cast(ex["label"])) for ex in ds]
+    columns = [c for c in (field_a, field_b, "label") if c]
+    records = source.hub_rows(spec.hub_splits[split], columns)
+    where = source.where(spec.hub_splits[split])
+    return [Row(r[field_a], r[field_b] if field_b else None, _hub_label(spec, r["label"], f"{where} row {i}"))
+            for i, r in enumerate(records)]
+
+
+def _hub_label(spec: GlueSpec, value: object, where: str) -> int | float:
+    """A hub label is the class id (the TSV's string in id order), or STS-B's score."""
+    if spec.label_names is None:
+        return _parse_label(spec, str(value), where)
+    if not isinstance(value, int) or not 0 <= value < len(spec.label_names):
+        raise DataError(f"{where}: label {value!r} is not a class id of {spec.name} (0..{len(spec.label_names) - 1}: "
+                        f"{', '.join(spec.label_names)}); the test splits are unlabelled (-1). Fix: use the "
+                        "train/validation files of nyu-mll/glue")
+    return value
 
 
 @dataclass
@@ -202,6 +220,12 @@ class GlueDataConfig(DataConfig):
                        "as the test set.")
     holdout_fraction: float = hp(0.1, "share of train held out for model selection under protocol=holdout "
                                  "(CondLoRA: 10%; lodabench.data.holdout_split)")
+    hub_id: str = hp(HUB_ID, "Without a data root: the hub dataset read (nyu-mll/glue, GLUE of gluebenchmark.com as "
+                     "parquet, config = the task), or a local folder laid out like it (<task>/train-*.parquet, or "
+                     "the parquet export's <task>/train/0000.parquet; `hf download nyu-mll/glue --repo-type dataset "
+                     "--local-dir DIR`) (lodabench/data/hub.py)")
+    hub_revision: str = hp(HUB_REVISION, "Revision of data.hub_id: main, nyu-mll/glue's own parquet files; a branch, "
+                           "so the commit it resolves to is recorded in record.json inputs.data; a commit sha pins it")
 
     def validate(self) -> None:
         super().validate()
@@ -216,17 +240,19 @@ def build_task(conf: GlueDataConfig, data_root: Path | None) -> ClassificationTa
     """The GLUE task ``conf.name`` of a validated config (rows read when a split is first asked for)."""
     spec = SPECS[conf.name]
     splits = tuple(spec.files)
+    source = DataSource(data_root, conf.hub_id, conf.hub_revision, spec.name, HUB_ID)
     return ClassificationTask(
         name=spec.name,
         splits=splits,
         label_names=spec.label_names,
         is_regression=spec.label_names is None,
         metric_names=spec.metric_names,
-        loader=lambda split: load_split(spec, split, data_root),
+        loader=lambda split: load_split(spec, split, source),
         slicing=conf.slicing(),
         test_splits=tuple(s for s in splits if s != "train"),
         protocol=conf.protocol,
         holdout_fraction=conf.holdout_fraction,
+        inputs=source.inputs,
     )
 
 
@@ -235,7 +261,7 @@ def describe(spec: GlueSpec) -> str:
     files = ",".join(f.removesuffix(".tsv") for f in spec.files.values())
     return (f"GLUE {spec.folder} (original TSV format): lodabench/data/glue.py. Reported metric: "
             f"{spec.metric_names[0]} on the official dev split. Local files: <data_root>/glue/{spec.folder}/"
-            f"{{{files}}}.tsv; data_root null -> hub {HUB_ID}, config {spec.name}.")
+            f"{{{files}}}.tsv; data_root null -> data.hub_id ({HUB_ID}, {spec.name}/*.parquet).")
 
 
 TASKS = [TaskSpec(name, GlueDataConfig(name=name), build_task, "classification", describe(spec))

@@ -1,7 +1,9 @@
 """The task kinds and the data config keys every task shares.
 
 Two task kinds, one small class each, both built from a ``loader(split)`` that reads one split
-(from the local data root, or from the Hugging Face hub when the root is None):
+(from the local data root, or from the Hugging Face hub when the root is None), and both carrying
+``inputs``, the JSON record of what was read (``lodabench.data.hub``; the run writes it to
+record.json's ``inputs.data``):
 
 * ``GenerationTask`` (e2e, dart): ``train_pairs(split) -> [Pair(source, target)]`` in file order,
   one pair per (input, reference); ``eval_items(split) -> [EvalItem(source, [references])]`` with
@@ -33,11 +35,12 @@ from lodabench.typed import hp
 
 T = TypeVar("T")
 
-#: The hub is used when the data root is None; these loaders need network access and are not
-#: exercised by the test suite (no network there). They are marked ``# HUB`` in the modules.
+#: The hub is used when the data root is None (``lodabench.data.hub``: parquet files of
+#: ``data.hub_id``, downloaded into the cache root, or read from a local folder given as data.hub_id).
 DATA_ROOT_HINT = (
     "Set paths.data_root=<dir> (or the environment variable LODABENCH_DATA_ROOT) to a folder "
-    "holding e2e/, dart/ and glue/, or leave both unset to load from the Hugging Face hub"
+    "holding e2e/, dart/ and glue/, or leave both unset to read the Hugging Face hub's parquet files "
+    "(data.hub_id, data.hub_revision)"
 )
 
 
@@ -186,6 +189,7 @@ class GenerationTask:
     slicing: Slicing = field(default_factory=Slicing)
     eval_split: str = "test"
     kind: str = "generation"
+    inputs: dict[str, Any] = field(default_factory=dict)  # what was read (lodabench.data.hub); JSON
     _cache: dict[str, list[Pair]] = field(default_factory=dict, repr=False)
 
     def _pairs(self, split: str) -> list[Pair]:
@@ -220,6 +224,7 @@ class ClassificationTask:
     protocol: str = "official"
     holdout_fraction: float = 0.1
     kind: str = "classification"
+    inputs: dict[str, Any] = field(default_factory=dict)  # what was read (lodabench.data.hub); JSON
     _cache: dict[str, list[Row]] = field(default_factory=dict, repr=False)
 
     @property
