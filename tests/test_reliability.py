@@ -677,7 +677,7 @@ def test_checkpoint_of_another_rank(tmp_path):
 
 @pytest.mark.slow
 @rel(case="offline machine, hub model not cached", done="HF_HUB_OFFLINE=1, empty HF_HOME, model=gpt2-medium",
-     expect="exit 2 naming 'gpt2-medium', the offline cache and model.pretrained=/path/to/local/dir; no checkpoints")
+     expect="exit 2 naming 'gpt2-medium', `lodabench models`, `hf download --local-dir DIR` + model.pretrained=DIR and HF_HUB_OFFLINE; no checkpoints")
 def test_offline_uncached_hub_model(tmp_path):
     home = tmp_path / "hf_home"
     home.mkdir()
@@ -685,7 +685,8 @@ def test_offline_uncached_hub_model(tmp_path):
                    env={"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "could not load 'gpt2-medium'" in proc.stderr
-    assert "model.pretrained=/path/to/local/dir" in proc.stderr and "offline" in proc.stderr
+    for remedy in ("lodabench models", "--local-dir DIR", "model.pretrained=DIR", "HF_HUB_OFFLINE=1", "offline"):
+        assert remedy in proc.stderr, remedy
     _no_training_started(tmp_path / "results")
 
 
@@ -728,7 +729,10 @@ def test_safe_rmtree(tmp_path):
 
 
 # Processes the harness may start, each with a fixed program (git, java, perl), never a config string.
-SUBPROCESS_ALLOWED = {"records.py", "scoring/java.py", "scoring/coco.py", "scoring/dart.py", "bench/score.py"}
+SUBPROCESS_ALLOWED = {"records.py", "scoring/java.py", "scoring/coco.py", "scoring/dart.py", "bench/score.py",
+                      "device.py"}
+# Hub downloads (issue #26), each restricted to data files by allow_patterns: never code.
+HUB_DOWNLOAD_ALLOWED = {"data/hub.py", "model_download.py"}
 
 
 @rel(case="nothing from a config is executed or downloaded",
@@ -742,12 +746,17 @@ def test_nothing_from_a_config_is_executed_or_downloaded():
     * subprocesses: records.py runs ``git rev-parse/status``; scoring/java.py runs ``<java> -version``
       (java from LODABENCH_JAVA or PATH, an environment choice, not a config value); scoring/coco.py runs
       the METEOR 1.5 / PTB tokenizer jars shipped in pycocoevalcap; scoring/dart.py runs the DART
-      scripts' fixed commands; bench/score.py times ``<java> -version``. No argv element comes from a Hydra config value.
+      scripts' fixed commands; bench/score.py times ``<java> -version``; device.py runs ``nvidia-smi -L`` /
+      ``--query-gpu`` (found on PATH, fixed arguments). No argv element comes from a Hydra config value.
     * Hydra ``_target_`` / ``hydra.utils.instantiate``: not used in src/ or conf/ (the config selects
       registered names only: methods.REGISTRY, data.task_names(), models' fixed loaders).
     * ``trust_remote_code``: never passed, so no code from the hub runs; models load with
-      transformers' own classes. Nothing calls ``hf_hub_download``/``snapshot_download``; with
-      HF_HUB_OFFLINE=1 (the Makefile default when ../shared exists) transformers fetches nothing.
+      transformers' own classes. ``snapshot_download`` is called only by data/hub.py (a dataset's
+      parquet files: allow_patterns ``<config>/<split>*.parquet``) and model_download.py (``lodabench
+      models``: ``*.json``/``*.txt``/tokenizer files/``*.safetensors``, ``pytorch_model*.bin`` only where a
+      repository has no safetensors; transformers loads those with ``weights_only``). The repository id is
+      a config value, but what comes down is data, never a ``.py`` file; with HF_HUB_OFFLINE=1 (CI)
+      nothing is fetched.
     * ``importlib`` use: methods.get_spec imports only modules named in the static REGISTRY (the
       built-ins) or by a registered spec; plugin modules are imported only when the environment names
       them, through the ``lodabench.plugins`` entry points of installed distributions or
@@ -765,10 +774,17 @@ def test_nothing_from_a_config_is_executed_or_downloaded():
         for n, line in enumerate(text.splitlines(), 1):
             code = line.split("#", 1)[0]
             for pat in patterns:
+                if "snapshot_download" in pat and rel_name in HUB_DOWNLOAD_ALLOWED:
+                    continue
                 if re.search(pat, code) and not code.strip().startswith(('"', "'", "``", "*", "-")):
                     hits.append(f"{rel_name}:{n}: {line.strip()}")
         if re.search(r"^\s*(import subprocess|from subprocess import)", text, re.M) and rel_name not in SUBPROCESS_ALLOWED:
             hits.append(f"{rel_name}: starts processes; review it and add it to SUBPROCESS_ALLOWED")
+    from lodabench.data.hub import split_patterns
+    from lodabench.model_download import LEGACY_WEIGHT_FILES, WEIGHT_FILES
+    for pattern in [*split_patterns("default", "train"), *WEIGHT_FILES, *LEGACY_WEIGHT_FILES]:
+        if not re.search(r"\.(json|txt|model|tiktoken|safetensors|bin|parquet)$", pattern):
+            hits.append(f"hub download pattern {pattern!r} could bring code")
     for path in sorted(Path(CONF_DIR).rglob("*.yaml")):
         for line in path.read_text(encoding="utf-8").splitlines():
             # The only _target_ allowed: Hydra's launcher plugin classes, fixed in our presets.

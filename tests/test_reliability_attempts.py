@@ -68,7 +68,8 @@ def test_force_reruns_from_step_zero(done, tmp_path):
     first, second = rec["attempts"]
     assert first["superseded_by_force"] and first["moved_to"] == "attempts/1"
     assert second["start"] == "step 0" and second["lock_sha256"] == rec["lock_sha256"]
-    assert len(second["lock_sha256"]) == 64 and {"git", "packages", "machine", "started_at", "ended_at"} <= set(second)
+    assert len(second["lock_sha256"]) == 64 and {"git", "lock", "packages", "machine", "started_at", "ended_at"} <= set(second)
+    assert second["lock"] in ("requirements.lock", "requirements-cuda.lock")
     archived = run_dir / "attempts" / "1"
     for name in ("checkpoints", "hyp.txt", "metrics.json"):
         assert (archived / name).exists() and (run_dir / name).exists()

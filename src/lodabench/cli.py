@@ -4,32 +4,62 @@
     lodabench score dart --mode lora|official --hyp HYP --refs REFS
     lodabench tables [...]
     lodabench params model=<m> method=<x> [method.r=..]
+    lodabench models [--local-dir DIR] <hydra overrides>
     lodabench [run] <hydra overrides>          # same as python -m lodabench
+
+``lodabench --help`` lists these; ``lodabench run --help`` is Hydra's own page (the config groups).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from lodabench.errors import LodabenchError
+
+# name -> (module whose main(argv) runs it, one line of help); run: lodabench.entry, Hydra's main
+SUBCOMMANDS = {
+    "run": ("lodabench.entry", "train + evaluate one config (the default; Hydra overrides, -m for a sweep)"),
+    "models": ("lodabench.model_download", "download the weights and tokenizer a recipe needs (for offline nodes)"),
+    "params": ("lodabench.params", "trainable-parameter counts of model x method, from configs only"),
+    "tables": ("lodabench.tables", "aggregate results/runs into the paper-style tables and comparisons"),
+    "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
+}
+
+HELP = """usage: lodabench [SUBCOMMAND] [ARGS...]
+       lodabench [run] [HYDRA OVERRIDES...]
+
+subcommands:
+{commands}
+
+A run is a Hydra config composed from conf/ (every key: src/lodabench/schema.py), e.g.
+  lodabench experiment=e2e_loda                               # LoDA on E2E, GPT-2 medium
+  lodabench experiment=e2e_loda model=tiny-gpt2 trainer.max_steps=2 trainer.device=cpu
+  lodabench -m +sweep=e2e_table1                              # a paper table, every seed
+  lodabench models experiment=e2e_loda                        # weights first, for offline nodes
+`lodabench run --help` shows Hydra's page (config groups and flags); `lodabench <subcommand> --help`
+each subcommand's options. `python -m lodabench ...` is the same as `lodabench run ...`.
+"""
+
+
+def help_text() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {line}" for name, (_, line) in SUBCOMMANDS.items()]
+    return HELP.format(commands="\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = argv[0] if argv else "run"
-    try:
-        if cmd == "score":
-            from lodabench.scoring.cli import main as score_main
-            return score_main(argv[1:])
-        if cmd == "tables":
-            from lodabench.tables import main as tables_main
-            return tables_main(argv[1:])
-        if cmd == "params":
-            from lodabench.params import main as params_main
-            return params_main(argv[1:])
-    except LodabenchError as exc:
-        print(f"lodabench: error: {exc}", file=sys.stderr)
-        return 2
+    if cmd in ("-h", "--help", "help"):
+        print(help_text())
+        return 0
+    if cmd in SUBCOMMANDS and cmd != "run":
+        try:
+            return importlib.import_module(SUBCOMMANDS[cmd][0]).main(argv[1:])
+        except LodabenchError as exc:
+            print(f"lodabench: error: {exc}", file=sys.stderr)
+            return 2
     if cmd == "run":
         argv = argv[1:]
     sys.argv = [sys.argv[0], *argv]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -81,12 +82,20 @@ def _auto_class(kind: str):
 
 
 def _hub_error(name: str, exc: Exception) -> ConfigError:
+    # The locked huggingface_hub installs the `hf` CLI (huggingface-cli is gone from it).
     return ConfigError(
         f"could not load {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-        "If this machine is offline, the model must already be in the Hugging Face cache "
-        f"(download it elsewhere with `huggingface-cli download {name}` and copy ~/.cache/huggingface), "
-        "or point model.pretrained=/path/to/local/dir (a folder with config.json and weights)."
+        f"With internet: `lodabench models <your overrides>` (or `hf download {name}`) puts it in the Hugging Face "
+        "cache. On an offline compute node: run `make models ARGS=experiment=...` on a login node that shares "
+        f"the cache, or `hf download {name} --local-dir DIR` and give model.pretrained=DIR; then set "
+        "HF_HUB_OFFLINE=1 on the compute node."
     )
+
+
+def _hub_kwargs(model_cfg: Any, location: str) -> dict[str, Any]:
+    """``revision`` for a hub id (model.revision); a local directory has none."""
+    from lodabench.run_names import is_local_path
+    return {"revision": model_cfg.revision} if model_cfg.revision and not is_local_path(location) else {}
 
 
 def model_description(values: Mapping[str, Any]) -> Any:
@@ -120,7 +129,7 @@ def load_model(model_cfg: Mapping[str, Any], *, kind: str | None = None, num_lab
         model = auto.from_config(config)
     elif source == "pretrained":
         try:
-            model = auto.from_pretrained(location, **overrides, **extra)
+            model = auto.from_pretrained(location, **_hub_kwargs(model_cfg, location), **overrides, **extra)
         except OSError as exc:
             raise _hub_error(location, exc) from exc
     elif source == "gguf":
@@ -198,17 +207,21 @@ def default_gpt2_tokenizer_location() -> str:
     return "gpt2"
 
 
+def tokenizer_location(model_cfg: Any) -> str:
+    """``model.tokenizer``, else GPT-2's BPE for a random-init GPT-2/LLaMA, else the model's own location."""
+    if model_cfg.tokenizer not in (None, "", "null"):
+        return model_cfg.tokenizer
+    if model_cfg.source == "config" and model_cfg.family in ("gpt2", "llama"):
+        return default_gpt2_tokenizer_location()
+    return model_cfg.pretrained
+
+
 def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     """Tokenizer from ``model.tokenizer`` (hub id / dir / pkg://), else the model's own location."""
     model_cfg = model_description(model_cfg)
-    location = model_cfg.tokenizer
-    if location in (None, "", "null"):
-        if model_cfg.source == "config" and model_cfg.family in ("gpt2", "llama"):
-            location = default_gpt2_tokenizer_location()
-        else:
-            location = model_cfg.pretrained
-    location = resolve_location(location)
-    kwargs = {}
+    location = resolve_location(tokenizer_location(model_cfg))
+    same_repo = model_cfg.source == "pretrained" and location == model_cfg.pretrained
+    kwargs = _hub_kwargs(model_cfg, location) if same_repo else {}  # the tokenizer of the pinned weights
     if model_cfg.source == "gguf" and not model_cfg.tokenizer:
         kwargs["gguf_file"] = model_cfg.gguf_file
     try:
@@ -219,3 +232,91 @@ def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
         # GPT-2/LLaMA have no pad token; padded positions are masked, so EOS is a safe filler.
         tok.pad_token = tok.eos_token
     return tok
+
+
+# ----------------------------------------------------------------------------- what a run read
+# Sizes that make two configs the same architecture (transformers' attribute_map turns GPT-2's
+# n_embd/n_layer/n_head/n_positions into these names).
+ARCHITECTURE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                     "intermediate_size", "vocab_size", "max_position_embeddings")
+
+
+def recipe_model(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``conf/model/<model.name>.yaml``: the model the recipe names (None for a model with no file of its own)."""
+    path = CONF_DIR / "model" / f"{model_cfg['name']}.yaml"
+    return read_model_conf(path) if path.is_file() else None
+
+
+def check_local_weights(model_cfg: Mapping[str, Any]) -> None:
+    """A local ``model.pretrained`` is not part of a run's identity (its run directory is the recipe's),
+    so it must be a copy of the recipe's model: its config.json must give the recipe's architecture
+    (the hub model's known config, lodabench.params). Anything else needs a model config of its own."""
+    from lodabench.run_names import is_local_path
+
+    model_cfg = model_description(model_cfg)
+    recipe = recipe_model(model_cfg)
+    if model_cfg.source != "pretrained" or not is_local_path(model_cfg.pretrained) or recipe is None:
+        return
+    if recipe.get("source") != "pretrained" or is_local_path(recipe.get("pretrained")):
+        return  # the recipe itself names a local directory: nothing else to be a copy of
+    expected = architecture(_recipe_config(recipe, model_cfg.pretrained), model_cfg.config_overrides)
+    found = architecture(_local_config(model_cfg.pretrained), model_cfg.config_overrides)
+    differ = [f"{k}: {found.get(k)!r} (recipe {expected[k]!r})" for k in expected if found.get(k) != expected[k]]
+    if differ:
+        raise ConfigError(
+            f"model.pretrained={model_cfg.pretrained!r} is not a copy of model={model_cfg.name} "
+            f"({recipe['pretrained']}): its config.json differs in {'; '.join(differ)}. A local directory runs "
+            f"in the recipe's run directory, so it must hold the recipe's model. Fix: point model.pretrained at a "
+            f"copy of {recipe['pretrained']}, or give this model a config of its own (conf/model/<name>.yaml "
+            "with its own name) and use model=<name>.")
+
+
+def architecture(config: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The ARCHITECTURE_KEYS of a transformers config after the run's config_overrides (dropouts, ...)."""
+    for key, value in dict(overrides).items():
+        setattr(config, key, value)
+    return {k: getattr(config, k, None) for k in ARCHITECTURE_KEYS}
+
+
+def _recipe_config(recipe: dict[str, Any], location: str) -> Any:
+    from lodabench.params import transformers_config
+    try:
+        return transformers_config(recipe)[0]
+    except ConfigError as exc:
+        raise ConfigError(f"model.pretrained={location!r}: cannot check it against model={recipe['name']} "
+                          f"({exc}). Fix: give this model a config of its own (conf/model/<name>.yaml).") from None
+
+
+def _local_config(location: str) -> Any:
+    path = Path(os.path.expanduser(location))
+    try:
+        if not (path / "config.json").is_file():
+            raise OSError(f"{path / 'config.json'} does not exist")
+        return AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.pretrained={location!r}: no readable config.json there ({exc}). Fix: a directory "
+                          "made by `hf download <id> --local-dir DIR` or save_pretrained (config.json and "
+                          "weights).") from None
+
+
+def weights_read(model_cfg: Mapping[str, Any], model: torch.nn.Module, tokenizer: Any = None) -> dict[str, Any]:
+    """``inputs.weights`` of the run record: what the base model was made from.
+
+    random init: the model config's name; a hub id: the id, the revision asked for and the commit
+    transformers resolved (``config._commit_hash``, set by from_pretrained); a local directory, a
+    ``pkg://`` location or a GGUF file: its path.
+    """
+    from lodabench.run_names import is_local_path
+
+    model_cfg = model_description(model_cfg)
+    tok = {"tokenizer": getattr(tokenizer, "name_or_path", None)} if tokenizer is not None else {}
+    location = model_cfg.pretrained
+    if model_cfg.source == "config":
+        return {"source": "random_init", "config": model_cfg.name, "model_type": location, **tok}
+    path = resolve_location(location)
+    if model_cfg.source == "gguf":
+        return {"source": "gguf", "location": location, "path": str(Path(path) / str(model_cfg.gguf_file)), **tok}
+    if location.startswith("pkg://") or is_local_path(location):
+        return {"source": "local", "location": location, "path": str(Path(path).expanduser().resolve()), **tok}
+    return {"source": "hub", "hub_id": location, "requested_revision": model_cfg.revision or "main",
+            "resolved_revision": getattr(getattr(model, "config", None), "_commit_hash", None), **tok}

@@ -35,6 +35,7 @@ def preflight(cfg: DictConfig) -> Plan:
     """Validate the run's config and data; raise ConfigError / DataError naming key, value and fix."""
     from lodabench import methods
     from lodabench.data import get_task
+    from lodabench.models import check_local_weights
     from lodabench.optim import optimizer_name
     from lodabench.paths import resolve_data_root
     from lodabench.pipelines import pipeline_class
@@ -43,6 +44,7 @@ def preflight(cfg: DictConfig) -> Plan:
     from lodabench.trainer import check_trainer_values
 
     check_composed(cfg)  # a run started from code (not the CLI) gets the schema check too
+    check_local_weights(cfg.model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
     method = methods.method_config(cfg.method)
     check_trainer_values(cfg.trainer)
     optimizer_name(cfg.trainer)

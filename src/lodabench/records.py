@@ -3,10 +3,10 @@
 ``record.json`` holds the status (running | complete | failed | interrupted), the resolved config,
 seed, trainable parameter counts, wall time, peak memory, the training log summary, which checkpoint
 the reported numbers come from, the metrics, and ``attempts``: one entry per launch that worked on
-the run (git commit and dirty flag, requirements.lock sha256, package versions, machine, start/end,
+the run (git commit and dirty flag, the lock installed (name and sha256), package versions, machine, start/end,
 outcome, and whether it resumed another attempt's work or started from step 0). Nothing about an
 earlier attempt is overwritten: a resume under another commit or lock is an entry of its own that says
-so. The top-level ``git``/``lock_sha256``/``packages``/``machine`` mirror the latest attempt. Every write
+so. The top-level ``git``/``lock``/``lock_sha256``/``packages``/``machine`` mirror the latest attempt. Every write
 is atomic.
 """
 
@@ -24,9 +24,10 @@ import torch
 
 from lodabench.errors import ConfigError
 from lodabench.io import atomic_write_json, read_json_file
-from lodabench.lockfile import lock_sha256
+from lodabench.lockfile import installed_lock_info
 from lodabench.machine import machine_info
 from lodabench.paths import REPO_ROOT
+from lodabench.run_names import LOCAL_COPY_OVERRIDES, is_local_path
 
 PACKAGES = ("lodabench", "torch", "transformers", "datasets", "hydra-core", "omegaconf", "sacrebleu", "nltk",
             "rouge-score", "pycocoevalcap", "pyter3", "pandas", "numpy", "scikit-learn", "scipy", "safetensors",
@@ -114,9 +115,27 @@ class RunRecord:
                 f"{'; '.join(changed)}. Resuming would mix two versions in one result. Re-run it from step 0 "
                 "with force=true, or resume anyway with allow_code_change=true (recorded in the attempt).")
         entry = {"n": len(attempts) + 1, **now, "started_at": _now(), "ended_at": None, "outcome": "running",
-                 "start": "step 0" if fresh or not attempts else "resume", "code_changed": changed or None}
+                 "start": "step 0" if fresh or not attempts else "resume", "code_changed": changed or None,
+                 "operational": operational_values(config)}
         self.update(status="running", config=config, seed=seed, attempts=[*attempts, entry], **now,
                     started_at=self.data.get("started_at") if not fresh else _now(), last_attempt_at=entry["started_at"])
+
+    def note(self, **fields: Any) -> None:
+        """Facts of this attempt (``inputs``) set in its entry and mirrored at the top level as the latest."""
+        attempts = self.attempts
+        if attempts:
+            attempts[-1].update(fields)
+        self.update(attempts=attempts, **fields)
+
+    def note_device(self, device: torch.device) -> None:
+        """The device this attempt runs on (``"cpu"``, ``"cuda:0"``) in the attempt and its ``machine``:
+        the machine is described when the attempt opens, before the device is chosen."""
+        from lodabench.device import device_name
+
+        name = device_name(device)
+        gpu = {k: v for k, v in machine_info(name).items() if k in ("device", "gpu", "gpu_memory_gib", "cuda")}
+        machine = (self.attempts[-1:] or [self.data])[0].get("machine") or {}
+        self.note(device=name, machine={**machine, **gpu})
 
     def end_attempt(self, outcome: str, **details: Any) -> None:
         attempts = self.attempts
@@ -144,7 +163,8 @@ class RunRecord:
         if attempts:
             attempts[-1].update(superseded_by_force=True, moved_to=moved_to)
         for key in ("metrics", "checkpoint_used", "train", "error", "finished_at", "failed_at", "interrupted_at",
-                    "last_checkpoint", "trainable_params", "peak_memory", "warm_start", "parallel"):
+                    "last_checkpoint", "trainable_params", "peak_memory", "warm_start", "parallel", "inputs",
+                    "device"):
             self.data.pop(key, None)
         self.data["attempts"] = attempts
         self._prior_wall = 0.0
@@ -155,7 +175,9 @@ _RECORD_FIX = "delete it (the run then starts again from its checkpoints) or res
 
 def provenance() -> dict[str, Any]:
     """What produced a number, as of this process: code, lock, packages, machine."""
-    return {"git": git_info(), "lock_sha256": lock_sha256(), "packages": package_versions(), "machine": machine_info()}
+    lock = installed_lock_info()  # which lock (CPU or CUDA) this environment was installed from
+    return {"git": git_info(), "lock": lock["name"], "lock_sha256": lock["sha256"], "packages": package_versions(),
+            "machine": machine_info()}
 
 
 def code_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -165,16 +187,36 @@ def code_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     if old_commit != new_commit:
         out.append(f"git commit {str(old_commit)[:12]} -> {str(new_commit)[:12]}")
     if before.get("lock_sha256") != now.get("lock_sha256") and "lock_sha256" in before:
-        out.append(f"requirements.lock sha256 {str(before.get('lock_sha256'))[:12]} -> {str(now.get('lock_sha256'))[:12]}")
+        names = f"{before.get('lock', 'requirements.lock')} -> {now.get('lock', 'requirements.lock')}"
+        out.append(f"lock ({names}) sha256 {str(before.get('lock_sha256'))[:12]} -> {str(now.get('lock_sha256'))[:12]}")
     return out
 
 
 # What a run's numbers depend on. Everything else (paths, logging, progress bars, threads, device,
-# checkpoint cadence, batch sizes of inference) may change between attempts of one run.
+# checkpoint cadence, batch sizes of inference) may change between attempts of one run; each attempt
+# records its own values of those keys (``operational``). The run directory's name leaves them out too
+# (conf/hydra/default.yaml exclude_keys).
 RESULT_KEYS = ("model", "method", "data", "trainer", "decoding", "seed", "eval_checkpoint", "init_from", "selection")
-OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device", "trainer.num_workers",
+OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.device", "trainer.deterministic",
+                    "trainer.num_workers",
                     "trainer.checkpoint_every", "trainer.keep_epoch_checkpoints", "trainer.eval_batch_size",
                     "decoding.progress", "decoding.batch_size"}
+# model.pretrained / data.hub_id are identity when they name another hub repository, and operational
+# when either side is a local copy (run_names.LOCAL_COPY_OVERRIDES: preflight checks a local copy of
+# the weights against the recipe's model; the run directory leaves both out).
+LOCAL_COPY_KEYS = set(LOCAL_COPY_OVERRIDES)
+
+
+def operational_values(config: dict[str, Any]) -> dict[str, Any]:
+    """This attempt's values of the keys that may differ between attempts (``{"trainer.device": "cpu"}``)."""
+    out = {}
+    for key in sorted(OPERATIONAL_KEYS | LOCAL_COPY_KEYS):
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[key] = node
+    return out
 
 
 # Result-defining keys added after run records existed, with the value that reproduces what a record
@@ -184,7 +226,7 @@ ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": 
                               "method.projection": "none", "method.projection_hidden": 512,
                               "method.vocab_source": "auto", "method.vocab_top_k": 5000,
                               "selection.epochs": None, "selection.rule": "last", "selection.metric": None,
-                              "selection.aggregate": "mean"}
+                              "selection.aggregate": "mean", "model.revision": None}
 
 
 def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -197,7 +239,7 @@ def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[
     out: list[str] = []
 
     def walk(a: Any, b: Any, key: str) -> None:
-        if key in OPERATIONAL_KEYS:
+        if key in OPERATIONAL_KEYS or (key in LOCAL_COPY_KEYS and a != b and is_local_path(a, b)):
             return
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) & set(b)):

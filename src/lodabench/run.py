@@ -15,9 +15,7 @@ import logging
 import os
 import random
 import shutil
-import signal
 import sys
-import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from lodabench import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text
+from lodabench.preemption import (RunInterrupted, RunPreempted, describe_requeue,
+                                  hand_off, interrupts_raise)
 from lodabench.records import ATTEMPTS_DIR, RECORD, RunRecord, config_conflicts
 from lodabench.runlock import LOCK_NAME, RunLock
 
@@ -61,11 +61,9 @@ def check_writable(run_dir: Path) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu or auto.")
-    return torch.device(name)
+    """``trainer.device``; a visible GPU torch cannot use is refused, not replaced by the CPU (lodabench.device)."""
+    from lodabench.device import pick_device as pick
+    return pick(name)
 
 
 class WandbLogger:
@@ -92,6 +90,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
     metrics, so a re-launched Optuna study gets the same objective back)."""
     torch.set_num_threads(int(cfg.trainer.num_threads))
+    from lodabench.device import check_requested_device, use_deterministic_kernels
+    check_requested_device(str(cfg.trainer.device))  # before the lock, the record and torchrun's device choice
+    use_deterministic_kernels(bool(cfg.trainer.deterministic))  # before anything starts cuBLAS
     # Under torchrun: join the process group. Rank 0 alone writes the record, checkpoints and
     # outputs; the other ranks train and leave (lodabench.distributed, docs/cluster.md).
     dctx, ddp_device = D.init_from_env(str(cfg.trainer.device))
@@ -151,6 +152,7 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
             metrics = _run(cfg, run_dir, record, logger, dctx, ddp_device)
     except BaseException as exc:
         _record_end(record, run_dir, exc)
+        hand_off(exc)  # preempted under submitit: its handler requeues the job and exits
         raise
     finally:
         if logger is not None:
@@ -226,7 +228,9 @@ def attempt_hygiene(run_dir: Path) -> None:
 def _record_end(record: RunRecord, run_dir: Path, exc: BaseException) -> None:
     """Record how the attempt ended; if even that write fails (disk full), leave a marker file."""
     try:
-        if isinstance(exc, RunInterrupted):
+        if isinstance(exc, RunPreempted):
+            _record_preempted(record, run_dir, exc)
+        elif isinstance(exc, RunInterrupted):
             record.interrupt(exc.signal_name, last_checkpoint(run_dir))
         else:
             record.fail(f"{type(exc).__name__}: {exc}")
@@ -234,6 +238,16 @@ def _record_end(record: RunRecord, run_dir: Path, exc: BaseException) -> None:
                 (run_dir / "error.txt").write_text(traceback.format_exc())
     except OSError as write_error:
         _leave_marker(run_dir / UNRECORDED, f"{type(exc).__name__}: {exc}; recording it failed: {write_error}")
+
+
+def _record_preempted(record: RunRecord, run_dir: Path, exc: RunPreempted) -> None:
+    """Status interrupted (the run is unfinished, as for any signal); the attempt says preempted,
+    at which step's checkpoint, and what requeues it (lodabench.preemption)."""
+    checkpoint = last_checkpoint(run_dir)
+    record.interrupt(exc.signal_name, checkpoint)
+    record.end_attempt("preempted", signal=exc.signal_name, last_checkpoint=checkpoint,
+                       at_step_boundary=exc.step is not None, requeue=describe_requeue())
+    record.update(error=f"preempted by {exc.signal_name}; resumes from checkpoint {checkpoint}")
 
 
 def _leave_marker(path: Path, note: str) -> None:
@@ -254,36 +268,16 @@ def last_checkpoint(run_dir: Path) -> str | None:
         return None
 
 
-class RunInterrupted(BaseException):
-    """SIGTERM/SIGINT/SIGHUP during a run: unwinds like KeyboardInterrupt so the record is closed."""
-
-    def __init__(self, signum: int):
-        self.signum, self.signal_name = signum, signal.Signals(signum).name
-        super().__init__(f"interrupted by {self.signal_name}")
-
-
-@contextlib.contextmanager
-def interrupts_raise():
-    """Turn SIGTERM/SIGINT/SIGHUP into RunInterrupted for the duration (main thread only)."""
-    def handler(signum, _frame):
-        raise RunInterrupted(signum)
-
-    signums = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in signums}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 class _NoRecord:
     """Stands in for the run record on ranks other than 0, which never write it."""
 
     def update(self, **_: Any) -> None:
+        pass
+
+    def note(self, **_: Any) -> None:
+        pass
+
+    def note_device(self, _device: torch.device) -> None:
         pass
 
 
@@ -293,8 +287,11 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
          dctx: D.DistContext = D.SINGLE, ddp_device: torch.device | None = None) -> dict[str, Any] | None:
     from lodabench.preflight import preflight
 
+    from lodabench.device import describe
     set_seed(int(cfg.seed))
     device = ddp_device or pick_device(cfg.trainer.device)
+    log.info("device: %s (trainer.device=%s)", describe(device), cfg.trainer.device)
+    record.note_device(device)  # the attempt says where it ran: "cpu" / "cuda:<local rank>"
     plan = preflight(cfg)  # the whole config, the data and what evaluation needs: before anything heavy
     built = build(cfg, plan, run_dir, record, logger, device, dctx)
     state = train(built, record, dctx)
@@ -330,13 +327,15 @@ def build(cfg: DictConfig, plan, run_dir: Path, record, logger, device: torch.de
 def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
     """The base model for the task's pipeline, with the method applied (checked against the model)."""
     from lodabench import methods
-    from lodabench.models import load_model
+    from lodabench.models import load_model, weights_read
 
     task, kind = plan.task, plan.pipeline_cls.model_kind
     model = load_model(cfg.model, kind=kind, num_labels=getattr(task, "num_labels", None),
                        problem_type=("regression" if getattr(task, "is_regression", False) else None))
     if kind == "sequence_classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    # What this attempt read: the task's data (lodabench.data) and the weights (path, or hub id + commit).
+    record.note(inputs={"data": getattr(task, "inputs", None), "weights": weights_read(cfg.model, model, tokenizer)})
     set_seed(int(cfg.seed))  # adapter init does not depend on how much randomness loading used
     model = methods.apply_method(model, plan.method)
     if cfg.init_from:
@@ -374,6 +373,8 @@ def train(built: Built, record, dctx: D.DistContext):
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
     record.update(train=sizes)
     state = trainer.train()
+    if trainer.rng_restored:  # resumed on another GPU count: which CUDA RNG states were restored
+        record.update(rng_restored=trainer.rng_restored)
     record.update(train={**sizes, "global_step": state.global_step, "train_loss": state.train_loss,
                          "dev_loss": state.dev_loss})
     return state

@@ -71,6 +71,9 @@ class TrainerConfig:
     precision: str = hp("fp32", "fp32 | bf16 (autocast: CUDA, or CPU) | fp16 (autocast + GradScaler, CUDA only); "
                         "weights stay fp32")
     device: str = hp("auto", "auto | cpu | cuda")
+    deterministic: bool = hp(False, "deterministic CUDA kernels (torch.use_deterministic_algorithms, fixed cuBLAS "
+                             "workspace): bit-equal GPU reruns at some speed cost; CPU runs are deterministic "
+                             "already (lodabench.device.use_deterministic_kernels)")
     num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs")
     progress: bool = hp(True, "tqdm bars")
 
@@ -117,6 +120,8 @@ class ModelConfig:
     tokenizer: Optional[str] = hp(None, "null: the model's own (GPT-2 from config: ../shared/tokenizers/gpt2)")
     config_overrides: dict[str, Any] = hp({}, "transformers config values set on load (e.g. GPT-2 dropouts 0.0)")
     gguf_file: Optional[str] = hp(None, "source=gguf: the GGUF file inside `pretrained`")
+    revision: Optional[str] = hp(None, "hub weights: the branch, tag or commit to load (transformers "
+                                 "from_pretrained(revision=...)); null: main. record.json names the commit loaded")
     pooler: str = hp("cls", "classifiers: cls (the architecture's head input) | mean (masked mean of the tokens)")
 
 

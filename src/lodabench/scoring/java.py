@@ -16,10 +16,16 @@ from pathlib import Path
 
 from lodabench.errors import ScoringError
 
+# `make install` needs no root (issue #26), so it installs no Java: only these two scorers need it, and
+# each names the ways to get it that work without root (conda, environment modules) as well as with.
 JAVA_FIX = (
-    "Java is required for METEOR 1.5 and the PTB tokenizer (the official scorers' jars). "
-    "Install it with `make install` (runs `apt-get install -y default-jre-headless` when java is absent) "
-    "or `sudo apt-get install default-jre-headless`, or point LODABENCH_JAVA at a java executable."
+    "Java is required for METEOR 1.5 and the PTB tokenizer (the official scorers' jars); nothing else "
+    "needs it, and `make install` does not install it. Get a Java runtime in one of these ways: "
+    "`sudo apt-get install default-jre-headless` (Debian/Ubuntu, root), "
+    "`conda install -c conda-forge openjdk` (no root), "
+    "`module load java` (clusters with environment modules; `module avail java` lists the names), "
+    "`make install-java` (runs the apt-get command above). "
+    "Or point LODABENCH_JAVA at a java executable."
 )
 
 
