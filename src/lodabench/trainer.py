@@ -41,6 +41,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -51,6 +52,7 @@ from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule
                           get_linear_schedule_with_warmup)
 
 from lodabench import distributed as D
+from lodabench import preemption
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_with, read_json_file, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
@@ -183,8 +185,33 @@ def _maybe_inject_fault(step: int) -> None:
         os._exit(75)
 
 
+def restore_cuda_rng(states: Sequence[torch.Tensor] | None) -> dict[str, int] | None:
+    """Restore the CUDA RNG states of a checkpoint that fit the GPUs visible now.
+
+    A checkpoint holds one state per GPU visible at save time (``get_rng_state_all``); torch's
+    ``set_rng_state_all`` would fail on a resume with fewer GPUs. GPU i gets saved state i for
+    i < min(saved, visible); the others keep their seeding (``set_seed``). Returns None when the counts
+    match, else ``{"saved_cuda_states", "visible", "restored"}`` for the record: random draws on
+    the GPUs (dropout) then differ from an uninterrupted run's.
+    """
+    saved = list(states or [])
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    restored = min(len(saved), visible)
+    for i in range(restored):
+        torch.cuda.set_rng_state(saved[i], i)
+    if len(saved) == visible:
+        return None
+    log.warning("checkpoint has %d CUDA RNG state(s), %d GPU(s) visible now: restored %d, the others keep "
+                "their seeding", len(saved), visible, restored)
+    return {"saved_cuda_states": len(saved), "visible": visible, "restored": restored}
+
+
 class Trainer:
     """Trains ``model`` on ``train_examples`` with ``loss_fn(model, batch) -> loss``."""
+
+    # Set by try_resume when the checkpoint's CUDA RNG states did not match the visible GPUs
+    # (restore_cuda_rng); the run records it.
+    rng_restored: dict[str, int] | None = None
 
     def __init__(self, model: torch.nn.Module, cfg: Mapping[str, Any], *, seed: int, run_dir: Path,
                  train_examples: Sequence[Any], collate: Callable[[list[Any]], Batch],
@@ -338,8 +365,7 @@ class Trainer:
         if self.scaler is not None and "scaler" in blob:
             self.scaler.load_state_dict(blob["scaler"])
         torch.set_rng_state(blob["rng"]["torch"])
-        if "cuda" in blob["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(blob["rng"]["cuda"])
+        self.rng_restored = restore_cuda_rng(blob["rng"].get("cuda"))
         self.state = TrainState(**read_json_file(
             ckpt / "trainer_state.json", f"delete {ckpt} and set {pointer} to an earlier checkpoint, or delete "
             f"{self.ckpt_dir} to restart this run from step 0", CheckpointError))
@@ -386,10 +412,24 @@ class Trainer:
         if self.state.finished:
             return self.state
         epochs = 0 if c.max_steps == 0 else c.epochs
-        every = c.checkpoint_every
         bar = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train",
                    disable=not c.progress or self.rank != 0, dynamic_ncols=True)
         self.train_model.train()
+        try:
+            with preemption.at_step_boundaries():  # SIGUSR1/SLURM's SIGTERM: stop after the step in flight
+                self._loop(epochs, bar)
+        finally:
+            bar.close()
+        self.model.eval()
+        # Drop the DDP wrapper now, while the process group is alive: if its Reducer were the last
+        # owner of a gloo group that destroy_process_group() has already released, freeing it would
+        # join gloo's worker threads while holding the GIL -> deadlock at exit (seen on torch 2.13).
+        self.train_model = self.model
+        return self.state
+
+    def _loop(self, epochs: int, bar) -> None:
+        c = self.cfg
+        every = c.checkpoint_every
         stop = False
         while self.state.epoch < epochs and not stop:
             epoch = self.state.epoch
@@ -410,9 +450,11 @@ class Trainer:
                 if c.max_steps and self.state.global_step >= c.max_steps:
                     stop = True
                     break
-                if every and self.state.global_step % every == 0:
+                saved = bool(every) and self.state.global_step % every == 0
+                if saved:
                     self.save_checkpoint()
                 _maybe_inject_fault(self.state.global_step)
+                self._stop_if_preempted(saved)
             if count:
                 self.state.train_loss[str(epoch + 1)] = running / count
             epoch_done = self.state.batch_in_epoch >= self.batches_per_epoch
@@ -437,16 +479,25 @@ class Trainer:
             if stop or self.state.epoch >= epochs:
                 self.state.finished = True
             self.save_checkpoint()
+            self._stop_if_preempted(saved=True)
         if not self.state.finished:  # epochs=0 / max_steps=0: nothing trained; keep the evaluated weights
             self.state.finished = True
             self.save_checkpoint()
-        bar.close()
-        self.model.eval()
-        # Drop the DDP wrapper now, while the process group is alive: if its Reducer were the last
-        # owner of a gloo group that destroy_process_group() has already released, freeing it would
-        # join gloo's worker threads while holding the GIL -> deadlock at exit (seen on torch 2.13).
-        self.train_model = self.model
-        return self.state
+
+    def _stop_if_preempted(self, saved: bool) -> None:
+        """At a step boundary: if any rank got a preemption signal (lodabench.preemption), save this
+        step's checkpoint (unless just saved) and raise RunPreempted on every rank."""
+        signum = preemption.pending() or 0
+        if self.world_size > 1:  # all ranks stop at the same step, whichever got the signal
+            signum = int(D.all_reduce_max(signum, self.device))
+        if not signum:
+            return
+        if not saved:
+            self.save_checkpoint()
+        D.barrier()  # rank 0's checkpoint is complete before any rank leaves
+        log.warning("stopped for %s after optimizer step %d; checkpoint in %s", signal.Signals(signum).name,
+                    self.state.global_step, self.ckpt_dir)
+        raise preemption.RunPreempted(signum, step=self.state.global_step)
 
     def _step(self, global_batch: list[Any]) -> float:
         """One optimizer step on a global batch; returns its loss (token-level mean over all ranks)."""
