@@ -13,7 +13,8 @@ from scipy.stats import ttest_ind_from_stats, ttest_rel
 from lodabench import claims as C
 from lodabench import reports
 from lodabench.paths import REPO_ROOT
-from test_tables import write_run
+from runs_helpers import run_cli, run_dirs
+from test_tables import SMOKE_OVERRIDES, write_run, write_smoke
 
 PAPER_DIR = REPO_ROOT / "results" / "paper"
 
@@ -77,6 +78,52 @@ def test_report_welch_verdict_on_paper_setting(tmp_path: Path) -> None:
     nist = cells[(cells.source == "paper setting") & (cells.method == "loda") & (cells.metric == "NIST")
                  & (cells.file == "loda_table1_e2e.csv")].iloc[0]
     assert "Welch p=" in nist.verdict
+
+
+def _smoke_apart(paths: dict[str, Path], runs: Path) -> pd.DataFrame:
+    """The report's cells of the smoke run: apart, never tested; and nothing of it on the paper's setting."""
+    cells = pd.read_csv(paths["csv"], keep_default_na=False)
+    smoke = cells[cells.run_dirs.str.contains("seed110") & (cells.source != "paper setting")]
+    assert len(smoke) and set(smoke.source) == {"not the paper's setting"}
+    assert smoke.verdict.str.startswith("not the paper's setting: ").all() and (smoke.welch_p == "").all()
+    own = cells[(cells.source == "paper setting") & (cells.method == "loda") & (cells.metric == "BLEU")]
+    assert not own.run_dirs.str.contains(str(runs.name) + "/e2e/gpt2-medium/loda/smoke").any()
+    md = paths["md"].read_text()
+    section = md.split("## Runs not on the paper's setting (1)")[1]
+    assert "trainer.max_steps=2" in section and "| Table 1 | e2e | LoDA | BLEU | 70.2 ± 0.3 | 0.0 | 1 |" in section
+    return smoke
+
+
+def test_report_puts_smoke_run_apart_and_keeps_the_paper_setting(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_smoke(runs)
+    for seed, bleu in zip((111, 112), (0.70, 0.71)):
+        write_run(runs, "loda", "experiment=e2e_loda", seed, "complete", {"BLEU": bleu}, params=394_752,
+                  overrides=["experiment=e2e_loda", f"seed={seed}"])
+    paths = reports.build("loda", tmp_path / "out", runs, (), PAPER_DIR)
+    smoke = _smoke_apart(paths, runs)
+    counts = "total parameters 3,384,256 (gpt2-medium with this method: 355,217,920)"
+    assert smoke.verdict.str.contains(counts, regex=False).all()
+    cells = pd.read_csv(paths["csv"], keep_default_na=False)
+    ours = cells[(cells.source == "paper setting") & (cells.method == "loda") & (cells.metric == "BLEU")
+                 & (cells.file == "loda_table1_e2e.csv")].iloc[0]
+    assert ours.n == 2 and ours.ours == "70.5 ± 0.7" and "Welch p=" in ours.verdict
+    assert "1 have a run of ours on the paper's setting" in paths["md"].read_text().replace("112 published cells; ", "")
+    claims = pd.read_csv(paths["claims"], keep_default_na=False)
+    assert not claims.read_on.str.contains("not the paper").any()
+
+
+@pytest.mark.slow
+def test_real_smoke_run_is_not_the_papers_setting(tmp_path: Path, data_root: Path, gpt2_tokenizer_dir: Path) -> None:
+    """A real 2-step run of a random-init tiny GPT-2 under experiment=e2e_loda (model=gpt2-medium)."""
+    run_cli([*SMOKE_OVERRIDES, f"model.tokenizer={gpt2_tokenizer_dir}", "data.eval_split=dev", "decoding=greedy",
+             "decoding.max_new_tokens=8", "trainer.progress=false", "decoding.progress=false"], tmp_path)
+    (d,) = run_dirs(tmp_path)
+    assert d.relative_to(tmp_path / "runs").parts[:3] == ("e2e", "gpt2-medium", "loda") and d.name == "seed110"
+    paths = reports.build("loda", tmp_path / "out", tmp_path / "runs", (), PAPER_DIR)
+    smoke = _smoke_apart(paths, tmp_path / "runs")
+    assert smoke.verdict.str.contains("model.source='config'", regex=False).all()
+    assert "1 have a run of ours" not in paths["md"].read_text()
 
 
 def test_condlora_report_uses_grid_selection_runs(tmp_path: Path) -> None:

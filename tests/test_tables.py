@@ -14,21 +14,37 @@ from scipy.stats import ttest_ind_from_stats, ttest_rel
 
 from lodabench import stats, tables
 from lodabench.errors import LodabenchError
+from lodabench.models import read_model_conf
+from lodabench.paths import REPO_ROOT
 
 from conftest import IN_CI
 
 E2E = {"BLEU": 0.0, "NIST": 0.0, "METEOR": 0.0, "ROUGE_L": 0.0, "CIDEr": 0.0}
 
 
+# GPT-2 medium's own parameters (results/params/param_counts.csv, its `ft` row): with an adapter
+# method the record's total is this plus the adapter's trainable count.
+GPT2_MEDIUM = 354_823_168
+
+
 def write_run(runs: Path, method: str, slug: str, seed: int, status: str, metrics: dict | None = None,
               method_cfg: dict | None = None, params: int = 393_216, overrides: list[str] | None = None,
-              data: str = "e2e", model: str = "gpt2-medium", error: str | None = None) -> Path:
+              data: str = "e2e", model: str = "gpt2-medium", error: str | None = None,
+              config: dict | None = None, total: int | None = None) -> Path:
+    """A record.json as a run on the paper's setting writes it (full budget, conf/model/<model>.yaml,
+    GPT-2 medium's counts); ``config`` updates its config groups (e.g. a smoke run's limits)."""
     d = runs / data / model / method / slug / f"seed{seed}"
     d.mkdir(parents=True)
-    cfg = {"seed": seed, "data": {"name": data}, "model": {"name": model},
+    known = (REPO_ROOT / "conf" / "model" / f"{model}.yaml").is_file()
+    cfg = {"seed": seed, "data": {"name": data, "max_train_examples": None, "max_eval_items": None},
+           "model": read_model_conf(model) if known else {"name": model},
+           "trainer": {"epochs": 5, "max_steps": None, "max_dev_batches": None},
            "method": {"name": method, "r": 4, **(method_cfg or {})}}
-    rec = {"status": status, "config": cfg, "seed": seed, "trainable_params": {"trainable": params},
-           "wall_time_s": 1.0, "peak_memory": {"cpu_rss_mb": 1.0}}
+    for group, values in (config or {}).items():
+        cfg[group] = {**cfg.get(group, {}), **values}
+    total = total if total is not None else params + (GPT2_MEDIUM if model == "gpt2-medium" else 0)
+    rec = {"status": status, "config": cfg, "seed": seed, "wall_time_s": 1.0, "peak_memory": {"cpu_rss_mb": 1.0},
+           "trainable_params": {"trainable": params, "trainable_without_head": params, "head": 0, "total": total}}
     if metrics is not None:
         rec["metrics"] = metrics
     if error:
@@ -268,3 +284,82 @@ def _compile_if_possible(tmp_path: Path, tex: str) -> None:
     res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's setting (issue #26): smoke runs under the paper's model name are never matched
+
+# What a 2-step random-init tiny GPT-2 run under experiment=e2e_loda writes (a real run of
+# `experiment=e2e_loda model.source=config model.pretrained=gpt2 +model.config_overrides.n_layer=2
+# +model.config_overrides.n_embd=64 +model.config_overrides.n_head=4 trainer.max_steps=2
+# data.max_train_examples=16 data.max_eval_items=2 trainer.max_dev_batches=1 ...`; its record's counts).
+SMOKE_OVERRIDES = ["experiment=e2e_loda", "model.source=config", "model.pretrained=gpt2",
+                   "+model.config_overrides.n_layer=2", "+model.config_overrides.n_embd=64",
+                   "+model.config_overrides.n_head=4", "trainer.max_steps=2", "data.max_train_examples=16",
+                   "data.max_eval_items=2", "trainer.max_dev_batches=1"]
+SMOKE_CONFIG = {"trainer": {"max_steps": 2, "max_dev_batches": 1},
+                "data": {"max_train_examples": 16, "max_eval_items": 2},
+                "model": {"source": "config", "pretrained": "gpt2",
+                          "config_overrides": {"attn_pdrop": 0.0, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                                               "n_layer": 2, "n_embd": 64, "n_head": 4}}}
+
+
+def write_smoke(runs: Path, seed: int = 110) -> Path:
+    return write_run(runs, "loda", "smoke", seed, "complete", dict(E2E), params=2_176, total=3_384_256,
+                     config=SMOKE_CONFIG, overrides=[*SMOKE_OVERRIDES, f"seed={seed}"])
+
+
+def _gaps(tmp_path: Path, overrides: list[str], **kw) -> list[str]:
+    d = write_run(tmp_path / "runs", "loda", "x", 110, "complete", dict(E2E), params=394_752, overrides=overrides, **kw)
+    return tables.paper_setting_gaps(json.loads((d / "record.json").read_text()), overrides)
+
+
+def test_paper_setting_full_budget_gpt2_medium_has_no_gaps(tmp_path: Path) -> None:
+    assert _gaps(tmp_path, ["experiment=e2e_loda", "seed=110"]) == []
+
+
+def test_paper_setting_each_criterion(tmp_path: Path) -> None:
+    epochs = _gaps(tmp_path / "a", ["experiment=e2e_loda", "trainer.epochs=1"], config={"trainer": {"epochs": 1}})
+    assert epochs == ["trainer.epochs=1 (the recipe, experiment=e2e_loda: 5)"]
+    assert _gaps(tmp_path / "b", ["experiment=e2e_loda", "trainer.epochs=10"], config={"trainer": {"epochs": 10}}) == []
+    limit = _gaps(tmp_path / "c", ["data.max_eval_items=9"], config={"data": {"max_eval_items": 9}})
+    assert limit == ["data.max_eval_items=9 (recipe: null = all)"]
+    # A small model given as model.pretrained under model=gpt2-medium: only its counts tell.
+    tiny = _gaps(tmp_path / "d", ["model.pretrained=/x/tiny"], config={"model": {"pretrained": "/x/tiny"}},
+                 total=3_384_256)
+    assert tiny == ["total parameters 3,384,256 (gpt2-medium with this method: 355,217,920)"]
+    dropout = _gaps(tmp_path / "e", [], config={"model": {"config_overrides": {"attn_pdrop": 0.1}}})
+    assert dropout[0].startswith("model.config_overrides differ from conf/model/gpt2-medium.yaml: attn_pdrop=0.1")
+
+
+def test_compare_puts_smoke_run_apart(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_smoke(runs)
+    for seed, bleu in ((110, 0.70), (111, 0.71)):
+        write_run(runs, "loda", "experiment=e2e_loda", seed, "complete", {**E2E, "BLEU": bleu}, params=394_752,
+                  overrides=["experiment=e2e_loda", f"seed={seed}"])
+    paper = tables.load_paper(REPO_ROOT / "results" / "paper")
+    cmp = tables.compare(tables.load_runs(runs), paper[paper.file == "loda_table1_e2e.csv"])
+    bleu = cmp[(cmp.method == "loda") & (cmp.metric == "BLEU")]
+    ours = bleu[bleu.setting == "the paper's"].iloc[0]
+    assert ours.n == 2 and "Welch p=" in ours.verdict
+    smoke = bleu[bleu.setting == tables.NOT_PAPER_SETTING].iloc[0]
+    assert smoke.verdict.startswith("not the paper's setting: trainer.max_steps=2")
+    assert "model.source='config'" in smoke.verdict and math.isnan(smoke.welch_p)
+    md = tables.compare_markdown(cmp, matched_only=True)
+    assert "5 of 70 published numbers have a run of ours" in md         # the smoke run's 5 metrics are not
+    assert "5 lines of runs not the paper's setting are in compare.md only" in md
+    assert not any(tables.NOT_PAPER_SETTING in line for line in md.splitlines() if line.startswith("|"))
+    # Alone, the smoke run leaves the published number missing on the paper's setting.
+    alone = tables.compare([r for r in tables.load_runs(runs) if r.row_dir.endswith("smoke")], paper)
+    cell = alone[(alone.file == "loda_table1_e2e.csv") & (alone.method == "loda") & (alone.metric == "BLEU")]
+    assert list(cell.verdict.str[:23]) == ["missing", "not the paper's setting"]
+
+
+def test_tables_without_runs_dir_explains_or_lists_the_sweep(tmp_path: Path) -> None:
+    with pytest.raises(LodabenchError, match=r"does not exist: no runs yet.*make e2e-loda.*--runs-dir DIR"):
+        tables.main(["--runs-dir", str(tmp_path / "results" / "runs"), "--out-dir", str(tmp_path / "t")])
+    assert tables.main(["--runs-dir", str(tmp_path / "results" / "runs"), "--out-dir", str(tmp_path / "t"),
+                        "--sweep", "e2e_table1", "--no-plots"]) == 0
+    df = pd.read_csv(tmp_path / "t" / "table1_e2e__gpt2-medium.csv", keep_default_na=False)
+    assert len(df) == 15 and set(df["status"]) == {"missing: no run directory"}

@@ -26,7 +26,9 @@ What it writes (into --out-dir):
   results/params/param_counts.csv when the methods' table exists);
 - ``compare.{csv,md}``: ours beside the papers' published numbers (results/paper/*.csv): ours − paper,
   a verdict (two-sided Welch t-test from the summary statistics where both sides print mean ± std;
-  the difference alone, labelled so, where the paper prints no ±) and both parameter counts;
+  the difference alone, labelled so, where the paper prints no ±) and both parameter counts; a run
+  cut short or not of the paper's model (paper_setting_gaps) is never tested against a published
+  number: its line says "not the paper's setting: <why>" (column ``setting``);
 - ``sweep__<data>__<model>__<key>.{png,pdf}``: metric vs rank / keep fraction, when a method was
   run at two or more values of ``r``, ``rank`` or ``keep``.
 """
@@ -34,6 +36,7 @@ What it writes (into --out-dir):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -111,6 +114,7 @@ class Seed:
     status: str                   # complete | failed | running | no-record | unreadable
     metrics: dict[str, Any]
     error: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)   # record.json as read
 
 
 @dataclass
@@ -127,6 +131,7 @@ class Row:
     seeds: list[Seed] = field(default_factory=list)
     expected: bool = False        # listed by a --sweep preset
     aggregate: str = "mean"       # the runs' selection.aggregate: how the seeds of this row combine
+    _gaps: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def selected_on_reported_split(self) -> bool:
@@ -165,6 +170,16 @@ class Row:
     @property
     def complete(self) -> list[Seed]:
         return [s for s in self.seeds if s.status == "complete"]
+
+    @property
+    def setting_gaps(self) -> list[str]:
+        """Why this row is not on the paper's setting (``paper_setting_gaps`` of each seed that has a
+        config; [] = it is). Computed once: the parameter check builds the model on the meta device."""
+        if self._gaps is None:
+            gaps = [g for s in self.seeds if s.record.get("config")
+                    for g in paper_setting_gaps(s.record, self.overrides, s.status == "complete")]
+            self._gaps = list(dict.fromkeys(gaps))
+        return self._gaps
 
     @property
     def not_complete(self) -> list[Seed]:
@@ -218,8 +233,9 @@ def load_runs(runs_dir: str | os.PathLike) -> list[Row]:
     """Scan ``<runs>/<data>/<model>/<method>/<slug>/seed<seed>/`` into rows (one per setting)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        raise LodabenchError(f"runs directory {runs_dir} does not exist. Run experiments first "
-                             "(python -m lodabench ...) or pass --runs-dir <dir with <data>/<model>/<method>/...>.")
+        raise LodabenchError(f"runs directory {runs_dir} does not exist: no runs yet. Train first (make e2e-loda, "
+                             "or a sweep: make sweep-e2e-table1), or read other runs: --runs-dir DIR (e.g. the "
+                             "committed results/smollm2_e2e/runs), or list a sweep's rows to run: --sweep e2e_table1.")
     rows: dict[str, Row] = {}
     for seed_dir in sorted(runs_dir.glob("*/*/*/*/seed*")):
         if not seed_dir.is_dir() or not re.fullmatch(r"seed-?\d+", seed_dir.name):
@@ -251,7 +267,7 @@ def load_runs(runs_dir: str | os.PathLike) -> list[Row]:
             status = "no-metrics"
         error = rec.get("error")
         row.seeds.append(Seed(int(seed) if seed is not None else None, status, metrics,
-                              str(error).splitlines()[0][:160] if error else None))
+                              str(error).splitlines()[0][:160] if error else None, rec))
         tp = rec.get("trainable_params") or {}
         count = tp.get("trainable_without_head", tp.get("trainable")) if isinstance(tp, dict) else tp
         if row.params is None and isinstance(count, (int, float)):
@@ -662,6 +678,118 @@ def display_scale(data: str, metric: str, file: str | None = None) -> tuple[floa
     return 1.0, 1
 
 
+# ----------------------------------------------------------------------------------------------
+# The paper's setting: which runs may stand beside a published number
+
+NOT_PAPER_SETTING = "not the paper's setting"
+# Keys that cut a run short, null = the whole recipe: trainer.max_steps ("tests/demos") and
+# trainer.max_dev_batches ("quick runs") in src/lodabench/schema.py; every data.max_* key
+# (DataConfig.max_train_examples / max_eval_items, "Slicing for tests/demos", data/tasks.py).
+LIMIT_KEYS = ("trainer.max_steps", "trainer.max_dev_batches")
+# What makes a run's model the model of conf/model/<name>.yaml (model.pretrained may name a local
+# copy, model.tokenizer a local tokenizer: the parameter counts decide for those).
+MODEL_KEYS = ("source", "gguf_file", "config_overrides")
+RECIPE_GROUPS = {"experiment", "model", "method", "data"}   # the overrides that choose the recipe
+
+
+def paper_setting_gaps(record: dict[str, Any], overrides: Sequence[str], check_counts: bool = True) -> list[str]:
+    """Why one run is not on the paper's setting ([] = it is), read from its record.json (resolved
+    config and parameter counts) and its overrides, never from its directory name.
+
+    A published number is matched only by runs with none of these gaps:
+    - budget: a limit key is set (trainer.max_steps, trainer.max_dev_batches, any data.max_*; null is
+      the whole recipe), or trainer.epochs is overridden below what the run's recipe sets (its
+      experiment overlay or the defaults, composed from its group overrides);
+    - model: config.model's source, gguf_file or config_overrides differ from conf/model/<name>.yaml
+      (model.source=config is random weights; model.config_overrides.n_layer=2 another model);
+    - parameters (``check_counts``, a complete run): the record's trainable count or total (both
+      without the task head) differs from conf/model/<name>.yaml with the run's method config applied,
+      counted from configs on the meta device (lodabench.params.count_for, as
+      results/params/param_counts.csv). This catches a small model given as model.pretrained under
+      the paper's model name. Other weights of the same shapes pass: telling those apart needs the
+      weights' hashes, not counts.
+    """
+    cfg = record.get("config") or {}
+    gaps = _limit_gaps(cfg) + _epochs_gaps(cfg, overrides) + _model_gaps(cfg.get("model") or {})
+    return gaps + (_count_gaps(cfg, record.get("trainable_params")) if check_counts else [])
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _limit_gaps(cfg: dict[str, Any]) -> list[str]:
+    keys = [*LIMIT_KEYS, *(f"data.{k}" for k in (cfg.get("data") or {}) if k.startswith("max_"))]
+    return [f"{k}={_get(cfg, k)} (recipe: null = all)" for k in keys if _get(cfg, k) is not None]
+
+
+def _epochs_gaps(cfg: dict[str, Any], overrides: Sequence[str]) -> list[str]:
+    ran = _get(cfg, "trainer.epochs")
+    if ran is None or not any(_key(o) == "trainer.epochs" for o in overrides):
+        return []
+    recipe = tuple(o for o in overrides if _key(o) in RECIPE_GROUPS)
+    try:
+        planned = _recipe_epochs(recipe)
+    except Exception as exc:  # an overlay renamed or removed since the run: say so, do not guess
+        return [f"trainer.epochs={ran} overridden; the recipe's could not be composed ({type(exc).__name__})"]
+    return [f"trainer.epochs={ran} (the recipe, {' '.join(recipe) or 'defaults'}: {planned})"] if ran < planned else []
+
+
+@functools.lru_cache(maxsize=None)
+def _recipe_epochs(recipe: tuple[str, ...]) -> int:
+    from lodabench.schema import compose
+    return int(compose(list(recipe)).trainer.epochs)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_conf(name: str) -> dict[str, Any]:
+    from lodabench.models import read_model_conf
+    return read_model_conf(name)
+
+
+def _model_gaps(model: dict[str, Any]) -> list[str]:
+    name = str(model.get("name"))
+    try:
+        ref = _model_conf(name)
+    except LodabenchError:
+        return [f"model {name!r}: no conf/model/{name}.yaml to compare with"]
+    where = f"conf/model/{name}.yaml"
+    gaps = [f"model.{k}={model.get(k)!r} ({where}: {ref.get(k)!r})" for k in MODEL_KEYS[:2]
+            if model.get(k) != ref.get(k)]
+    ours, theirs = model.get("config_overrides") or {}, ref.get("config_overrides") or {}
+    diff = [f"{k}={ours.get(k, 'unset')} (there: {theirs.get(k, 'unset')})"
+            for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+    return gaps + ([f"model.config_overrides differ from {where}: {', '.join(diff)}"] if diff else [])
+
+
+def _count_gaps(cfg: dict[str, Any], counts: Any) -> list[str]:
+    if not isinstance(counts, dict) or not isinstance(counts.get("total"), int):
+        return ["record.json has no parameter counts (trainable_params.total)"]
+    name = str(_get(cfg, "model.name"))
+    try:
+        ref = _reference_counts(name, json.dumps(cfg.get("method") or {}, sort_keys=True))
+    except Exception as exc:  # a method config this version cannot apply: the counts stay unchecked
+        return [f"parameter counts not checked ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"]
+    ours = _body_counts(counts)
+    return [f"{what} {o:,} ({name} with this method: {r:,})"
+            for what, o, r in zip(("trainable parameters", "total parameters"), ours, ref) if o != r]
+
+
+def _body_counts(counts: dict[str, Any]) -> tuple[int, int]:
+    """(trainable, total), both without the task head (its size follows the task's labels)."""
+    head = int(counts.get("head") or 0)
+    return int(counts.get("trainable_without_head", counts.get("trainable", 0) - head)), int(counts["total"]) - head
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_counts(model: str, method_json: str) -> tuple[int, int]:
+    from lodabench.params import count_for
+    return _body_counts(count_for(_model_conf(model), json.loads(method_json)))
+
+
 def _pm(p: dict[str, Any]) -> float | None:
     pm = p.get("pm")
     return float(pm) if isinstance(pm, (int, float)) and not math.isnan(pm) else None
@@ -676,19 +804,28 @@ def match_rows(rows: Sequence[Row], p: dict[str, Any], model: str | None = None)
 
     With ``model`` (another model than the paper's), any Approx of the same method matches: a grid
     on a smaller model scales R and p with its width (e.g. SmolLM2's R=225 for the paper's 400).
-    Rows with extra overrides are used only when no plain row matches.
+    Rows with extra overrides are used only when no plain row matches. On the paper's model, rows
+    not on the paper's setting (``Row.setting_gaps``) come last, all of them, to be shown apart.
     """
     approx = p.get("approx") if isinstance(p.get("approx"), str) and p.get("approx") else "–"
     matches = [r for r in rows if r.data == p["dataset"] and r.model == (model or p["model"])
                and r.method == p["method"] and (model is not None or r.approx == approx)]
-    plain = [r for r in matches if not r.extra]
-    return plain or matches
+    if model is not None:
+        return _plain_first(matches)
+    return _plain_first([r for r in matches if not r.setting_gaps]) + [r for r in matches if r.setting_gaps]
+
+
+def _plain_first(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if not r.extra] or rows
 
 
 def compare(rows: Sequence[Row], paper: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     """Each published number beside ours, ours − paper, a Welch verdict and both parameter counts.
 
-    ``model``: read the published rows on this model instead of the paper's (see match_rows).
+    ``model``: read the published rows on this model instead of the paper's (see match_rows). On the
+    paper's model a published number without a run on the paper's setting reads ``missing``, and
+    each run not on it follows on its own line, its verdict ``not the paper's setting: <why>``
+    (column ``setting``) and no test.
     """
     out = []
     for p in paper.to_dict("records"):
@@ -700,19 +837,22 @@ def compare(rows: Sequence[Row], paper: pd.DataFrame, model: str | None = None) 
         base.update(paper_value=p["value"], paper_pm=_pm(p), paper_n=spread.n, paper_n_note=spread.note,
                     paper_params=p.get("params"), ours_model=model or p["model"])
         found = match_rows(rows, p, model)
-        if not found:
+        if not found or (model is None and all(r.setting_gaps for r in found)):
             out.append({**base, "ours": MISSING, "ours_mean": math.nan, "ours_std": math.nan, "n": 0,
                         "diff": math.nan, "our_row": "", "ours_params": MISSING, "welch_t": math.nan,
-                        "welch_p": math.nan, "significant": None, "verdict": MISSING})
-            continue
+                        "welch_p": math.nan, "significant": None, "verdict": MISSING, "setting": ""})
         for r in found:
             cell = make_cell(r, p["metric"], scale, decimals)
             diff = cell.mean - float(p["value"]) if cell.n else math.nan
-            v = welch_verdict(cell, float(p["value"]), _pm(p), spread.n)
+            gaps = r.setting_gaps if model is None else []
+            setting = NOT_PAPER_SETTING if gaps else ("the paper's" if model is None else "another model")
+            v = Verdict(f"{NOT_PAPER_SETTING}: {'; '.join(gaps)}") if gaps else \
+                welch_verdict(cell, float(p["value"]), _pm(p), spread.n)
             out.append({**base, "ours": cell.text + (DAGGER if r.flagged else ""), "ours_mean": cell.mean,
                         "ours_std": cell.std, "n": cell.n, "diff": diff, "our_row": r.row_dir,
                         "ours_params": _fmt_count(r.params), "welch_t": v.t, "welch_p": v.p,
-                        "significant": v.significant, "verdict": v.text})
+                        "significant": v.significant, "verdict": v.text,
+                        "setting": setting})
     return pd.DataFrame(out)
 
 
@@ -726,8 +866,10 @@ def compare_markdown(df: pd.DataFrame, matched_only: bool = False) -> str:
     head = ["Paper", "Table", "Dataset", "Model", "Row", "Metric", "Published", "Ours", "n", "Ours − paper",
             "Verdict", "Params (paper)", "Params (ours)"]
     body = []
+    apart = 0
     for x in df.to_dict("records"):
-        if matched_only and not x["n"]:
+        if matched_only and (not x["n"] or x.get("setting") == NOT_PAPER_SETTING):
+            apart += bool(x["n"])
             continue
         decimals = display_scale(x["dataset"], x["metric"], x.get("file"))[1]
         diff = "" if math.isnan(x["diff"]) else f"{x['diff']:+.{decimals}f}"
@@ -737,12 +879,16 @@ def compare_markdown(df: pd.DataFrame, matched_only: bool = False) -> str:
                      str(x.get("paper_params", "")), str(x.get("ours_params", ""))])
     title = "Ours vs. published numbers (results/paper/*.csv)"
     if matched_only:
-        title += f": {len(body)} of {len(df)} published numbers have a run of ours (all of them: compare.md)"
+        published = len(df) - sum(x == NOT_PAPER_SETTING for x in df.get("setting", []))
+        title += f": {len(body)} of {published} published numbers have a run of ours (all of them: compare.md)"
+        title += f"; {apart} lines of runs {NOT_PAPER_SETTING} are in compare.md only" if apart else ""
     notes = [f"Verdict: two-sided Welch t-test (scipy.stats.ttest_ind_from_stats, equal_var=False) of our mean ± "
              f"sample std over n seeds against the published mean ± (read as a sample std), significant at "
              f"{ALPHA}; where a paper does not state its number of runs, n={ASSUMED_PAPER_N} is assumed and the "
              "verdict says so. 'Δ only' = the paper prints no ± (or we have one seed): the difference alone.",
-             "Params (ours): trainable parameters from the run record (and in 2^20 units, as LoDA prints them)."]
+             "Params (ours): trainable parameters from the run record (and in 2^20 units, as LoDA prints them).",
+             f"'{NOT_PAPER_SETTING}: …' = a run cut short or on another model than the published number's "
+             "(tables.paper_setting_gaps says which); it is listed, never tested against the paper."]
     return _markdown(head, body, title, []) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -839,8 +985,9 @@ def ttest_report(rows: Sequence[Row], a: str, b: str, metric: str, data: str | N
 
 def build(runs_dir: Path, out_dir: Path, paper_dir: Path | None, sweeps: Sequence[str] = (), plots: bool = True,
           params_csv: Path | None = None, compare_mode: str = "auto") -> dict[str, list[Path]]:
-    """Write every table (and plots) for the runs found; returns {table name: files written}."""
-    rows = load_runs(runs_dir)
+    """Write every table (and plots) for the runs found; returns {table name: files written}.
+    Without a runs directory only ``sweeps`` gives rows (each missing): a to-do list in the papers' layout."""
+    rows = load_runs(runs_dir) if runs_dir.is_dir() or not sweeps else []
     if sweeps:
         rows = add_expected(rows, sweeps)
     out_dir.mkdir(parents=True, exist_ok=True)
