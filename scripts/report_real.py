@@ -4,7 +4,7 @@ Reads ONLY the run records under results/<grid>/runs (and, for the majority-clas
 official dev labels). Writes:
 
 * ``lr_selection.{json,md}``   the held-out losses and the learning rate each family got per task;
-* ``runs_summary.csv``         one line per run record (status, metric, held-out loss, wall time, ...);
+* ``runs_summary.csv``         one line per run record (status, metric, held-out loss, wall time, cost_*, ...);
 * the table(s), via the table tool (``lodabench.tables``): ``glue__minilm-l6.{csv,md,tex}`` (CondLoRA
   Table 2 layout) or ``table1_e2e__smollm2-135m.{csv,md,tex}`` (LoDA Table 1 layout), and
   ``params.{csv,md,tex}``; rows of the selection runs at the losing lr are left out of the tables
@@ -29,6 +29,7 @@ from typing import Any
 from lodabench import tables as T
 from lodabench.errors import LodabenchError
 from lodabench.io import atomic_write_text, write_csv
+from lodabench.phase_cost import cost_columns  # runs_summary.csv: cost_* columns, blank for older records
 from lodabench.stats import paired_ttest, summarize
 
 # The csv module's default line end, which the committed results/*/runs_summary.csv etc. were written with.
@@ -141,7 +142,7 @@ def summary_rows(grid, rw) -> list[dict[str, Any]]:
                         "heldout_or_dev_loss_last_epoch": _last_epoch_loss(train),
                         "train_steps": train.get("global_step", ""),
                         "trainable": tp.get("trainable_without_head", tp.get("trainable", "")),
-                        "wall_time_s": rec.get("wall_time_s", ""),
+                        "wall_time_s": rec.get("wall_time_s", ""), **cost_columns(rec),
                         "top_class_share": _top_class_share(rw.REPO / j.run_dir) if j.status == "complete" else "",
                         "run_dir": j.run_dir})
     # de-duplicate (a winning selection run is also a main job: it is in the tables)

@@ -88,7 +88,7 @@ def test_replacing_a_builtin_needs_replace_and_unregister_restores_it():
         name: str = hp("lora", "config name of the method")
 
     methods.get_spec("lora")
-    with pytest.raises(ConfigError, match="method='lora' is already registered by lodabench.methods.lora"):
+    with pytest.raises(ConfigError, match=r"method='lora', a built-in name \(defined in lodabench.methods.lora\)"):
         lodabench.register_method(_toy_spec("lora", MyLoRA))
     mine = lodabench.register_method(_toy_spec("lora", MyLoRA), replace=True)
     try:

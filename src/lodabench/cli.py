@@ -5,6 +5,7 @@
     lodabench tables [...]
     lodabench params model=<m> method=<x> [method.r=..]
     lodabench models [--local-dir DIR] <hydra overrides>
+    lodabench verify RUN_DIR [RUN_DIR...]     # exit 0 trusted, 1 inputs changed, 2 not a run dir
     lodabench [run] <hydra overrides>          # same as python -m lodabench
 
 ``lodabench --help`` lists these; ``lodabench run --help`` is Hydra's own page (the config groups).
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "params": ("lodabench.params", "trainable-parameter counts of model x method, from configs only"),
     "tables": ("lodabench.tables", "aggregate results/runs into the paper-style tables and comparisons"),
     "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
+    "verify": ("lodabench.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
 }
 
 HELP = """usage: lodabench [SUBCOMMAND] [ARGS...]
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         except LodabenchError as exc:
             print(f"lodabench: error: {exc}", file=sys.stderr)
             return 2
+    if cmd.isidentifier() and cmd not in SUBCOMMANDS:  # a bare word is no Hydra override: a misspelt subcommand
+        print(f"lodabench: error: unknown subcommand {cmd!r}. Fix: one of {', '.join(SUBCOMMANDS)} "
+              "(lodabench --help), or Hydra overrides key=value", file=sys.stderr)
+        return 2
     if cmd == "run":
         argv = argv[1:]
     sys.argv = [sys.argv[0], *argv]

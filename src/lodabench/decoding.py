@@ -82,13 +82,14 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from lodabench.errors import ConfigError
+from lodabench.ranges import DOMAIN, rng
 
 IMPLS = ("lora", "hf")
 
@@ -98,13 +99,14 @@ class DecodingConfig:
     """Validated ``decoding`` config group (conf/decoding/*.yaml)."""
 
     impl: str = "lora"  # lora: our beam search (main path) | hf: transformers `generate`
-    num_beams: int = 10
-    length_penalty: float = 0.9
-    no_repeat_ngram_size: int = 4
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 64
-    min_new_tokens: int = 0
-    batch_size: int = 16
+    # Each number's domain (lodabench.ranges): checked by preflight before anything loads.
+    num_beams: int = field(default=10, metadata={DOMAIN: rng("[1, inf)")})
+    length_penalty: float = field(default=0.9, metadata={DOMAIN: rng("(-inf, inf)")})  # finite; < 0 favours short
+    no_repeat_ngram_size: int = field(default=4, metadata={DOMAIN: rng("[0, inf)")})  # 0: off
+    repetition_penalty: float = field(default=1.0, metadata={DOMAIN: rng("(0, inf)")})  # 1.0: off
+    max_new_tokens: int = field(default=64, metadata={DOMAIN: rng("[1, inf)")})
+    min_new_tokens: int = field(default=0, metadata={DOMAIN: rng("[0, inf)")})
+    batch_size: int = field(default=16, metadata={DOMAIN: rng("[1, inf)")})
     # Strings that must each be one token of the tokenizer; that token ends a hypothesis like
     # the tokenizer's EOS (LoRA README: --eos_token_id 628, GPT-2's "\n\n").
     extra_eos: tuple[str, ...] = ("\n\n",)

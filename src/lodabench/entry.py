@@ -34,7 +34,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from lodabench.schema import check_composed
     try:
         check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
-        metrics = run(cfg)
+        metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.capture)
     except RunInterrupted as exc:
         print(f"lodabench: {exc}; the record says so (status interrupted). Re-run the command to resume.",
               file=sys.stderr)
@@ -54,6 +54,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
             _note_failed_job(cfg, exc)
             return None
         raise
+    finally:
+        from lodabench.capture import close_job_log
+        close_job_log()  # each job of a multirun logs into its own run directory
     return None if metrics is None else metrics.get("objective")
 
 
@@ -186,7 +189,7 @@ def _precheck_config(argv: list[str]) -> None:
         _exit_config_error("\n".join([f"{first}{cause}", *rest]).rstrip())
 
 
-def _first_job(argv: list[str]) -> list[str]:
+def _first_job(argv: list[str], keep_hydra: bool = False) -> list[str]:
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -194,13 +197,122 @@ def _first_job(argv: list[str]) -> list[str]:
     overrides = OverridesParser.create().parse_overrides(args.overrides)
     job = []
     for o in overrides:
-        if o.key_or_group.startswith("hydra"):
+        if o.key_or_group.startswith("hydra") and not keep_hydra:
             continue
         if not o.is_sweep_override():
             job.append(o.input_line)
         elif o.is_discrete_sweep():
             job.append(f"{o.input_line.split('=', 1)[0]}={next(o.sweep_string_iterator())}")
     return job
+
+
+# Keys that name where a run writes: every value a sweep gives them is checked before Hydra starts.
+_LOCATION_KEYS = {"run_name": "name", "run_dir": "path", "paths.results_dir": "path", "paths.runs_dir": "path"}
+
+
+def _precheck_locations(argv: list[str]) -> None:
+    """Refuse a run name or path that leaves paths.results_dir (``..``, empty, absolute, a symlink out,
+    over 255 bytes a component), and Hydra directories outside it, before Hydra creates any directory.
+
+    The first job is composed and resolved as Hydra will; the other jobs of a sweep are checked by the
+    resolvers that give Hydra its job directory (conf/hydra/default.yaml) and again by run.run().
+    """
+    if any(a.split("=", 1)[0] in _NO_PRECHECK for a in argv):
+        return
+    try:
+        _check_swept_locations(argv)
+        cfg = _compose_with_hydra(argv)
+        if cfg is not None:
+            _check_job_locations(cfg, multirun=bool({"-m", "--multirun"} & set(argv)))
+    except LodabenchError as exc:
+        _exit_config_error(str(exc))
+
+
+def _check_swept_locations(argv: list[str]) -> None:
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lodabench.run_names import check_path_text, check_run_name
+
+    overrides = OverridesParser.create().parse_overrides(get_args_parser().parse_args(argv).overrides)
+    for o in overrides:
+        kind = _LOCATION_KEYS.get(o.key_or_group)
+        values = list(o.sweep_iterator()) if o.is_discrete_sweep() else [o.value()]
+        for value in map(str, values) if kind else []:
+            if "${" not in value:
+                check_run_name(value) if kind == "name" else check_path_text(value, o.key_or_group)
+
+
+def _compose_with_hydra(argv: list[str]) -> DictConfig | None:
+    """The first job's config with its ``hydra`` node (None where Hydra itself will report the problem)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=_first_job(argv, keep_hydra=True), return_hydra_config=True)
+    except Exception:  # noqa: BLE001  _precheck_config and Hydra report config errors with their own words
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    HydraConfig.instance().set_config(cfg)  # ${hydra:job.override_dirname} in run_name
+    return cfg
+
+
+def _check_job_locations(cfg: DictConfig, multirun: bool) -> None:
+    from lodabench.run_names import check_run_dir
+
+    check_run_dir(cfg)
+    results = _resolved(cfg, "paths.results_dir")
+    for key, path in _hydra_write_paths(cfg, multirun):
+        _check_inside(key, path, results)
+
+
+def _hydra_write_paths(cfg: DictConfig, multirun: bool) -> list[tuple[str, str]]:
+    """Where Hydra itself creates directories or files for this job."""
+    hydra = cfg.hydra
+    job_dir = (os.path.join(_resolved(cfg, "hydra.sweep.dir"), _resolved(cfg, "hydra.sweep.subdir") or "")
+               if multirun else _resolved(cfg, "hydra.run.dir"))
+    found = [("hydra.sweep.dir" if multirun else "hydra.run.dir", job_dir)]
+    if multirun:
+        found.append(("hydra.sweep.dir", _resolved(cfg, "hydra.sweep.dir")))
+    if hydra.output_subdir is not None:
+        found.append(("hydra.output_subdir", os.path.join(job_dir or "", str(hydra.output_subdir))))
+    log_file = _resolved(cfg, "hydra.job_logging.handlers.file.filename")
+    if log_file and log_file != os.devnull:
+        found.append(("hydra.job_logging.handlers.file.filename", os.path.dirname(log_file)))
+    folder = _resolved(cfg, "hydra.launcher.submitit_folder")
+    if folder:
+        found.append(("hydra.launcher.submitit_folder", os.path.dirname(folder)))
+    return [(key, path) for key, path in found if path]
+
+
+def _resolved(cfg: DictConfig, key: str) -> str | None:
+    """``key``'s value, or None where it is unset or cannot be resolved before the job runs
+    (``${hydra.job.num}``); a resolver's refusal (a ConfigError) is raised as itself."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, LodabenchError):
+            raise cause from None
+        return None
+    return None if value is None else str(value)
+
+
+def _check_inside(key: str, path: str, results_dir: str | None) -> None:
+    from lodabench.errors import ConfigError
+    from lodabench.run_names import _real
+
+    real, root = _real(path), _real(results_dir or "results")
+    if real != root and root not in real.parents:
+        raise ConfigError(f"{key} puts Hydra's output at {path} ({real}), outside paths.results_dir={results_dir} "
+                          f"({root}); lodabench writes nothing outside paths.results_dir. Fix: drop the {key} "
+                          "override (conf/hydra/default.yaml keeps Hydra's files in the run directory).")
 
 
 def _exit_config_error(message: str) -> None:
@@ -216,6 +328,7 @@ def main() -> None:
     _precheck_results_dir(argv)
     _precheck_seed(argv)
     _precheck_config(argv)
+    _precheck_locations(argv)
     sys.argv = [sys.argv[0], *_with_search_space(argv)]
     fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
     os.close(fd)

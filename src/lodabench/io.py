@@ -11,15 +11,49 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 
+def _proc_umask() -> int | None:
+    """The umask from /proc/self/status ("Umask:", Linux >= 4.7): read without changing it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Where /proc cannot tell, the umask is read once here, at import (setting and restoring it is racy
+# against threads that create files, which do not exist yet while this module is imported).
+_IMPORT_UMASK = None if _proc_umask() is not None else _umask_by_setting()
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file now: 0666 & ~umask."""
+    mask = _proc_umask()
+    return 0o666 & ~(mask if mask is not None else (_IMPORT_UMASK or 0))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path; on success it is renamed onto ``path``, on error it is removed."""
+    """Yield a temporary path; on success it is renamed onto ``path``, on error it is removed.
+
+    mkstemp makes the temporary file 0600; before the rename it gets the mode the umask gives a new
+    file (0644 under umask 022), so a shared results tree stays readable to the group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,6 +62,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
+            os.fchmod(fh.fileno(), file_mode())
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     except BaseException:
@@ -41,7 +76,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+    """Strict JSON: a NaN/inf is written as null (bare NaN is not JSON, strict readers refuse it)."""
+    found: list[str] = []
+    text = json.dumps(finite_json(obj, found=found), indent=2, sort_keys=False, ensure_ascii=False, default=str,
+                      allow_nan=False)
+    if found:
+        logging.getLogger(__name__).warning("%s: %d non-finite value(s) written as null: %s", path, len(found),
+                                            ", ".join(found[:5]))
+    atomic_write_text(path, text + "\n")
+
+
+def finite_json(obj: Any, where: str = "", found: list[str] | None = None) -> Any:
+    """``obj`` with every non-finite float replaced by None; ``found`` collects their field paths."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if found is not None:
+            found.append(where or "(top level)")
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v, f"{where}[{n}]", found) for n, v in enumerate(obj)]
+    return obj
 
 
 def write_csv(path: str | os.PathLike, rows: Any, columns: Iterable[str] | None = None, *,
@@ -80,8 +137,13 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Strict JSON: a bare NaN/Infinity (which no JSON parser but Python's accepts) is a ValueError."""
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        return json.load(fh, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"bare {name} is not JSON (strict JSON has no NaN/Infinity)")
 
 
 def read_json_file(path: str | os.PathLike, fix: str, error: type | None = None) -> Any:
@@ -92,7 +154,7 @@ def read_json_file(path: str | os.PathLike, fix: str, error: type | None = None)
 
     try:
         return read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or a bare NaN (_reject_constant)
         raise (error or DataError)(f"{path} is damaged ({type(exc).__name__}: {exc}); {fix}.") from exc
 
 

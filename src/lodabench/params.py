@@ -99,7 +99,7 @@ def transformers_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tu
     overrides = dict(m.get("config_overrides") or {})
     source, pretrained, name = m.get("source", "pretrained"), m.get("pretrained"), m.get("name", "")
     if source == "config":
-        return AutoConfig.for_model(pretrained, **overrides), kind
+        return _config_for(pretrained, overrides), kind
     for candidate in (name, str(pretrained)):
         if _key(candidate) in _hub_free():
             cfg = _hub_free()[_key(candidate)]
@@ -116,6 +116,16 @@ def transformers_config(model: str | Mapping[str, Any] | PretrainedConfig) -> tu
         pass
     raise ConfigError(f"model={name or pretrained!r}: cannot describe it without downloading. Fix: add its shapes "
                       "to lodabench.params._hub_free or use model.source=config")
+
+
+def _config_for(model_type: Any, overrides: dict[str, Any]) -> PretrainedConfig:
+    """``AutoConfig.for_model`` with its ValueError (an unknown model_type) as a ConfigError naming the key."""
+    try:
+        return AutoConfig.for_model(model_type, **overrides)
+    except ValueError:
+        raise ConfigError(f"model.pretrained={model_type!r} is not a transformers model_type (model.source=config "
+                          "builds a random-init model of that type). Fix: set model.pretrained to one such as gpt2, "
+                          "llama, bert or roberta, or pick a model of conf/model/") from None
 
 
 def build_meta_model(model: str | Mapping[str, Any] | PretrainedConfig, num_labels: int = 2,
@@ -280,15 +290,43 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
 
 
 def compose(overrides: list[str]) -> tuple[Any, Any]:
-    """(model node, method node) composed by Hydra from conf/ with command-line overrides."""
+    """(model node, method node) composed by Hydra from conf/ with command-line overrides; Hydra's
+    errors (an unknown model or method, a misspelt key) are one ConfigError line, not a traceback."""
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
     from lodabench.schema import compose as compose_run  # plugins and the schema nodes, as the entrypoint
 
-    cfg = compose_run(overrides)
+    try:
+        cfg = compose_run(overrides)
+    except HydraException as exc:
+        raise ConfigError(_hydra_line(exc)) from None
     model = OmegaConf.to_container(cfg.model, resolve=False)
     method = OmegaConf.to_container(cfg.method, resolve=True)
     return model, method
+
+
+def _hydra_line(exc: Exception) -> str:
+    """Hydra's multi-line message in one line: its first line, the cause, and the options it lists."""
+    first, *rest = str(exc).splitlines()
+    options = [line.strip() for line in rest if line.startswith("\t") and "provider=" not in line]
+    cause = f" ({str(exc.__cause__).splitlines()[0]})" if exc.__cause__ else ""
+    known = f". Known: {', '.join(options)}" if options else ""
+    first = first.removeprefix("In 'config': ").rstrip(".")
+    return f"{first}{cause}{known}. Fix: {USAGE} (model.<key>/method.<key> only for keys of those configs)"
+
+
+USAGE = "lodabench params model=<conf/model name> method=<method name> [method.<key>=<value> ...]"
+GROUPS = ("model", "method", "experiment")  # what decides the counts; other run overrides are ignored
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """The overrides that decide the counts; an option (``--x``) is refused, not silently ignored."""
+    flags = [a for a in argv if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"lodabench params: unknown option {flags[0]!r} (it takes Hydra overrides only). "
+                          f"Fix: {USAGE}")
+    return [a for a in argv if a.split("=")[0].lstrip("+~").split(".")[0] in GROUPS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     (as for a run), so ``method=<a plugin's method>`` composes its config and counts."""
     from lodabench.plugins import load_plugins_or_exit
 
-    load_plugins_or_exit()
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep = [a for a in argv if a.split("=")[0].lstrip("+~").split(".")[0] in ("model", "method")]
-    model, method = compose(keep)
+    if {"-h", "--help"} & set(argv):
+        print(f"usage: {USAGE}\n\nTrainable-parameter counts from configs only (no weights, no network), as JSON.")
+        return 0
+    load_plugins_or_exit()
+    model, method = compose(_overrides(argv))
     counts = count_for(model, method)
     print(json.dumps({"model": model.get("name"), "method": method.get("name"), **counts}, indent=2, default=str))
     return 0

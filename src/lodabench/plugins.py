@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -39,11 +40,16 @@ ENTRY_POINT_GROUP = "lodabench.plugins"
 ENV_VAR = "LODABENCH_PLUGINS"
 
 _loaded: dict[str, str] = {}  # module name -> where it was named (entry point / env var)
+_failed: dict[str, ConfigError] = {}  # module name -> why its import failed (raised again, not re-imported)
+_importing: list[tuple[str, str]] = []  # (module, source) of the plugin whose import is running now
+_replaced: dict[tuple[str, str], dict[str, str]] = {}  # (kind, name) -> who replaced a built-in
 
 
 def load_plugins() -> dict[str, str]:
     """Import every plugin module once; returns {module: source} of all loaded so far."""
     for source, module_name in _plugin_modules():
+        if module_name in _failed:
+            raise _failed[module_name]  # a half-imported plugin is not retried (its registrations would clash)
         if module_name not in _loaded:
             _import_plugin(module_name, source)
             _loaded[module_name] = source
@@ -69,24 +75,96 @@ def _plugin_modules() -> list[tuple[str, str]]:
 
 
 def _import_plugin(module_name: str, source: str) -> None:
+    """Import one plugin; whatever it raises becomes that plugin's ConfigError (one line, no traceback)."""
+    _importing.append((module_name, source))
     try:
         importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"plugin module {module_name!r} (from {source}) cannot be imported: {exc}. Fix: "
-                          f"install the plugin package, put it on PYTHONPATH, or remove it from {ENV_VAR}") from exc
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin's own bug is reported as the plugin's
+        error = _plugin_failure(module_name, source, exc)
+        if not (isinstance(exc, ModuleNotFoundError) and exc.name == module_name):
+            _failed[module_name] = error  # some of it ran: not retried (found later, e.g. installed, it is)
+        raise error from exc
+    finally:
+        _importing.pop()
 
 
-def register_method_config(name: str, config: str | os.PathLike | Mapping[str, Any]) -> None:
+def _plugin_failure(module_name: str, source: str, exc: BaseException) -> ConfigError:
+    """The one-line error of a plugin whose import raised ``exc``; the fix depends on what failed."""
+    where = f"plugin module {module_name!r} (from {source})"
+    if isinstance(exc, ConfigError):  # a registration the registry refused: its message names the fix
+        return exc if str(exc).startswith(where) else ConfigError(f"{where}: {exc}")
+    if isinstance(exc, ImportError):
+        return ConfigError(f"{where} cannot be imported: {exc}. Fix: install the plugin package, put it on "
+                           f"PYTHONPATH, or remove it from {ENV_VAR}")
+    return ConfigError(f"{where} failed while being imported: {type(exc).__name__}: {exc}{_raised_at(exc)}. Fix: "
+                       f"correct or update the plugin, or stop loading it (remove it from {ENV_VAR} or uninstall "
+                       "its distribution)")
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost frame, so the one line still points at the plugin's bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def registrant(fallback: str) -> str:
+    """Who is registering now, for a registry's error: the plugin being imported, else ``fallback``."""
+    if _importing:
+        module_name, source = _importing[-1]
+        return f"plugin module {module_name!r} (from {source})"
+    return fallback
+
+
+def note_replaced(kind: str, name: str, builtin: str, by: str) -> None:
+    """Remember that ``by`` replaced the built-in ``kind`` ``name`` (defined in ``builtin``) with replace=True."""
+    plugin = _importing[-1][0] if _importing else None
+    _replaced[(kind, name)] = {"kind": kind, "name": name, "builtin": builtin, "by": plugin or by}
+
+
+def forget_replaced(kind: str, name: str) -> None:
+    """The built-in ``kind`` ``name`` is back (unregister_*): no longer replaced."""
+    _replaced.pop((kind, name), None)
+
+
+def replaced_builtins() -> list[dict[str, str]]:
+    """Built-in names that run other code in this process: ``[{kind, name, builtin, by}]``, by name.
+
+    A run's record lists them (its plugins' fingerprints), so a number made by a plugin's ``lora``
+    never reads as the built-in's; ``by`` is the plugin module (or, outside a plugin import, the
+    module of the replacing spec).
+    """
+    return [dict(_replaced[key]) for key in sorted(_replaced)]
+
+
+def refuse_builtin_name(option: str, builtin: str, who: str, func: str) -> ConfigError:
+    """The error for a registration under a built-in name without replace=True (every registry's).
+
+    ``option`` is what the user types (``method='lora'``), ``who`` the registrant outside a plugin
+    import and ``func`` the register_* call that takes ``replace=True``."""
+    return ConfigError(f"{registrant(who)} registers {option}, a built-in name (defined in {builtin}); without "
+                       "replace=True a run would read as the built-in's. Fix: use another name, or pass "
+                       f"replace=True to {func} to replace the built-in on purpose (the run's record then lists "
+                       "the replacement)")
+
+
+def register_method_config(name: str, config: str | os.PathLike | Mapping[str, Any], *,
+                           replace: bool = False) -> None:
     """Give ``method=<name>`` other values than its config dataclass's defaults (a YAML file or a mapping).
 
     Optional: ``register_method(spec)`` alone already makes ``method=<name>`` compose to the
     dataclass's defaults (schema.store_schema). The values are validated now, with the same checks
     as any method config (``methods.method_config``: unknown keys, types, ranges), so
     ``register_method(spec)`` must come first; they go on top of the typed node ``method/<name>``.
+    New values for a built-in method (one no plugin replaced) need ``replace=True``, as a spec does.
     """
     from omegaconf import OmegaConf
 
     from lodabench import methods, schema
+
+    builtin = _builtin_in_use(name)
+    if builtin is not None and not replace:
+        raise refuse_builtin_name(f"config values for method={name!r}", builtin, "register_method_config",
+                                  "register_method_config")
 
     node = OmegaConf.load(Path(config)) if isinstance(config, (str, os.PathLike)) else OmegaConf.create(dict(config))
     if node.get("name") != name:
@@ -94,6 +172,23 @@ def register_method_config(name: str, config: str | os.PathLike | Mapping[str, A
                           f"Fix: set `name: {name}` in {config if not isinstance(config, Mapping) else 'the mapping'}")
     methods.method_config(node)
     schema.set_option_values("method", name, node)
+    if builtin is not None:
+        note_replaced("method_config", name, builtin, "register_method_config")
 
 
-__all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "load_plugins_or_exit", "register_method_config"]
+def _builtin_in_use(name: str) -> str | None:
+    """The module of the built-in method ``name`` when its own spec is the one registered, else None."""
+    from lodabench import methods
+
+    spec = methods.builtin_spec(name)
+    return methods.REGISTRY[name] if spec is not None and methods.get_spec(name) is spec else None
+
+
+__all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "load_plugins_or_exit", "register_method_config",
+           "replaced_builtins"]
+
+
+def loaded_plugins() -> dict[str, str]:
+    """{module: where it was named} of the plugins this process imported, read-only (a run's record
+    fingerprints them: lodabench.fingerprints)."""
+    return dict(_loaded)

@@ -1,7 +1,8 @@
 """The run record: everything needed to trust and re-create a number, written beside it.
 
 ``record.json`` holds the status (running | complete | failed | interrupted), the resolved config,
-seed, trainable parameter counts, wall time, peak memory, the training log summary, which checkpoint
+seed, trainable parameter counts, wall time, peak memory (``peak_memory``, process-wide; the ``cost``
+block, lodabench.phase_cost, has seconds, tokens and peak memory per phase), the training log summary, which checkpoint
 the reported numbers come from, the metrics, and ``attempts``: one entry per launch that worked on
 the run (git commit and dirty flag, the lock installed (name and sha256), package versions, machine, start/end,
 outcome, and whether it resumed another attempt's work or started from step 0). Nothing about an
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from lodabench.errors import ConfigError
-from lodabench.io import atomic_write_json, read_json_file
+from lodabench.io import atomic_write_json
 from lodabench.lockfile import installed_lock_info
 from lodabench.machine import machine_info
 from lodabench.paths import REPO_ROOT
@@ -74,7 +75,7 @@ class RunRecord:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RECORD
-        self.data: dict[str, Any] = read_json_file(self.path, _RECORD_FIX) if self.path.is_file() else {}
+        self.data: dict[str, Any] = _read_record(self.path) if self.path.is_file() else {}
         self._t0 = time.time()
         self._prior_wall = float(self.data.get("wall_time_s") or 0.0)
 
@@ -164,13 +165,18 @@ class RunRecord:
             attempts[-1].update(superseded_by_force=True, moved_to=moved_to)
         for key in ("metrics", "checkpoint_used", "train", "error", "finished_at", "failed_at", "interrupted_at",
                     "last_checkpoint", "trainable_params", "peak_memory", "warm_start", "parallel", "inputs",
-                    "device"):
+                    "device", "cost"):
             self.data.pop(key, None)
         self.data["attempts"] = attempts
         self._prior_wall = 0.0
 
 
-_RECORD_FIX = "delete it (the run then starts again from its checkpoints) or restore it from a backup"
+def _read_record(path: Path) -> dict[str, Any]:
+    """record.json, its shape checked (lodabench.state_files): a damaged or wrong-shaped record is a
+    DataError naming the file and field, never a traceback or a record trusted for what it is not."""
+    from lodabench.state_files import read_state
+
+    return read_state(path, "record")
 
 
 def provenance() -> dict[str, Any]:

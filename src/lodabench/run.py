@@ -27,10 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from lodabench import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
-from lodabench.io import atomic_write_text
+from lodabench.io import atomic_write_text, finite_json
 from lodabench.preemption import (RunInterrupted, RunPreempted, describe_requeue,
                                   hand_off, interrupts_raise)
-from lodabench.records import ATTEMPTS_DIR, RECORD, RunRecord, config_conflicts
+from lodabench.records import ATTEMPTS_DIR, METRICS, RECORD, RunRecord, config_conflicts
 from lodabench.runlock import LOCK_NAME, RunLock
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class WandbLogger:
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
     metrics, so a re-launched Optuna study gets the same objective back)."""
+    from lodabench.ranges import check_launch_values
+    check_launch_values(cfg)  # seed, trainer.num_threads: used below before preflight checks the rest
     torch.set_num_threads(int(cfg.trainer.num_threads))
     from lodabench.device import check_requested_device, use_deterministic_kernels
     check_requested_device(str(cfg.trainer.device))  # before the lock, the record and torchrun's device choice
@@ -96,7 +98,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     # Under torchrun: join the process group. Rank 0 alone writes the record, checkpoints and
     # outputs; the other ranks train and leave (lodabench.distributed, docs/cluster.md).
     dctx, ddp_device = D.init_from_env(str(cfg.trainer.device))
-    run_dir = Path(cfg.run_dir)
+    from lodabench.run_names import check_run_dir
+    run_dir = check_run_dir(cfg)  # name, confinement in paths.results_dir, nesting: before the lock or any write
     lock = RunLock(run_dir) if dctx.is_main else None
     lock_error = None
     if lock is not None:
@@ -116,8 +119,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> dict[str, Any] | None:
-    if dctx.is_main:
-        attempt_hygiene(run_dir)
     record = RunRecord(run_dir)
     # A run directory belongs to one config: an edited overlay must not skip to (or resume from)
     # results made with other values under the same command line.
@@ -131,7 +132,10 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
             f"do not belong to this config: delete or move that directory to run this config there, or give "
             f"it another run directory (run_name=... or paths.runs_dir=...).")
     if D.broadcast_from_main(record.is_complete() and not cfg.force):  # rank 0 decides for all
+        stale = D.broadcast_from_main(_stale_inputs(record, cfg) if dctx.is_main else None)
         D.finish()
+        if stale:  # its data, weights or tokenizer no longer hash as recorded: not the old numbers
+            raise ConfigError(stale)
         if dctx.is_main:
             log.info("run %s is complete; skipping (force=true re-runs it)", run_dir)
             print(f"[lodabench] skip (complete): {run_dir}")
@@ -139,11 +143,17 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
     if not dctx.is_main:
         return _run(cfg, run_dir, _NoRecord(), None, dctx, ddp_device)
     check_writable(run_dir)
+    attempt_hygiene(run_dir)  # past the refusals and the skip: only an accepted launch writes into run_dir
+    record = RunRecord(run_dir)  # as hygiene left it
+    unvouched = set_aside_unrecorded(run_dir, record)  # work no record vouches for is never resumed
     fresh = bool(cfg.force) or not has_work(run_dir)
     if cfg.force and record.attempts:
         record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
     config = OmegaConf.to_container(cfg, resolve=True)
     record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=cfg.allow_code_change)
+    note_set_aside(record, unvouched)
+    from lodabench.capture import accept_launch
+    accept_launch(run_dir, cfg)  # .hydra/ and the job log, which Hydra no longer writes (conf/hydra/default.yaml)
     record.update(sweep=sweep_info(cfg))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     logger = WandbLogger(cfg, run_dir, config) if cfg.logger.name == "wandb" else None
@@ -159,8 +169,18 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
             logger.finish()
     record.complete(metrics)
     print(f"[lodabench] complete: {run_dir}")
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(finite_json(metrics), indent=2, allow_nan=False))  # strict JSON, as in metrics.json
     return metrics
+
+
+def _stale_inputs(record: RunRecord, cfg: DictConfig) -> str | None:
+    """Why a complete run may not be skipped (its inputs changed), else None; reads only, writes nothing."""
+    from lodabench.fingerprints import is_fingerprinted, stale_inputs
+    if not is_fingerprinted(record.data.get("inputs")):
+        log.warning("run %s was recorded before fingerprints: its inputs cannot be re-checked "
+                    "(`lodabench verify` says so; force=true re-runs it with fingerprints)", record.run_dir)
+        return None
+    return stale_inputs(record, cfg)
 
 
 def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
@@ -193,20 +213,49 @@ def has_work(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in WORK_PRODUCTS)
 
 
-def move_attempt_aside(run_dir: Path, n: int) -> str:
-    """force=true: move the earlier attempt's outputs into ``attempts/<n>/`` (nothing is deleted)."""
-    dest = run_dir / ATTEMPTS_DIR / str(n)
+def move_attempt_aside(run_dir: Path, n: int, dest_name: str | None = None) -> str:
+    """force=true: move the earlier attempt's outputs into ``attempts/<n>/`` (nothing is deleted);
+    work no record vouches for goes to ``attempts/<dest_name>/`` (set_aside_unrecorded)."""
+    dest = run_dir / ATTEMPTS_DIR / (dest_name or str(n))
     dest.mkdir(parents=True, exist_ok=True)
     for entry in sorted(run_dir.iterdir()):
-        if entry.name not in FORCE_KEEPS and entry.suffix != ".log":
-            entry.rename(dest / entry.name)
+        if entry.name not in FORCE_KEEPS and entry.suffix != ".log" and not (entry / RECORD).is_file():
+            entry.rename(dest / entry.name)  # within run_dir; another run's directory is never moved
     log.info("force=true: earlier outputs of %s moved to %s", run_dir, dest)
     return str(dest.relative_to(run_dir))
 
 
+# Work a launch would reuse (resume, skip decoding, re-score) and so must be vouched for by a record.
+UNVOUCHED_WORK = (*WORK_PRODUCTS, "checkpoints", "epochs", METRICS)
+
+
+def set_aside_unrecorded(run_dir: Path, record: RunRecord) -> str | None:
+    """Checkpoints, hypotheses or scores with no record attempt that vouches for them (record.json
+    deleted or never written) are moved into ``attempts/unrecorded-<n>/`` (nothing deleted), so this
+    launch starts from step 0 instead of resuming them under a record that says "attempt 1, step 0"."""
+    if record.attempts or not any((run_dir / name).exists() for name in UNVOUCHED_WORK):
+        return None
+    n = 1
+    while (run_dir / ATTEMPTS_DIR / f"unrecorded-{n}").exists():
+        n += 1
+    moved = move_attempt_aside(run_dir, n, dest_name=f"unrecorded-{n}")
+    print(f"[lodabench] {run_dir} held checkpoints or outputs that no {RECORD} vouches for; moved them to "
+          f"{moved}/ (nothing deleted). This attempt starts from step 0.", file=sys.stderr)
+    return moved
+
+
+def note_set_aside(record: RunRecord, moved_to: str | None) -> None:
+    """The attempt says where the unrecorded work it did not trust now lies."""
+    attempts = record.attempts
+    if moved_to and attempts:
+        attempts[-1]["set_aside_unrecorded"] = moved_to
+        record.update(attempts=attempts)
+
+
 def attempt_hygiene(run_dir: Path) -> None:
     """With the lock held: remove orphan temporary files, and close what a dead launch left open."""
-    for tmp in run_dir.rglob(".*.tmp") if run_dir.is_dir() else []:
+    from lodabench.run_names import orphan_temp_files
+    for tmp in orphan_temp_files(run_dir):  # only io.atomic_path's own temporary names
         tmp.unlink(missing_ok=True)
         log.info("removed orphan temporary file %s (a launch died while writing it)", tmp)
     if not (run_dir / RECORD).is_file():
@@ -298,7 +347,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
     if not dctx.is_main:
         return None
-    return evaluate(cfg, plan, built, state, run_dir, record)
+    from lodabench import phase_cost
+    with phase_cost.phase(record, "decode", device):  # cost.eval_s, cost.peak_memory_mb.decode
+        return evaluate(cfg, plan, built, state, run_dir, record)
 
 
 @dataclass
@@ -335,7 +386,13 @@ def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
     if kind == "sequence_classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     # What this attempt read: the task's data (lodabench.data) and the weights (path, or hub id + commit).
-    record.note(inputs={"data": getattr(task, "inputs", None), "weights": weights_read(cfg.model, model, tokenizer)})
+    # With the sha256 of every file read (lodabench.fingerprints); a resume from other bytes is refused.
+    from lodabench.fingerprints import check_resume, run_inputs
+    inputs = run_inputs(cfg, task, weights_read(cfg.model, model, tokenizer))
+    from lodabench.plugins import replaced_builtins  # a plugin's code under a built-in name (replace=True)
+    inputs["replaced_builtins"] = replaced_builtins()
+    record.note(inputs=inputs)
+    check_resume(record, inputs)
     set_seed(int(cfg.seed))  # adapter init does not depend on how much randomness loading used
     model = methods.apply_method(model, plan.method)
     if cfg.init_from:
@@ -372,7 +429,11 @@ def train(built: Built, record, dctx: D.DistContext):
     record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
                             "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
     record.update(train=sizes)
-    state = trainer.train()
+    from lodabench import phase_cost  # the record's cost block: seconds, tokens, peak memory per phase
+    with phase_cost.phase(record, "train", trainer.device, lambda: {"tokens_processed": trainer.attempt_tokens}):
+        state = trainer.train()
+    phase_cost.note_run_cost(record, train_tokens=state.train_tokens,
+                             adapter_bytes=phase_cost.adapter_bytes(trainer.ckpt_dir))
     if trainer.rng_restored:  # resumed on another GPU count: which CUDA RNG states were restored
         record.update(rng_restored=trainer.rng_restored)
     record.update(train={**sizes, "global_step": state.global_step, "train_loss": state.train_loss,
@@ -392,6 +453,7 @@ def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) 
     else:
         used = _select_checkpoint(cfg, trainer, state)
         trainer.model = _after_training(plan.method, trainer.model, run_dir)
+        _refuse_nonfinite_model(trainer.model)
         metrics = pipeline.evaluate(trainer.model, run_dir)
     record.update(checkpoint_used=used)
     metrics["dev_loss"] = state.dev_loss.get(str(max(map(int, state.dev_loss)))) if state.dev_loss else None
@@ -401,6 +463,14 @@ def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) 
     metrics["objective"], metrics["objective_split"] = _objective(selection, pipeline, trainer.model, metrics, metric)
     metrics["objective_metric"] = metric
     return metrics
+
+
+def _refuse_nonfinite_model(model: torch.nn.Module) -> None:
+    """Weights holding NaN/inf are never decoded nor scored (they would still get a number)."""
+    from lodabench.state_files import refuse_nonfinite
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    refuse_nonfinite(trainable, "the model to evaluate", "Nothing is decoded or scored. Lower trainer.lr or set "
+                     "trainer.grad_clip, then re-run with force=true.")
 
 
 def _after_training(method_conf, model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lodabench.errors import ConfigError
+from lodabench.ranges import rng
 from lodabench.typed import hp
 
 
@@ -36,37 +37,41 @@ class TrainerConfig:
     optimizer: str = hp("adamw", "adamw: torch.optim.AdamW | lora_adamw: microsoft/LoRA examples/NLG/src/optimizer.py's "
                         "AdamW (eps before the bias correction, decay after the step; src/lodabench/optim.py). adamw "
                         "stays the default so existing records keep their meaning; paper overlays choose")
-    lr: float = hp(2.0e-4, "LoRA Table 11: learning rate 0.0002")
-    weight_decay: float = hp(0.01, "LoRA Table 11: weight decay 0.01")
-    adam_beta1: float = hp(0.9, "LoRA src/optimizer.py default")
-    adam_beta2: float = hp(0.999, "LoRA examples/NLG/README.md: --adam_beta2 0.999")
-    adam_eps: float = hp(1.0e-6, "LoRA src/optimizer.py: adam_epislon 1e-6")
+    lr: float = hp(2.0e-4, "LoRA Table 11: learning rate 0.0002", rng("(0, inf)"))
+    weight_decay: float = hp(0.01, "LoRA Table 11: weight decay 0.01", rng("[0, inf)"))
+    adam_beta1: float = hp(0.9, "LoRA src/optimizer.py default", rng("[0, 1)"))
+    adam_beta2: float = hp(0.999, "LoRA examples/NLG/README.md: --adam_beta2 0.999", rng("[0, 1)"))
+    adam_eps: float = hp(1.0e-6, "LoRA src/optimizer.py: adam_epislon 1e-6", rng("(0, inf)"))
     correct_bias: bool = hp(True, "LoRA README: --correct_bias (lora_adamw only; adamw always corrects, false is refused)")
-    warmup_steps: int = hp(500, "LoRA Table 11: warmup steps 500")
+    warmup_steps: int = hp(500, "LoRA Table 11: warmup steps 500", rng("[0, inf)"))
     warmup_ratio: Optional[float] = hp(None, "warm-up = ceil(ratio x total steps) when set (LoRA Table 9, GLUE: 0.06); "
-                                       "null: warmup_steps")
+                                       "null: warmup_steps", rng("[0, 1]"))
     scheduler: str = hp("linear", "LoRA Table 11: linear decay after warm-up | constant | cosine (transformers' "
                         "get_<name>_schedule_with_warmup)")
-    epochs: int = hp(5, "LoRA Table 11: epoch 5")
+    epochs: int = hp(5, "LoRA Table 11: epoch 5", rng("[0, inf)"))
     batch_size: int = hp(8, "LoRA Table 11: batch size 8. The GLOBAL batch per optimizer step whatever the number of "
-                         "processes: under torchrun --nproc_per_node=N each process takes ceil(batch_size/N)")
+                         "processes: under torchrun --nproc_per_node=N each process takes ceil(batch_size/N)", rng("[1, inf)"))
     grad_accum: int = hp(1, "micro-batches per optimizer step on each process (the loss stays the token-level mean "
-                         "over the global batch: trainer.py re-weights micro-batches)")
+                         "over the global batch: trainer.py re-weights micro-batches)", rng("[1, inf)"))
     micro_batch_size: Optional[int] = hp(None, "alternative to grad_accum: max examples per forward on one process; "
-                                         "accumulation steps = ceil(batch_size/N / micro_batch_size); null: off")
+                                         "accumulation steps = ceil(batch_size/N / micro_batch_size); null: off", rng("[1, inf)"))
     ddp_find_unused_parameters: bool = hp(False, "DDP option; true only for a method with trainable tensors unused "
                                           "in forward")
-    max_length: int = hp(512, "LoRA README: --seq_len 512")
+    max_length: int = hp(512, "LoRA README: --seq_len 512 (at least 2: a source token and a target token)",
+                         rng("[2, inf)"))
     group_by_length: bool = hp(False, "true: batch examples of similar length (HF LengthGroupedSampler: mega-batches "
                                "of 50 batches sorted by length): less padding, a different batch composition")
-    label_smoothing: float = hp(0.1, "LoRA Table 11: label smooth 0.1")
-    grad_clip: float = hp(0.0, "LoRA gpt2_ft.py --clip default 0.0 (off)")
-    max_steps: Optional[int] = hp(None, "stop after this many optimizer steps (tests/demos); null = epochs")
+    label_smoothing: float = hp(0.1, "LoRA Table 11: label smooth 0.1", rng("[0, 1)"))
+    grad_clip: float = hp(0.0, "LoRA gpt2_ft.py --clip default 0.0 (off): the max gradient norm, 0 = off",
+                           rng("[0, inf)"))
+    max_steps: Optional[int] = hp(None, "stop after this many optimizer steps (tests/demos); null = epochs",
+                                  rng("[0, inf)"))
     eval_dev_loss: bool = hp(True, "dev loss after each epoch")
-    max_dev_batches: Optional[int] = hp(None, "cap dev-loss batches (quick runs)")
+    max_dev_batches: Optional[int] = hp(None, "cap dev-loss batches (quick runs); null = all", rng("[1, inf)"))
     eval_batch_size: int = hp(32, "GLUE: examples per forward when predicting the selection/test splits (eval "
-                              "only; predictions do not depend on it beyond float rounding)")
-    checkpoint_every: int = hp(200, "optimizer steps between resumable checkpoints (and at each epoch end)")
+                              "only; predictions do not depend on it beyond float rounding)", rng("[1, inf)"))
+    checkpoint_every: int = hp(200, "optimizer steps between resumable checkpoints (and at each epoch end); "
+                              "0: at epoch ends only", rng("[0, inf)"))
     keep_epoch_checkpoints: bool = hp(True, "keep each epoch's weights (selection.epochs, eval_checkpoint=best_dev)")
     precision: str = hp("fp32", "fp32 | bf16 (autocast: CUDA, or CPU) | fp16 (autocast + GradScaler, CUDA only); "
                         "weights stay fp32")
@@ -74,7 +79,7 @@ class TrainerConfig:
     deterministic: bool = hp(False, "deterministic CUDA kernels (torch.use_deterministic_algorithms, fixed cuBLAS "
                              "workspace): bit-equal GPU reruns at some speed cost; CPU runs are deterministic "
                              "already (lodabench.device.use_deterministic_kernels)")
-    num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs")
+    num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs", rng("[1, inf)"))
     progress: bool = hp(True, "tqdm bars")
 
 
@@ -84,7 +89,7 @@ class SelectionConfig:
     evaluation eval_checkpoint names (LoRA's NLG scripts score the final model)."""
 
     epochs: Optional[list[int]] = hp(None, "e.g. [5, 10]: evaluate these epoch checkpoints in one run, each "
-                                     "decoded/scored once")
+                                     "decoded/scored once", rng("[1, inf)"))
     rule: str = hp("last", "last | dev_loss | dev_metric | test (test = choose on the reported split, as LoDA §3 does)")
     metric: Optional[str] = hp(None, "null: the task's main metric (BLEU for E2E/DART, GLUE: the papers' metric per task)")
     aggregate: str = hp("mean", "how a table combines seeds: mean (LoRA GPT-2 tables, LoDA) | median (LoRA GLUE: 5 seeds)")
@@ -130,7 +135,7 @@ class SearchConfig:
     """Hyperparameter search with ``-m hydra/sweeper=optuna`` (entry._with_search_space)."""
 
     space: dict[str, Any] = hp({}, "keys -> Optuna ranges, e.g. trainer.lr: tag(log, interval(5e-5, 5e-3))")
-    n_trials: Optional[int] = hp(None, "trials of the study")
+    n_trials: Optional[int] = hp(None, "trials of the study", rng("[1, inf)"))
     direction: Optional[str] = hp(None, "maximize | minimize metrics.objective (the selection metric)")
 
 
@@ -141,7 +146,8 @@ RUN_NAME = "${data.name}/${model.name}/${method.name}/${lb_slug:${hydra:job.over
 class RunConfig:
     """The root: one run = model x method x data x trainer x decoding x seed."""
 
-    seed: int = hp(110, "LoRA's E2E scripts use --random_seed 110 (microsoft/LoRA examples/NLG/README.md)")
+    seed: int = hp(110, "LoRA's E2E scripts use --random_seed 110 (microsoft/LoRA examples/NLG/README.md); "
+                   "numpy's seed range", rng("[0, 4294967295]"))
     force: bool = hp(False, "re-run from step 0 even if the run directory holds a run: the earlier outputs move to "
                      "<run_dir>/attempts/<n>/ and record.json lists both attempts")
     allow_code_change: bool = hp(False, "resume unfinished work made under another git commit or requirements.lock "
@@ -178,12 +184,17 @@ def mirror(cls: type, defaults: dict[str, Any] | None = None) -> type:
         default = defaults.get(f.name, f.default)
         if f.name in defaults or f.default is not dataclasses.MISSING:
             value = list(default) if isinstance(default, tuple) else default
-            spec = hp(value, f.metadata.get("help", "")) if isinstance(value, (list, dict)) else \
+            spec = _factory_field(value, f.metadata) if isinstance(value, (list, dict)) else \
                 field(default=value, metadata=f.metadata)
         else:
             spec = field(default_factory=f.default_factory, metadata=f.metadata)  # type: ignore[arg-type]
         specs.append((f.name, _omegaconf_type(hints[f.name]), spec))
     return dataclasses.make_dataclass(cls.__name__, specs)
+
+
+def _factory_field(value: Any, metadata: Any) -> Any:
+    """A list/dict default (a fresh copy per instance) keeping all of the field's metadata (help, domain)."""
+    return field(default_factory=lambda: type(value)(value), metadata=metadata)
 
 
 def _omegaconf_type(tp: Any) -> Any:

@@ -54,6 +54,27 @@ def selection_config(cfg: Mapping[str, Any]) -> Selection:
     return Selection(epochs, node.rule, node.metric, node.aggregate)
 
 
+def check_against_trainer(sel: Selection, trainer_cfg: Mapping[str, Any]) -> None:
+    """What the trainer values alone decide, checked in preflight (before the model loads): every listed
+    epoch is kept and within trainer.epochs, and the rule has what it selects on."""
+    from lodabench.schema import trainer_config
+
+    if sel.epochs is None:
+        return
+    trainer_cfg = trainer_config(trainer_cfg)
+    if not trainer_cfg.keep_epoch_checkpoints:
+        raise ConfigError(f"selection.epochs={list(sel.epochs)} scores each listed epoch's checkpoint, which "
+                          "trainer.keep_epoch_checkpoints=false does not keep. Fix: set trainer.keep_epoch_checkpoints=true "
+                          "(or selection.epochs=null)")
+    late = [e for e in sel.epochs if e > trainer_cfg.epochs]
+    if late:
+        raise ConfigError(f"selection.epochs={list(sel.epochs)}: epoch(s) {late} are never completed (beyond "
+                          f"trainer.epochs={trainer_cfg.epochs}). Fix: raise trainer.epochs or list earlier epochs")
+    if sel.rule == "dev_loss" and not trainer_cfg.eval_dev_loss:
+        raise ConfigError("selection.rule=dev_loss selects on the dev loss, which trainer.eval_dev_loss=false does not "
+                          "compute. Fix: set trainer.eval_dev_loss=true (or another selection.rule)")
+
+
 def check_against_training(sel: Selection, trainer_cfg: Mapping[str, Any], batches_per_epoch: int,
                            total_steps: int) -> None:
     """Every listed epoch must be reached and kept; the rule must have what it selects on."""
@@ -62,15 +83,12 @@ def check_against_training(sel: Selection, trainer_cfg: Mapping[str, Any], batch
     if sel.epochs is None:
         return
     trainer_cfg = trainer_config(trainer_cfg)
-    if not trainer_cfg.keep_epoch_checkpoints:
-        raise ConfigError("selection.epochs needs the epoch checkpoints: set trainer.keep_epoch_checkpoints=true")
+    check_against_trainer(sel, trainer_cfg)
     late = [e for e in sel.epochs if e * batches_per_epoch > total_steps]
     if late:
         raise ConfigError(f"selection.epochs={list(sel.epochs)}: epoch(s) {late} are never completed (trainer.epochs="
                           f"{trainer_cfg.epochs}, trainer.max_steps={trainer_cfg.max_steps}, "
                           f"{batches_per_epoch} steps per epoch). Raise trainer.epochs or list earlier epochs.")
-    if sel.rule == "dev_loss" and not trainer_cfg.eval_dev_loss:
-        raise ConfigError("selection.rule=dev_loss needs trainer.eval_dev_loss=true")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -100,14 +118,15 @@ def _best(values: dict[int, Any], lower: bool, what: str) -> int:
 
 def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, metric: str) -> dict[str, Any]:
     """Score each listed epoch once (``epochs/<e>/metrics.json``), then report the one ``sel`` picks."""
-    from lodabench.io import atomic_write_json, read_json
+    from lodabench.io import atomic_write_json
+    from lodabench.state_files import read_state
 
     per_epoch: dict[int, dict[str, Any]] = {}
     for epoch in sel.epochs or ():
         out = run_dir / "epochs" / str(epoch)
         done = out / "metrics.json"
         if done.is_file():
-            per_epoch[epoch] = read_json(done)
+            per_epoch[epoch] = read_state(done, "metrics")  # strict JSON, an object: else DataError naming it
             continue
         out.mkdir(parents=True, exist_ok=True)
         trainer.load_weights(trainer.ckpt_dir / f"epoch-{epoch}" / "trainable.safetensors")

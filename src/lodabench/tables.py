@@ -330,6 +330,19 @@ class Cell:
     tex: str
 
 
+def cost_means(row: Row) -> dict[str, Any]:
+    """The cost columns of a row (CSV only; lodabench.phase_cost): the mean over its complete seeds,
+    blank where no seed's record has the value (runs recorded before the cost block)."""
+    from lodabench.phase_cost import cost_columns
+
+    per_seed = [cost_columns(s.record) for s in row.complete]
+    out: dict[str, Any] = {}
+    for key in cost_columns(None):
+        values = [float(x[key]) for x in per_seed if x[key] != ""]
+        out[key] = round(sum(values) / len(values), 3) if values else ""
+    return out
+
+
 def make_cell(row: Row, key: str, scale: float, decimals: int) -> Cell:
     values = list(row.values(key, scale).values())
     s = summarize(values)
@@ -437,7 +450,8 @@ def generation_table(rows: Sequence[Row], data: str, model: str) -> tuple[pd.Dat
         rec: dict[str, Any] = {"method": r.method, "label": r.label, "approx": r.approx,
                                "params": r.params, "params_paper": fmt_params(r.params), "n": len(r.complete),
                                "seeds": _seedlist(r.complete), "status": r.note(), "flag": DAGGER if r.flagged else "",
-                               "experiment": r.experiment, "overrides": " ".join(r.overrides), "row_dir": r.row_dir}
+                               "experiment": r.experiment, "overrides": " ".join(r.overrides), "row_dir": r.row_dir,
+                               **cost_means(r)}
         for c, cell in zip(cols, cells):
             rec[c.header] = cell.text
             rec[f"{c.header}_mean"], rec[f"{c.header}_std"], rec[f"{c.header}_n"] = cell.mean, cell.std, cell.n
@@ -1035,7 +1049,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="restrict --ttest to this data name (e2e, dart, mrpc, ...)")
     p.add_argument("--model", default=None, help="restrict --ttest to this model name")
     args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        return _run(args)
+    except OSError as exc:
+        raise _os_error(exc, args) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise LodabenchError(f"a CSV input cannot be parsed ({str(exc).splitlines()[0]}). Fix: repair or remove "
+                             f"--params-csv {args.params_csv} or the *.csv of --paper-dir {args.paper_dir}") from None
 
+
+def _check_dirs(args: argparse.Namespace) -> None:
+    """An output directory that cannot be made, or a runs path that is a file: one line naming the option."""
+    if args.runs_dir.exists() and not args.runs_dir.is_dir():
+        raise LodabenchError(f"--runs-dir {args.runs_dir} is a file, not a directory. Fix: pass --runs-dir DIR, "
+                             "the runs directory (results/runs under LODABENCH_RESULTS_DIR)")
+    if args.ttest:
+        return  # a t-test writes nothing
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LodabenchError(f"--out-dir {args.out_dir} cannot be created ({exc.strerror or exc}). Fix: pass "
+                             "--out-dir DIR, a directory you can write, or set LODABENCH_RESULTS_DIR") from None
+
+
+def _os_error(exc: OSError, args: argparse.Namespace) -> LodabenchError:
+    """An OSError during the build as one line naming the file, and which option moves it."""
+    path = Path(exc.filename) if exc.filename else args.out_dir
+    writing = path == args.out_dir or args.out_dir in path.parents
+    fix = ("pass --out-dir DIR, a directory you can write" if writing else
+           "make it readable, or pass another --runs-dir / --paper-dir / --params-csv")
+    return LodabenchError(f"cannot {'write' if writing else 'read'} {path} ({exc.strerror or exc}). Fix: {fix}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_dirs(args)
     if args.ttest:
         rows = load_runs(args.runs_dir)
         print(ttest_report(rows, args.ttest[0], args.ttest[1], args.metric, args.data, args.model), end="")

@@ -54,9 +54,11 @@ from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule
 from lodabench import distributed as D
 from lodabench import preemption
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
-from lodabench.io import atomic_write_json, atomic_write_with, read_json_file, safe_rmtree
+from lodabench.io import atomic_write_json, atomic_write_with, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
 from lodabench.optim import build_optimizer, optimizer_name
+from lodabench.state_files import (check_resume_state, optimizer_tensors, read_latest, read_state,
+                                   refuse_nonfinite)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,12 @@ class TrainState:
     dev_loss: dict[str, float] = field(default_factory=dict)   # epoch -> dev loss
     train_loss: dict[str, float] = field(default_factory=dict)  # epoch -> mean train loss
     last_loss: float | None = None
+    # Added with the cost block (issue 27); a checkpoint written before them loads with these defaults.
+    # The current epoch's loss sum and step count, so a mid-epoch resume reports the whole epoch's mean
+    # (an older checkpoint resumed mid-epoch reports the mean of the resumed steps, as it did then).
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    train_tokens: int = 0        # non-padding tokens of all optimizer steps taken (lodabench.phase_cost)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -342,12 +350,9 @@ class Trainer:
         pointer = self.ckpt_dir / "latest.json"
         if not pointer.is_file():
             return False
-        info = read_json_file(pointer, f"delete {pointer} to resume from no checkpoint (training restarts at "
-                              f"step 0), or delete {self.ckpt_dir} to restart cleanly", CheckpointError)
-        if not isinstance(info, dict) or not isinstance(info.get("dir"), str):
-            raise CheckpointError(f"{pointer} is damaged (no checkpoint 'dir' in it); delete {self.ckpt_dir} to "
-                                  "restart this run from step 0.")
+        info = read_latest(self.ckpt_dir)  # shape checked, its dir exists (lodabench.state_files)
         ckpt = self.ckpt_dir / info["dir"]
+        state = self._resume_state(ckpt, info["global_step"])  # checked before any tensor is loaded
         try:
             self.load_weights(ckpt / "trainable.safetensors")
         except CheckpointError as exc:  # truncated, corrupted, or another method's/rank's checkpoint
@@ -360,18 +365,27 @@ class Trainer:
             raise CheckpointError(f"checkpoint {ckpt / 'optimizer.pt'} is unreadable ({exc}); delete {ckpt} "
                                   "to restart from the previous checkpoint or from scratch.") from exc
         self._check_optimizer_name(blob, ckpt)
+        refuse_nonfinite(optimizer_tensors(blob), f"checkpoint {ckpt / 'optimizer.pt'}",
+                         f"Delete {self.ckpt_dir} to restart this run from step 0 (or re-run with force=true).")
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         if self.scaler is not None and "scaler" in blob:
             self.scaler.load_state_dict(blob["scaler"])
         torch.set_rng_state(blob["rng"]["torch"])
         self.rng_restored = restore_cuda_rng(blob["rng"].get("cuda"))
-        self.state = TrainState(**read_json_file(
-            ckpt / "trainer_state.json", f"delete {ckpt} and set {pointer} to an earlier checkpoint, or delete "
-            f"{self.ckpt_dir} to restart this run from step 0", CheckpointError))
+        self.state = state
         log.info("resumed from %s (epoch %d, batch %d, step %d)", ckpt, self.state.epoch + 1,
                  self.state.batch_in_epoch, self.state.global_step)
         return True
+
+    def _resume_state(self, ckpt: Path, latest_step: int) -> TrainState:
+        """The checkpoint's trainer state, its shape checked and its position inside this run's schedule
+        (a wrong-typed or out-of-schedule step would train extra steps or report a wrong count)."""
+        path = ckpt / "trainer_state.json"
+        data = read_state(path, "trainer_state")
+        check_resume_state(data, path, latest_step, {"total_steps": self.total_steps, "epochs": self.cfg.epochs,
+                                                     "batches_per_epoch": self.batches_per_epoch})
+        return TrainState(**data)
 
     def _check_optimizer_name(self, blob: Mapping[str, Any], ckpt: Path) -> None:
         """A checkpoint's moments belong to the optimizer that wrote them (older ones: adamw, the only one then)."""
@@ -433,13 +447,14 @@ class Trainer:
         stop = False
         while self.state.epoch < epochs and not stop:
             epoch = self.state.epoch
-            running, count = 0.0, 0
+            running, count = self.state.epoch_loss_sum, self.state.epoch_loss_count  # a resume continues the epoch
             for b, examples in self._batches(epoch):
                 if b < self.state.batch_in_epoch:
                     continue
                 loss_value = self._step(examples)
                 running += loss_value
                 count += 1
+                self.state.epoch_loss_sum, self.state.epoch_loss_count = running, count  # checkpointed
                 self.state.batch_in_epoch = b + 1
                 self.state.last_loss = loss_value
                 bar.update(1)
@@ -476,6 +491,7 @@ class Trainer:
             if epoch_done:
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
+                self.state.epoch_loss_sum, self.state.epoch_loss_count = 0.0, 0
             if stop or self.state.epoch >= epochs:
                 self.state.finished = True
             self.save_checkpoint()
@@ -542,7 +558,19 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step += 1
+        self._count_tokens(batches)
         return loss_value
+
+    # Non-padding tokens this attempt processed (the record's per-attempt cost; the state's count is the run's).
+    attempt_tokens: int = 0
+
+    def _count_tokens(self, batches: list[Batch | None]) -> None:
+        """Add the step's non-padding tokens over all ranks (``cost.train_tokens``, lodabench.phase_cost)."""
+        from lodabench.phase_cost import batch_tokens
+
+        tokens = int(D.all_reduce_sum(sum(batch_tokens(b) for b in batches if b is not None), self.device))
+        self.state.train_tokens += tokens
+        self.attempt_tokens += tokens
 
     def _to_device(self, batch: Batch) -> Batch:
         return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}

@@ -17,11 +17,13 @@ from typing import Any
 from lodabench.errors import ConfigError
 
 
-def hp(default: Any, help: str) -> Any:
-    """A config field with its help text (shown in errors and docs)."""
+def hp(default: Any, help: str, domain: Any = None) -> Any:
+    """A config field with its help text (shown in errors and docs) and, for a number, its domain
+    (``lodabench.ranges.rng("[0, 1)")``: checked before anything loads, see lodabench.ranges)."""
+    metadata = {"help": help} if domain is None else {"help": help, "domain": domain}
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def plain_values(cfg: Any, group: str) -> dict[str, Any]:
@@ -123,6 +125,9 @@ def build_config(config: Any, values: Mapping[str, Any], group: str) -> Any:
     cls = config if isinstance(config, type) else type(config)
     hints = _annotations(cls)
     kwargs = {k: coerce_field(group, k, v, defaults[k], hints.get(k)) for k, v in values.items()}
+    from lodabench.ranges import check_fields
+
+    check_fields(cls, kwargs, f"{group}.")  # each number inside its field's domain (method.dropout=1.5)
     if isinstance(config, type):
         return cls(**kwargs)
     return dataclasses.replace(config, **kwargs)

@@ -44,6 +44,7 @@ from lodabench.data.hub import DataSource, as_source
 from lodabench.data.registry import TaskSpec
 from lodabench.data.tasks import DATA_ROOT_HINT, ClassificationTask, DataConfig, Row
 from lodabench.errors import ConfigError, DataError
+from lodabench.ranges import rng
 from lodabench.typed import hp
 
 HUB_ID = "nyu-mll/glue"
@@ -219,7 +220,7 @@ class GlueDataConfig(DataConfig):
                        "on a seeded holdout_fraction of train (seed = the run seed), report the official dev split "
                        "as the test set.")
     holdout_fraction: float = hp(0.1, "share of train held out for model selection under protocol=holdout "
-                                 "(CondLoRA: 10%; lodabench.data.holdout_split)")
+                                 "(CondLoRA: 10%; lodabench.data.holdout_split)", rng("(0, 1)"))
     hub_id: str = hp(HUB_ID, "Without a data root: the hub dataset read (nyu-mll/glue, GLUE of gluebenchmark.com as "
                      "parquet, config = the task), or a local folder laid out like it (<task>/train-*.parquet, or "
                      "the parquet export's <task>/train/0000.parquet; `hf download nyu-mll/glue --repo-type dataset "

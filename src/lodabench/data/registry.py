@@ -53,7 +53,7 @@ def register_task(spec: TaskSpec, *, replace: bool = False) -> TaskSpec:
     """
     _REGISTRY.load_builtins(register_task)
     _check_spec(spec)
-    return _REGISTRY.add(spec, replace, _origin)
+    return _REGISTRY.add(spec, replace, _origin, f"data={spec.name!r}")
 
 
 def _origin(spec: TaskSpec) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, TypeVar
 
 from lodabench.errors import ConfigError
+from lodabench.ranges import rng
 from lodabench.typed import hp
 
 T = TypeVar("T")
@@ -151,12 +152,13 @@ class DataConfig:
 
     name: str = field(metadata={"help": "the task: data=<name> on the command line"})
     max_train_examples: Optional[int] = hp(None, "Slicing for tests/demos: keep the first N training "
-                                           "pairs/rows (see subset); null = everything")
+                                           "pairs/rows (see subset); null = everything", rng("[1, inf)"))
     max_eval_items: Optional[int] = hp(None, "Slicing for tests/demos: keep N eval items / eval rows "
-                                       "(see subset); null = everything")
+                                       "(see subset); null = everything", rng("[1, inf)"))
     subset: str = hp("first", "first (first N in file order) or random (fixed-seed subsample with "
                      "subset_seed, kept in file order)")
-    subset_seed: int = hp(0, "seed of subset=random: random.Random(subset_seed).sample of the indices")
+    subset_seed: int = hp(0, "seed of subset=random: random.Random(subset_seed).sample of the indices",
+                          rng("[0, 4294967295]"))
 
     def slicing(self) -> Slicing:
         """The slicing these keys ask for (``Slicing`` checks subset and the sizes)."""

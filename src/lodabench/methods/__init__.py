@@ -75,20 +75,50 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
     ``apply`` is callable. Registering another spec under a taken name needs ``replace=True``.
     """
     _check_spec(spec)
-    taken = _SPECS.get(spec.name)
-    if taken is not None and taken is not spec and not replace:
-        raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
-                          f"{taken.config_cls.__module__}; {spec.config_cls.__module__} registers it again. Fix: "
-                          "give the new method another name, or pass replace=True to override it on purpose")
+    taken = _SPECS.get(spec.name) or builtin_spec(spec.name)  # a built-in name is taken before first use
+    if spec is not taken and (taken is not None or spec.name in _BUILTIN):
+        _replace_taken(spec, taken, replace)
     _SPECS[spec.name] = spec
     if replace or spec.name not in REGISTRY:
         REGISTRY[spec.name] = spec.config_cls.__module__  # where the method is defined (apply may be reused)
     return spec
 
 
+def _replace_taken(spec: MethodSpec, taken: MethodSpec | None, replace: bool) -> None:
+    """A taken name is replaced only with ``replace=True``; a replaced built-in is noted for the record."""
+    from lodabench import plugins
+
+    builtin = _BUILTIN.get(spec.name)
+    if not replace and builtin is not None:
+        raise plugins.refuse_builtin_name(f"method={spec.name!r}", builtin, f"module {spec.config_cls.__module__!r}",
+                                          "register_method")
+    if not replace:
+        raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
+                          f"{taken.config_cls.__module__}; "
+                          f"{plugins.registrant(spec.config_cls.__module__)} registers it again. Fix: "
+                          "give the new method another name, or pass replace=True to override it on purpose")
+    if builtin is not None:
+        plugins.note_replaced("method", spec.name, builtin, spec.config_cls.__module__)
+
+
+def builtin_spec(name: str) -> MethodSpec | None:
+    """The built-in spec of ``name`` (None for a plugin's name, or a built-in module not available)."""
+    if name not in _BUILTIN:
+        return None
+    try:
+        module = importlib.import_module(_BUILTIN[name])
+    except ModuleNotFoundError:
+        return None
+    return next((s for s in getattr(module, "SPECS", []) if s.name == name), None)
+
+
 def unregister_method(name: str) -> None:
     """Remove a method registered by ``register_method`` (tests, interactive sessions)."""
+    from lodabench.plugins import forget_replaced
+
     _SPECS.pop(name, None)
+    forget_replaced("method", name)
+    forget_replaced("method_config", name)
     if name in _BUILTIN:  # a replaced built-in comes back (its module re-registers it on get_spec)
         REGISTRY[name] = _BUILTIN[name]
     else:

@@ -39,6 +39,7 @@ import torch.nn as nn
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
+from lodabench.ranges import DOMAIN, rng
 from lodabench.methods.targets import blocks, hidden_size
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -92,14 +93,17 @@ def _validate_common(cfg, model: nn.Module | None, name: str) -> None:
 @dataclass
 class AdapterHConfig:
     name: str = "adapter_h"
-    bottleneck: int = field(default=64, metadata={"help": "adapter bottleneck size r (down-projection width)"})
+    bottleneck: int = field(default=64, metadata={"help": "adapter bottleneck size r (down-projection width)",
+                                                  DOMAIN: rng("[1, inf)")})
     activation: str = field(default="gelu", metadata={"help": "nonlinearity between the projections: relu|gelu|tanh (Houlsby's code: gelu)"})
     init: str = field(
         default="near_identity",
         metadata={"help": "near_identity: truncated normal(std=init_scale) weights, zero biases (Houlsby); zero_up: up-projection zero (exact identity)"},
     )
-    init_scale: float = field(default=1e-3, metadata={"help": "std of the near_identity init (Houlsby: 1e-3)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter's bottleneck activations"})
+    init_scale: float = field(default=1e-3, metadata={"help": "std of the near_identity init (Houlsby: 1e-3)",
+                                                       DOMAIN: rng("[0, inf)")})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter's bottleneck activations",
+                                                    DOMAIN: rng("[0, 1)")})
     train_layernorms: bool = field(
         default=True,
         metadata={"help": "also train the blocks' LayerNorms, as Houlsby et al. Sec. 2.1; false = adapter parameters only"},
@@ -114,14 +118,16 @@ class AdapterHConfig:
 @dataclass
 class AdapterLConfig:
     name: str = "adapter_l"
-    bottleneck: int = field(default=6, metadata={"help": "adapter bottleneck size r; GPT-2 M: r=6 -> 0.37M, r=224 -> 11.09M (LoRA paper Table 3)"})
+    bottleneck: int = field(default=6, metadata={"help": "adapter bottleneck size r; GPT-2 M: r=6 -> 0.37M, r=224 -> 11.09M (LoRA paper Table 3)",
+                                                 DOMAIN: rng("[1, inf)")})
     activation: str = field(default="relu", metadata={"help": "nonlinearity between the projections: relu|gelu|tanh (Lin et al.: relu)"})
     init: str = field(
         default="near_identity",
         metadata={"help": "near_identity: truncated normal(std=init_scale) weights, zero biases; zero_up: up-projection zero (exact identity)"},
     )
-    init_scale: float = field(default=1e-3, metadata={"help": "std of the near_identity init"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter's bottleneck activations"})
+    init_scale: float = field(default=1e-3, metadata={"help": "std of the near_identity init", DOMAIN: rng("[0, inf)")})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter's bottleneck activations",
+                                                    DOMAIN: rng("[0, 1)")})
 
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
 

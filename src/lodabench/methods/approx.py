@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from lodabench.errors import ConfigError
 from lodabench.methods import loda, targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import check_choice, check_fraction, check_positive_int, fail, hp
+from lodabench.methods.common import check_choice, check_fraction, check_positive_int, fail, hp, rng
 
 
 @dataclass
 class RLoDAConfig(loda.LoDAConfig):
     name: str = hp("r_loda", "config name of the method")
-    rank: int = hp(400, "rank R of the frozen truncated SVD of W_proj (LoDA paper: 300/400/500)")
+    rank: int = hp(400, "rank R of the frozen truncated SVD of W_proj (LoDA paper: 300/400/500)", rng("[1, inf)"))
 
     def validate(self, model: nn.Module | None = None) -> None:
         super().validate(model)
@@ -84,7 +84,8 @@ def semi24_unsupported_reason() -> str | None:
 @dataclass
 class SLoDAConfig(loda.LoDAConfig):
     name: str = hp("s_loda", "config name of the method")
-    keep: float = hp(0.5, "fraction of W_proj entries kept by magnitude pruning (LoDA paper: 0.4/0.5/0.6)")
+    keep: float = hp(0.5, "fraction of W_proj entries kept by magnitude pruning (LoDA paper: 0.4/0.5/0.6)",
+                      rng("(0, 1]"))
     storage: str = hp("dense", "execution of the frozen pruned W_proj: dense (zeros multiplied) | sparse_csr "
                       "(torch CSR kernel, same numbers) | semi24 (2:4 mask + CUDA semi-structured kernel, keep=0.5)")
 

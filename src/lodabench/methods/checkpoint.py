@@ -85,6 +85,7 @@ def load_trainable(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: cannot read tensors ({exc}); the file may be truncated") from exc
     _check_same_method(path, meta, sd, info)
+    _refuse_nonfinite(sd, path)
     try:
         load_trainable_state_dict(model, sd)
     except CheckpointError as exc:
@@ -131,7 +132,8 @@ def resolve_warm_start(location: str | os.PathLike) -> Path:
             return path / "trainable.safetensors"
         raise CheckpointError(f"init_from={str(location)!r}: no record.json nor trainable.safetensors in it. "
                               "Fix: point it to a run directory (results/runs/.../seed<N>) or a checkpoint file")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    from lodabench.state_files import read_latest, read_state
+    record = read_state(record_path, "record")  # shape checked: DataError naming the field, not a traceback
     if record.get("status") != "complete":
         raise CheckpointError(f"init_from={str(location)!r}: that run is {record.get('status')!r}, not complete. "
                               "Fix: finish it first (re-run its command), or point to a checkpoint file on purpose")
@@ -144,7 +146,7 @@ def resolve_warm_start(location: str | os.PathLike) -> Path:
         latest = ckpt_dir / "latest.json"
         if not latest.is_file():
             raise CheckpointError(f"init_from={str(location)!r}: {latest} is missing; the run kept no checkpoint")
-        chosen = ckpt_dir / json.loads(latest.read_text(encoding="utf-8"))["dir"] / "trainable.safetensors"
+        chosen = ckpt_dir / read_latest(ckpt_dir)["dir"] / "trainable.safetensors"
     if not chosen.is_file():
         raise CheckpointError(f"init_from={str(location)!r}: {chosen} (checkpoint_used: {used!r}) is missing")
     return chosen
@@ -176,6 +178,7 @@ def load_warm_start(model: nn.Module, location: str | os.PathLike) -> dict[str, 
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: cannot read tensors ({exc}); the file may be truncated") from exc
     _check_same_method(path, meta, sd, info)
+    _refuse_nonfinite(sd, path)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     carried: list[str] = []
     dropped: dict[str, str] = {}
@@ -200,6 +203,14 @@ def load_warm_start(model: nn.Module, location: str | os.PathLike) -> dict[str, 
         params[name].copy_(sd[name].to(device=params[name].device, dtype=params[name].dtype))
     return {"path": str(path), "method": meta.get(META_METHOD), "carried": sorted(carried),
             "dropped": dict(sorted(dropped.items())), "fresh": sorted(fresh)}
+
+
+def _refuse_nonfinite(sd: dict[str, torch.Tensor], path) -> None:
+    """NaN/inf weights are never loaded: a resumed, warm-started or scored model would carry them."""
+    from lodabench.state_files import refuse_nonfinite
+    refuse_nonfinite(sd, f"checkpoint {path}", "Fix: use an earlier checkpoint, or delete the run's checkpoints/ "
+                     "(or re-run with force=true) to train again from step 0; if training made them, lower "
+                     "trainer.lr or set trainer.grad_clip.")
 
 
 def _short(cfg: dict[str, Any]) -> str:

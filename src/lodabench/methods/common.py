@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
+from lodabench.ranges import DOMAIN, rng  # noqa: F401  (re-exported: method configs and plugins import them here)
 from lodabench.typed import hp  # noqa: F401  (re-exported: method configs and plugins import it here)
 
 
@@ -78,9 +79,9 @@ class LoRAStyleConfig:
     """Hyperparameters shared by every method built on a rank-r update of q/k/v."""
 
     name: str = hp("lora", "config name of the method")
-    r: int = hp(4, "rank of the update (LoRA paper Table 11: r=4 for GPT-2 E2E)")
-    alpha: float = hp(32.0, "scaling numerator: the update is multiplied by alpha/r")
-    dropout: float = hp(0.1, "dropout on the adapter input")
+    r: int = hp(4, "rank of the update (LoRA paper Table 11: r=4 for GPT-2 E2E)", rng("[1, inf)"))
+    alpha: float = hp(32.0, "scaling numerator: the update is multiplied by alpha/r", rng("(0, inf)"))
+    dropout: float = hp(0.1, "dropout on the adapter input", rng("[0, 1)"))
     targets: tuple = hp(("q", "v"), "which of q, k, v get an update")
     train_head: bool = hp(True, "keep a classification head (classifier/score) trainable")
 

@@ -28,7 +28,7 @@ from transformers.pytorch_utils import Conv1D
 
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import check_family, hp, method_keys
+from lodabench.methods.common import check_family, hp, method_keys, rng
 
 
 @dataclass
@@ -46,7 +46,7 @@ class FTConfig:
 @dataclass
 class FTTop2Config(FTConfig):
     name: str = hp("ft_top2", "config name of the method")
-    top_layers: int = hp(2, "number of last transformer blocks that train (LoRA paper FT^Top2: 2)")
+    top_layers: int = hp(2, "number of last transformer blocks that train (LoRA paper FT^Top2: 2)", rng("[1, inf)"))
 
     def validate(self, model: nn.Module | None = None) -> None:
         super().validate(model)

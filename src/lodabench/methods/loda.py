@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from lodabench.methods import delta
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, check_choice, check_positive_int, fail, hp, low_rank_text
+from lodabench.methods.common import LoRAStyleConfig, check_choice, check_positive_int, fail, hp, low_rank_text, rng
 from lodabench.methods.lora import LoRAAdapter
 
 ACTIVATIONS = ("leaky_relu", "relu", "gelu", "tanh", "identity")
@@ -73,9 +73,9 @@ NORMS = ("layernorm", "none")
 @dataclass
 class LoDAConfig(LoRAStyleConfig):
     name: str = hp("loda", "config name of the method")
-    depth: int = hp(2, "number of r x r linear maps in f1 (LoDA paper: 2)")
+    depth: int = hp(2, "number of r x r linear maps in f1 (LoDA paper: 2)", rng("[1, inf)"))
     activation: str = hp("leaky_relu", "nonlinearity between f1's maps (LoDA paper: LeakyReLU)")
-    negative_slope: float = hp(0.8, "LeakyReLU negative slope (LoDA paper: 0.8)")
+    negative_slope: float = hp(0.8, "LeakyReLU negative slope (LoDA paper: 0.8)", rng("(-inf, inf)"))
     norm: str = hp("layernorm", "normalisation at f1's input: layernorm (no affine) | none")
     plus: bool = hp(False, "LoDA+: apply f2 = the same activation to f1(xA)B (set by loda_plus)")
 

@@ -66,6 +66,7 @@ from transformers import DynamicCache
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
+from lodabench.ranges import DOMAIN, rng
 
 PREFIX_INITS = ("vocab_kv", "normal", "random")
 PREFIX_PROJECTIONS = ("none", "mlp")
@@ -104,7 +105,8 @@ def check_no_gradient_checkpointing(model: nn.Module, method: str) -> None:
 @dataclass
 class PrefixConfig:
     name: str = "prefix"
-    num_virtual_tokens: int = field(default=10, metadata={"help": "number of prefix positions l_p (per layer key/value pairs)"})
+    num_virtual_tokens: int = field(default=10, metadata={"help": "number of prefix positions l_p (per layer key/value pairs)",
+                                                          DOMAIN: rng("[1, inf)")})
     init: str = field(
         default="vocab_kv",
         metadata={"help": "vocab_kv: keys/values the frozen model computes for random tokens among the first vocab_top_k ids "
@@ -119,10 +121,12 @@ class PrefixConfig:
     )
     projection_hidden: int = field(
         default=512,
-        metadata={"help": "hidden width of projection=mlp (Li & Liang's mid_dim=512; PEFT encoder_hidden_size)"},
+        metadata={"help": "hidden width of projection=mlp (Li & Liang's mid_dim=512; PEFT encoder_hidden_size)",
+                  DOMAIN: rng("[1, inf)")},
     )
-    init_std: float = field(default=0.02, metadata={"help": "std of the normal init"})
-    vocab_top_k: int = field(default=5000, metadata={"help": "vocab_kv samples token ids from [0, vocab_top_k)"})
+    init_std: float = field(default=0.02, metadata={"help": "std of the normal init", DOMAIN: rng("(0, inf)")})
+    vocab_top_k: int = field(default=5000, metadata={"help": "vocab_kv samples token ids from [0, vocab_top_k)",
+                                                     DOMAIN: rng("[1, inf)")})
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
 
     def validate(self, model: nn.Module | None = None) -> None:

@@ -66,6 +66,7 @@ from transformers import DynamicCache
 
 from lodabench.errors import ConfigError
 from lodabench.methods.base import MethodSpec
+from lodabench.ranges import DOMAIN, rng
 from lodabench.methods import targets
 from lodabench.methods.prefix import check_no_gradient_checkpointing, extend_mask, is_sequence_classifier
 
@@ -77,16 +78,21 @@ VOCAB_SOURCES = ("auto", "counts", "id_range")
 @dataclass
 class PromptConfig:
     name: str = "prompt"
-    num_virtual_tokens: int = field(default=20, metadata={"help": "soft prompt length (Lester et al.: 20 is a good default; 100 best)"})
+    num_virtual_tokens: int = field(default=20, metadata={"help": "soft prompt length (Lester et al.: 20 is a good default; 100 best)",
+                                                          DOMAIN: rng("[1, inf)")})
     init: str = field(default="sampled_vocab", metadata={"help": "random | sampled_vocab | class_label (Lester et al. Sec. 3.2; class_label needs label words)"})
     vocab_source: str = field(default="auto", metadata={"help": "sampled_vocab pool: counts (the vocab_top_k most frequent ids of a committed count list: GPT-2) | id_range ([vocab_low, vocab_high)) | auto (counts where a list exists, else id_range)"})
-    vocab_top_k: int = field(default=5000, metadata={"help": "vocab_source=counts: draw from the vocab_top_k most frequent ids (Lester et al.: 5,000)"})
-    vocab_low: int = field(default=0, metadata={"help": "vocab_source=id_range: sampled_vocab draws ids from [vocab_low, vocab_high)"})
-    vocab_high: int = field(default=5000, metadata={"help": "vocab_source=id_range: upper end (exclusive) of the id range"})
+    vocab_top_k: int = field(default=5000, metadata={"help": "vocab_source=counts: draw from the vocab_top_k most frequent ids (Lester et al.: 5,000)",
+                                                     DOMAIN: rng("[1, inf)")})
+    vocab_low: int = field(default=0, metadata={"help": "vocab_source=id_range: sampled_vocab draws ids from [vocab_low, vocab_high)",
+                                                 DOMAIN: rng("[0, inf)")})
+    vocab_high: int = field(default=5000, metadata={"help": "vocab_source=id_range: upper end (exclusive) of the id range",
+                                                     DOMAIN: rng("[1, inf)")})
     label_words: list | None = field(default=None, metadata={"help": "class_label: label words in label order (tokenized with `tokenizer`)"})
     label_token_ids: list | None = field(default=None, metadata={"help": "class_label: token ids per label word (alternative to label_words + tokenizer)"})
     tokenizer: str | None = field(default=None, metadata={"help": "class_label: local tokenizer directory used to tokenize label_words"})
-    num_prompts: int = field(default=1, metadata={"help": "prompt ensemble size N, evaluated in one batched pass"})
+    num_prompts: int = field(default=1, metadata={"help": "prompt ensemble size N, evaluated in one batched pass",
+                                                 DOMAIN: rng("[1, inf)")})
     ensemble: str = field(default="majority_vote", metadata={"help": "how N > 1 prompts combine: majority_vote (Lester et al. Sec. 6; classifiers) | mean_prob (average of the prompts' probabilities)"})
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from lodabench.data import collate as C
 from lodabench.errors import ConfigError
-from lodabench.io import atomic_write_text
+from lodabench.io import atomic_write_text, finite_json
 from lodabench.losses import classification_loss
 
 
@@ -118,8 +118,9 @@ class ClassificationPipeline:
             preds = self.predict(model, rows)
             labels = [r[2] for r in rows]
             name = "predictions.jsonl" if len(tests) == 1 else f"predictions_{split}.jsonl"
-            atomic_write_text(run_dir / name, "".join(json.dumps({"i": i, "prediction": p, "label": y}) + "\n"
-                                                      for i, (p, y) in enumerate(zip(preds, labels))))
+            atomic_write_text(run_dir / name, "".join(  # strict JSON: a NaN prediction is written as null
+                json.dumps(finite_json({"i": i, "prediction": p, "label": y}), allow_nan=False) + "\n"
+                for i, (p, y) in enumerate(zip(preds, labels))))
             scores = dict(glue_metrics(self.task.name, preds, labels))
             if len(tests) == 1:
                 metrics.update(scores)

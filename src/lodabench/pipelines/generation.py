@@ -151,14 +151,9 @@ class GenerationPipeline:
 
     def _decode_resumable(self, model, sources: list[str], run_dir: Path, decode) -> list[str]:
         partial = run_dir / "hyp.partial.jsonl"
-        done: dict[int, str] = {}
-        if partial.is_file():
-            for line in partial.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a torn last line from a crash: decode it again
-                done[int(rec["i"])] = rec["hyp"]
+        from lodabench.state_files import read_partial_hypotheses
+        # Every line checked (DataError naming the file and line); a torn last line is cut and decoded again.
+        done = read_partial_hypotheses(partial, len(sources)) if partial.is_file() else {}
         todo = [i for i in range(len(sources)) if i not in done]
         if done:
             log.info("decoding: %d of %d already done, %d to go", len(done), len(sources), len(todo))

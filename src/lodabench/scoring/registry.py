@@ -50,7 +50,7 @@ def register_scorer(spec: ScorerSpec, *, replace: bool = False) -> ScorerSpec:
     """
     _REGISTRY.load_builtins(register_scorer)
     _check_spec(spec)
-    return _REGISTRY.add(spec, replace, lambda s: s.score.__module__)
+    return _REGISTRY.add(spec, replace, lambda s: s.score.__module__, f"data.scorer={spec.name!r}")
 
 
 def _check_spec(spec: Any) -> None:
