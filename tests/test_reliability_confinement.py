@@ -119,7 +119,8 @@ def test_symlink_out_of_results_is_refused(tmp_path):
 @rel(case="newline in a run name, a run name over 255 bytes in one component",
      done="launch with run_name='a<newline>b' and a one-component name of 128 two-byte characters",
      expect="exit 2 naming run_name (control character / bytes), nothing written")
-@pytest.mark.parametrize("name, says", [("'a\nb'", "control character"), ("'" + "é" * 128 + "'", "bytes")])
+@pytest.mark.parametrize("name, says", [("'a\nb'", "control character"), ("'" + "é" * 128 + "'", "bytes")],
+                         ids=["newline", "over-255-bytes"])
 def test_control_characters_and_long_names_are_refused(trees, name, says):
     _refused_touching_nothing(trees, [f"run_name={name}"], says)
 
