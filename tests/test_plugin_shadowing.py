@@ -116,7 +116,7 @@ def test_scorer_replacement_is_refused_then_listed():
 
 def test_pipeline_kind_replacement_is_refused_then_listed(monkeypatch):
     monkeypatch.setattr("lodabench.pipelines._PIPELINES", dict(_PIPELINES))
-    monkeypatch.setattr(plugins, "_replaced", {})
+    monkeypatch.setattr("lodabench.replacements.REPLACED", {})
     with pytest.raises(ConfigError, match=r"pipeline kind 'generation', a built-in name .*register_pipeline"):
         register_pipeline("generation", "my_mod:MyPipeline")
     register_pipeline("generation", "lodabench.pipelines.generation:GenerationPipeline")  # itself: no change

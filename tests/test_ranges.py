@@ -15,8 +15,8 @@ import pytest
 from lodabench import schema
 from lodabench.errors import ConfigError
 from lodabench.preflight import check_eval_checkpoint, check_metric_items, check_positions, usable_positions
-from lodabench.ranges import (DOMAIN, check_config_ranges, check_launch_values, check_value, missing_domains,
-                              registered_config_classes, rng)
+from lodabench.config_ranges import check_config_ranges, check_launch_values, registered_config_classes
+from lodabench.ranges import DOMAIN, check_value, missing_domains, rng
 from lodabench.schema import compose
 from lodabench.selection import check_against_trainer, selection_config
 

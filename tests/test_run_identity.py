@@ -13,7 +13,8 @@ import pytest
 from transformers import GPT2Config
 
 from lodabench.errors import ConfigError
-from lodabench.models import check_local_weights, read_model_conf, weights_read
+from lodabench.local_weights import check_local_weights
+from lodabench.models import read_model_conf, weights_read
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from lodabench.records import config_conflicts, operational_values
 from lodabench.run_names import drop_local_copies, is_local_path, override_slug

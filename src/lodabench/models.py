@@ -83,7 +83,7 @@ def _auto_class(kind: str):
 
 
 def _hub_error(name: str, exc: Exception, key: str = "model.pretrained") -> ConfigError:
-    # The locked huggingface_hub installs the `hf` CLI (huggingface-cli is gone from it).
+    # The locked huggingface_hub installs the `hf` CLI (its older CLI name is gone), so name `hf download`.
     return ConfigError(
         f"could not load {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
         f"With internet: `lodabench models <your overrides>` (or `hf download {name}`) puts it in the Hugging Face "
@@ -268,70 +268,6 @@ def load_tokenizer(model_cfg: Mapping[str, Any]) -> PreTrainedTokenizerBase:
 
 
 # ----------------------------------------------------------------------------- what a run read
-# Sizes that make two configs the same architecture (transformers' attribute_map turns GPT-2's
-# n_embd/n_layer/n_head/n_positions into these names).
-ARCHITECTURE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                     "intermediate_size", "vocab_size", "max_position_embeddings")
-
-
-def recipe_model(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``conf/model/<model.name>.yaml``: the model the recipe names (None for a model with no file of its own)."""
-    path = CONF_DIR / "model" / f"{model_cfg['name']}.yaml"
-    return read_model_conf(path) if path.is_file() else None
-
-
-def check_local_weights(model_cfg: Mapping[str, Any]) -> None:
-    """A local ``model.pretrained`` is not part of a run's identity (its run directory is the recipe's),
-    so it must be a copy of the recipe's model: its config.json must give the recipe's architecture
-    (the hub model's known config, lodabench.params). Anything else needs a model config of its own."""
-    from lodabench.run_names import is_local_path
-
-    model_cfg = model_description(model_cfg)
-    recipe = recipe_model(model_cfg)
-    if model_cfg.source != "pretrained" or not is_local_path(model_cfg.pretrained) or recipe is None:
-        return
-    if recipe.get("source") != "pretrained" or is_local_path(recipe.get("pretrained")):
-        return  # the recipe itself names a local directory: nothing else to be a copy of
-    expected = architecture(_recipe_config(recipe, model_cfg.pretrained), model_cfg.config_overrides)
-    found = architecture(_local_config(model_cfg.pretrained), model_cfg.config_overrides)
-    differ = [f"{k}: {found.get(k)!r} (recipe {expected[k]!r})" for k in expected if found.get(k) != expected[k]]
-    if differ:
-        raise ConfigError(
-            f"model.pretrained={model_cfg.pretrained!r} is not a copy of model={model_cfg.name} "
-            f"({recipe['pretrained']}): its config.json differs in {'; '.join(differ)}. A local directory runs "
-            f"in the recipe's run directory, so it must hold the recipe's model. Fix: point model.pretrained at a "
-            f"copy of {recipe['pretrained']}, or give this model a config of its own (conf/model/<name>.yaml "
-            "with its own name) and use model=<name>.")
-
-
-def architecture(config: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The ARCHITECTURE_KEYS of a transformers config after the run's config_overrides (dropouts, ...)."""
-    for key, value in dict(overrides).items():
-        setattr(config, key, value)
-    return {k: getattr(config, k, None) for k in ARCHITECTURE_KEYS}
-
-
-def _recipe_config(recipe: dict[str, Any], location: str) -> Any:
-    from lodabench.params import transformers_config
-    try:
-        return transformers_config(recipe)[0]
-    except ConfigError as exc:
-        raise ConfigError(f"model.pretrained={location!r}: cannot check it against model={recipe['name']} "
-                          f"({exc}). Fix: give this model a config of its own (conf/model/<name>.yaml).") from None
-
-
-def _local_config(location: str) -> Any:
-    path = Path(os.path.expanduser(location))
-    try:
-        if not (path / "config.json").is_file():
-            raise OSError(f"{path / 'config.json'} does not exist")
-        return AutoConfig.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"model.pretrained={location!r}: no readable config.json there ({exc}). Fix: a directory "
-                          "made by `hf download <id> --local-dir DIR` or save_pretrained (config.json and "
-                          "weights).") from None
-
-
 def weights_read(model_cfg: Mapping[str, Any], model: torch.nn.Module, tokenizer: Any = None) -> dict[str, Any]:
     """``inputs.weights`` of the run record: what the base model was made from.
 

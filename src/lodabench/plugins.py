@@ -34,15 +34,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lodabench import replacements
 from lodabench.errors import ConfigError
+from lodabench.replacements import note_replaced, refuse_builtin_name, replaced_builtins  # replaced_builtins: public here too
 
 ENTRY_POINT_GROUP = "lodabench.plugins"
 ENV_VAR = "LODABENCH_PLUGINS"
 
 _loaded: dict[str, str] = {}  # module name -> where it was named (entry point / env var)
 _failed: dict[str, ConfigError] = {}  # module name -> why its import failed (raised again, not re-imported)
-_importing: list[tuple[str, str]] = []  # (module, source) of the plugin whose import is running now
-_replaced: dict[tuple[str, str], dict[str, str]] = {}  # (kind, name) -> who replaced a built-in
 
 
 def load_plugins() -> dict[str, str]:
@@ -76,7 +76,7 @@ def _plugin_modules() -> list[tuple[str, str]]:
 
 def _import_plugin(module_name: str, source: str) -> None:
     """Import one plugin; whatever it raises becomes that plugin's ConfigError (one line, no traceback)."""
-    _importing.append((module_name, source))
+    replacements.IMPORTING.append((module_name, source))
     try:
         importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin's own bug is reported as the plugin's
@@ -85,7 +85,7 @@ def _import_plugin(module_name: str, source: str) -> None:
             _failed[module_name] = error  # some of it ran: not retried (found later, e.g. installed, it is)
         raise error from exc
     finally:
-        _importing.pop()
+        replacements.IMPORTING.pop()
 
 
 def _plugin_failure(module_name: str, source: str, exc: BaseException) -> ConfigError:
@@ -105,46 +105,6 @@ def _raised_at(exc: BaseException) -> str:
     """`` (at file:line)`` of the innermost frame, so the one line still points at the plugin's bug."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def registrant(fallback: str) -> str:
-    """Who is registering now, for a registry's error: the plugin being imported, else ``fallback``."""
-    if _importing:
-        module_name, source = _importing[-1]
-        return f"plugin module {module_name!r} (from {source})"
-    return fallback
-
-
-def note_replaced(kind: str, name: str, builtin: str, by: str) -> None:
-    """Remember that ``by`` replaced the built-in ``kind`` ``name`` (defined in ``builtin``) with replace=True."""
-    plugin = _importing[-1][0] if _importing else None
-    _replaced[(kind, name)] = {"kind": kind, "name": name, "builtin": builtin, "by": plugin or by}
-
-
-def forget_replaced(kind: str, name: str) -> None:
-    """The built-in ``kind`` ``name`` is back (unregister_*): no longer replaced."""
-    _replaced.pop((kind, name), None)
-
-
-def replaced_builtins() -> list[dict[str, str]]:
-    """Built-in names that run other code in this process: ``[{kind, name, builtin, by}]``, by name.
-
-    A run's record lists them (its plugins' fingerprints), so a number made by a plugin's ``lora``
-    never reads as the built-in's; ``by`` is the plugin module (or, outside a plugin import, the
-    module of the replacing spec).
-    """
-    return [dict(_replaced[key]) for key in sorted(_replaced)]
-
-
-def refuse_builtin_name(option: str, builtin: str, who: str, func: str) -> ConfigError:
-    """The error for a registration under a built-in name without replace=True (every registry's).
-
-    ``option`` is what the user types (``method='lora'``), ``who`` the registrant outside a plugin
-    import and ``func`` the register_* call that takes ``replace=True``."""
-    return ConfigError(f"{registrant(who)} registers {option}, a built-in name (defined in {builtin}); without "
-                       "replace=True a run would read as the built-in's. Fix: use another name, or pass "
-                       f"replace=True to {func} to replace the built-in on purpose (the run's record then lists "
-                       "the replacement)")
 
 
 def register_method_config(name: str, config: str | os.PathLike | Mapping[str, Any], *,

@@ -37,11 +37,11 @@ def preflight(cfg: DictConfig) -> Plan:
     """Validate the run's config and data; raise ConfigError / DataError naming key, value and fix."""
     from lodabench import methods
     from lodabench.data import get_task
-    from lodabench.models import check_local_weights
+    from lodabench.local_weights import check_local_weights
     from lodabench.optim import optimizer_name
     from lodabench.paths import resolve_data_root
     from lodabench.pipelines import pipeline_class
-    from lodabench.ranges import check_config_ranges
+    from lodabench.config_ranges import check_config_ranges
     from lodabench.schema import check_composed
     from lodabench.selection import check_against_trainer, selection_config
     from lodabench.trainer import check_trainer_values
@@ -108,7 +108,7 @@ def _metric_names(cfg: DictConfig, task: Any) -> tuple[str, ...]:
         return tuple(task.metric_names)
     import importlib
 
-    from lodabench.pipelines.generation import data_scorer
+    from lodabench.data.registry import data_scorer
 
     _, scorer = data_scorer(cfg.data)
     return tuple(getattr(importlib.import_module(scorer.score.__module__), "METRICS", ()))

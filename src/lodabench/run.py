@@ -89,7 +89,7 @@ class WandbLogger:
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
     metrics, so a re-launched Optuna study gets the same objective back)."""
-    from lodabench.ranges import check_launch_values
+    from lodabench.config_ranges import check_launch_values
     check_launch_values(cfg)  # seed, trainer.num_threads: used below before preflight checks the rest
     torch.set_num_threads(int(cfg.trainer.num_threads))
     from lodabench.device import check_requested_device, use_deterministic_kernels
@@ -389,7 +389,7 @@ def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
     # With the sha256 of every file read (lodabench.fingerprints); a resume from other bytes is refused.
     from lodabench.fingerprints import check_resume, run_inputs
     inputs = run_inputs(cfg, task, weights_read(cfg.model, model, tokenizer))
-    from lodabench.plugins import replaced_builtins  # a plugin's code under a built-in name (replace=True)
+    from lodabench.replacements import replaced_builtins  # a plugin's code under a built-in name (replace=True)
     inputs["replaced_builtins"] = replaced_builtins()
     record.note(inputs=inputs)
     check_resume(record, inputs)

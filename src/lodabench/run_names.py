@@ -32,7 +32,7 @@ def _canonical_number(match: re.Match) -> str:
 # Hydra joins ``key=value`` items with "," (a value may hold commas: split only before the next key).
 _ITEM_SEP = re.compile(r",(?=[+~]*[\w@/-]+(?:\.[\w@/-]+)*=)")
 # Keys whose value is not identity when it names a local directory: a copy of the recipe's weights
-# (checked against the recipe in preflight: lodabench.models.check_local_weights) or a local mirror of
+# (checked against the recipe in preflight: lodabench.local_weights.check_local_weights) or a local mirror of
 # the task's hub dataset (`hf download --local-dir`; like paths.data_root, which Hydra excludes). The
 # record's ``inputs`` names what was read either way.
 LOCAL_COPY_OVERRIDES = ("model.pretrained", "data.hub_id")

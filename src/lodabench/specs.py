@@ -46,7 +46,7 @@ class SpecRegistry:
         """Register a checked spec; a taken name needs ``replace`` (the error names the plugin and the name).
 
         ``option`` is how the user selects it (``data='e2e'``); a replaced built-in is noted for the
-        run's record (plugins.replaced_builtins)."""
+        run's record (replacements.replaced_builtins)."""
         taken = self.specs.get(spec.name)
         if taken is not None and taken is not spec:
             self._replace(spec, taken, replace, origin, option or f"{self.what} {spec.name!r}")
@@ -54,23 +54,23 @@ class SpecRegistry:
         return spec
 
     def _replace(self, spec: Any, taken: Any, replace: bool, origin: Callable[[Any], str], option: str) -> None:
-        from lodabench import plugins
+        from lodabench import replacements
 
         builtin = self.builtin.get(spec.name)
         if not replace and builtin is not None:
-            raise plugins.refuse_builtin_name(option, origin(builtin), f"module {origin(spec)!r}",
+            raise replacements.refuse_builtin_name(option, origin(builtin), f"module {origin(spec)!r}",
                                               f"register_{self.what}")
         if not replace:
             raise ConfigError(f"register_{self.what}: {self.what} {spec.name!r} is already registered by "
                               f"{origin(taken)}; "
-                              f"{plugins.registrant(origin(spec))} registers it again. Fix: give the new "
+                              f"{replacements.registrant(origin(spec))} registers it again. Fix: give the new "
                               f"{self.what} another name, or pass replace=True to override it on purpose")
         if builtin is not None:
-            plugins.note_replaced(self.what, spec.name, origin(builtin), origin(spec))
+            replacements.note_replaced(self.what, spec.name, origin(builtin), origin(spec))
 
     def remove(self, name: str) -> None:
         """Forget ``name``; a replaced built-in comes back."""
-        from lodabench.plugins import forget_replaced
+        from lodabench.replacements import forget_replaced
 
         forget_replaced(self.what, name)
         if name in self.builtin:

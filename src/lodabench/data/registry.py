@@ -133,6 +133,15 @@ def _check_scorer(conf: Any) -> None:
         scorer.check(conf)
 
 
+def data_scorer(data_cfg: Any) -> tuple[Any, Any]:
+    """(the validated data config, the scorer its ``data.scorer`` names); task_config also runs the
+    scorer's option check, so a bad data.scorer / data.mteval fails before training."""
+    from lodabench.scoring.registry import get_scorer, scorer_of
+
+    conf = task_config(data_cfg)
+    return conf, get_scorer(scorer_of(conf))
+
+
 def get_task(data_cfg: Mapping | Any, data_root: Path | str | None) -> Task:
     """Build the task named ``data_cfg["name"]``; ``data_root=None`` loads from the hub."""
     conf = task_config(data_cfg)
@@ -148,6 +157,6 @@ def get_task(data_cfg: Mapping | Any, data_root: Path | str | None) -> Task:
 
 
 __all__ = [
-    "TaskSpec", "get_task", "register_task", "task_config", "task_names", "task_spec",
+    "TaskSpec", "data_scorer", "get_task", "register_task", "task_config", "task_names", "task_spec",
     "unregister_task",
 ]

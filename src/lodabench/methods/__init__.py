@@ -86,19 +86,19 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
 
 def _replace_taken(spec: MethodSpec, taken: MethodSpec | None, replace: bool) -> None:
     """A taken name is replaced only with ``replace=True``; a replaced built-in is noted for the record."""
-    from lodabench import plugins
+    from lodabench import replacements
 
     builtin = _BUILTIN.get(spec.name)
     if not replace and builtin is not None:
-        raise plugins.refuse_builtin_name(f"method={spec.name!r}", builtin, f"module {spec.config_cls.__module__!r}",
+        raise replacements.refuse_builtin_name(f"method={spec.name!r}", builtin, f"module {spec.config_cls.__module__!r}",
                                           "register_method")
     if not replace:
         raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
                           f"{taken.config_cls.__module__}; "
-                          f"{plugins.registrant(spec.config_cls.__module__)} registers it again. Fix: "
+                          f"{replacements.registrant(spec.config_cls.__module__)} registers it again. Fix: "
                           "give the new method another name, or pass replace=True to override it on purpose")
     if builtin is not None:
-        plugins.note_replaced("method", spec.name, builtin, spec.config_cls.__module__)
+        replacements.note_replaced("method", spec.name, builtin, spec.config_cls.__module__)
 
 
 def builtin_spec(name: str) -> MethodSpec | None:
@@ -114,7 +114,7 @@ def builtin_spec(name: str) -> MethodSpec | None:
 
 def unregister_method(name: str) -> None:
     """Remove a method registered by ``register_method`` (tests, interactive sessions)."""
-    from lodabench.plugins import forget_replaced
+    from lodabench.replacements import forget_replaced
 
     _SPECS.pop(name, None)
     forget_replaced("method", name)

@@ -55,24 +55,24 @@ def register_pipeline(kind: str, target: str | type, *, replace: bool = False) -
     """Make tasks of ``kind`` train and evaluate with ``target`` (a class or "module:Class").
 
     A taken kind needs ``replace=True``; a replaced built-in kind is noted for the run's record."""
-    from lodabench import plugins
+    from lodabench import replacements
 
     where = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
     builtin = _BUILTIN_PIPELINES.get(kind)
     if kind in _PIPELINES and _PIPELINES[kind] != where and not replace:
         raise _taken(kind, where, builtin)
     if builtin is not None and builtin != where:
-        plugins.note_replaced("pipeline", kind, builtin, where)
+        replacements.note_replaced("pipeline", kind, builtin, where)
     _PIPELINES[kind] = where
 
 
 def _taken(kind: str, where: str, builtin: str | None) -> ConfigError:
     """The refusal of a taken kind: a built-in's names the plugin and replace=True, as every registry does."""
-    from lodabench import plugins
+    from lodabench import replacements
 
     if builtin is not None:
-        return plugins.refuse_builtin_name(f"pipeline kind {kind!r}", builtin, where, "register_pipeline")
-    return ConfigError(f"register_pipeline: kind {kind!r} is taken by {_PIPELINES[kind]}; {plugins.registrant(where)} "
+        return replacements.refuse_builtin_name(f"pipeline kind {kind!r}", builtin, where, "register_pipeline")
+    return ConfigError(f"register_pipeline: kind {kind!r} is taken by {_PIPELINES[kind]}; {replacements.registrant(where)} "
                        "registers it again. Fix: pass replace=True to override it on purpose, or use another kind")
 
 

@@ -22,9 +22,8 @@ from tqdm.auto import tqdm
 from omegaconf import DictConfig
 
 from lodabench.data import collate as C
-from lodabench.data.registry import task_config
+from lodabench.data.registry import data_scorer
 from lodabench.losses import lm_loss, lm_loss_sums
-from lodabench.scoring.registry import get_scorer, scorer_of
 from lodabench.scoring.textio import write_hypotheses, write_reference_groups
 
 log = logging.getLogger(__name__)
@@ -37,13 +36,6 @@ def _maybe_inject_fault(chunks_done: int) -> None:
     at = os.environ.get(FAULT_ENV)
     if at and int(at) == chunks_done:
         os._exit(76)
-
-
-def data_scorer(data_cfg: Any) -> tuple[Any, Any]:
-    """(the validated data config, the scorer its ``data.scorer`` names); task_config also runs the
-    scorer's option check, so a bad data.scorer / data.mteval fails before training."""
-    conf = task_config(data_cfg)
-    return conf, get_scorer(scorer_of(conf))
 
 
 class GenerationPipeline:
