@@ -127,7 +127,7 @@ tables: install ## regenerate paper tables from results/runs into results/tables
 
 # PAPER=loda|lora|condlora; ARGS e.g. --runs-dir DIR (runs on the paper's setting) or --grid results/<grid> (repeatable).
 report: install ## reproduction report of one paper from the records: make report PAPER=loda -> results/reports/
-	$(PY) -m lodabench.reports --paper $(or $(PAPER),loda) $(ARGS)
+	$(PY) -m lodabench.results.reports --paper $(or $(PAPER),loda) $(ARGS)
 
 params: install ## trainable-parameter table for all methods (GPT-2 medium, RoBERTa-base)
 	$(PY) scripts/param_table.py

@@ -10,7 +10,7 @@ version: `make install` uninstalls them before it switches the venv to LOCK.
 import sys
 from pathlib import Path
 
-from lodabench.lockfile import installed_lock, lock_mismatches, stale_distributions
+from lodabench.run.lockfile import installed_lock, lock_mismatches, stale_distributions
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--stale"]:

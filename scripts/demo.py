@@ -72,14 +72,14 @@ def run_method(method: str, env: dict[str, str]) -> Path:
 
 
 def majority_accuracy() -> tuple[float, int]:
-    from lodabench.data import get_task
+    from lodabench.tasks import get_task
     from lodabench.paths import resolve_data_root
     labels = [r.label for r in get_task({"name": "sst2"}, resolve_data_root()).rows("dev")]
     return 100.0 * Counter(labels).most_common(1)[0][1] / len(labels), len(labels)
 
 
 def lock_line() -> str:
-    from lodabench.lockfile import LOCK, lock_sha256, locked_versions
+    from lodabench.run.lockfile import LOCK, lock_sha256, locked_versions
     pins = locked_versions(LOCK)
     return (f"Made under `requirements.lock` sha256 `{lock_sha256(LOCK)[:12]}` (torch {pins.get('torch')}, "
             f"transformers {pins.get('transformers')}).")
@@ -130,7 +130,7 @@ def write_readme(lines: list[str]) -> None:
 
 
 def lock_warning() -> None:
-    from lodabench.lockfile import lock_mismatches
+    from lodabench.run.lockfile import lock_mismatches
     bad = lock_mismatches()
     if bad:
         print(f"warning: this environment differs from requirements.lock ({'; '.join(bad[:5])}"

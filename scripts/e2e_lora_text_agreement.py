@@ -2,8 +2,8 @@
 
     python scripts/e2e_lora_text_agreement.py [--data-root DIR] [--splits train dev test]
 
-For each split: the lines made by ``lodabench.data.e2e.lora_lines`` (the LoRA linearised MR +
-``lodabench.data.e2e_lora_text`` tokenization) against ``<data_root>/e2e_lora/{train,valid,test}.txt``
+For each split: the lines made by ``lodabench.tasks.e2e.lora_lines`` (the LoRA linearised MR +
+``lodabench.tasks.e2e_lora_text`` tokenization) against ``<data_root>/e2e_lora/{train,valid,test}.txt``
 when present (identical lines, MR sides, reference sides, and how many official CSV references
 already equal LoRA's), and the made file's git blob id against LoRA's (microsoft/LoRA@c4593f06
 examples/NLG/data/e2e/), which checks even a split whose file is absent (train, in ../shared).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lodabench.data.e2e import lora_text_agreement
+from lodabench.tasks.e2e import lora_text_agreement
 from lodabench.paths import resolve_data_root
 
 

@@ -10,7 +10,7 @@ launch under a timeout, all in about 4 minutes on an H100:
 
 * ``refusal``: ``trainer.device=auto`` with a GPU visible to ``nvidia-smi`` and torch unable to use
   it (``CUDA_VISIBLE_DEVICES=`` hides it from torch) stops before training and names
-  ``trainer.device=cpu`` (lodabench.device); once with a stand-in ``nvidia-smi``, once with the real one;
+  ``trainer.device=cpu`` (lodabench.train.device); once with a stand-in ``nvidia-smi``, once with the real one;
 * ``train_fp32`` / ``train_bf16`` / ``train_fp16``: 2 optimizer steps of LoDA (``experiment=e2e_loda``)
   on a random-init GPT-2 medium (24 x 1024, 16 heads: huggingface.co/gpt2-medium config.json), then
   one beam-search batch decoded and scored; the record must say ``"device": "cuda:0"``, which
@@ -238,7 +238,7 @@ def e2e_rows(n: int, offset: int = 0) -> list[tuple[str, str]]:
 
 
 def write_e2e(root: Path) -> Path:
-    """``<root>/e2e/{trainset,devset,testset_w_refs}.csv``: the layout lodabench.data.e2e reads."""
+    """``<root>/e2e/{trainset,devset,testset_w_refs}.csv``: the layout lodabench.tasks.e2e reads."""
     import csv
 
     folder = root / "e2e"

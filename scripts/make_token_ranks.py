@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from lodabench.data.glue import SPECS, read_glue_tsv
+from lodabench.tasks.glue import SPECS, read_glue_tsv
 from lodabench.paths import REPO_ROOT, resolve_data_root, shared_dir
 
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "rte")

@@ -1,7 +1,7 @@
 """Write results/params/param_counts.{csv,md}: trainable parameters of every registered method on
 GPT-2 medium and RoBERTa-base, counted from configs on the meta device (no weights, no network).
 Also the stored counts (prefix+mlp: the MLP trains, the merged prefix is kept) and the PreLayer
-note: why the published 0.35M is 0.1% of GPT-2 medium (lodabench.params.prelayer_note).
+note: why the published 0.35M is 0.1% of GPT-2 medium (lodabench.models.params.prelayer_note).
 
     python scripts/param_table.py [--models gpt2-medium roberta-base] [--out results/params]
 """
@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from lodabench.params import param_table, write_table
+from lodabench.models.params import param_table, write_table
 from lodabench.paths import REPO_ROOT
 
 

@@ -217,7 +217,7 @@ def chunks(grid: Grid) -> dict[str, list[Job]]:
 
 def resolve(jobs: list[Job]) -> list[Job]:
     """Fill each job's run directory exactly as the entrypoint derives it (Hydra compose)."""
-    import lodabench.run_names  # noqa: F401  registers the lb_slug resolver used by run_name
+    import lodabench.config.run_names  # noqa: F401  registers the lb_slug resolver used by run_name
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -228,7 +228,7 @@ def resolve(jobs: list[Job]) -> list[Job]:
     if not todo:
         return jobs
     from lodabench.plugins import load_plugins
-    from lodabench.schema import store_schema
+    from lodabench.config.schema import store_schema
 
     load_plugins()
     store_schema()  # the code-defined options (methods, trainer, decoding beam, ...) as the entrypoint has them

@@ -5,7 +5,7 @@ official dev labels). Writes:
 
 * ``lr_selection.{json,md}``   the held-out losses and the learning rate each family got per task;
 * ``runs_summary.csv``         one line per run record (status, metric, held-out loss, wall time, cost_*, ...);
-* the table(s), via the table tool (``lodabench.tables``): ``glue__minilm-l6.{csv,md,tex}`` (CondLoRA
+* the table(s), via the table tool (``lodabench.results.tables``): ``glue__minilm-l6.{csv,md,tex}`` (CondLoRA
   Table 2 layout) or ``table1_e2e__smollm2-135m.{csv,md,tex}`` (LoDA Table 1 layout), and
   ``params.{csv,md,tex}``; rows of the selection runs at the losing lr are left out of the tables
   (they are in lr_selection.md), and the ``trainer.lr=...`` override is not shown in the label
@@ -26,11 +26,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from lodabench import tables as T
+from lodabench.results import tables as T
 from lodabench.errors import LodabenchError
 from lodabench.io import atomic_write_text, write_csv
-from lodabench.phase_cost import cost_columns  # runs_summary.csv: cost_* columns, blank for older records
-from lodabench.stats import paired_ttest, summarize
+from lodabench.train.phase_cost import cost_columns  # runs_summary.csv: cost_* columns, blank for older records
+from lodabench.results.stats import paired_ttest, summarize
 
 # The csv module's default line end, which the committed results/*/runs_summary.csv etc. were written with.
 CRLF = "\r\n"
@@ -122,7 +122,7 @@ def _last_epoch_loss(train: dict[str, Any]) -> float | str:
 
 def _head_input(cfg: dict[str, Any]) -> str:
     """model.pooler of a classification run; records older than the key used BERT's CLS pooler
-    (lodabench.records.ADDED_KEYS). "–" for generation runs."""
+    (lodabench.run.records.ADDED_KEYS). "–" for generation runs."""
     model = cfg.get("model") or {}
     return model.get("pooler", "cls") if model.get("kind") == "sequence_classification" else "–"
 
@@ -193,7 +193,7 @@ def ttests(grid, rows: list[T.Row]) -> tuple[list[dict[str, Any]], str]:
 
 def majority(task: str) -> float | None:
     """Dev-set score of always predicting the most frequent TRAIN label (x100), from the data files."""
-    from lodabench.data import get_task
+    from lodabench.tasks import get_task
     from lodabench.paths import resolve_data_root
     from lodabench.scoring.glue import PAPER_METRIC, glue_metrics
 

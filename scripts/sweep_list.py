@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from lodabench import sweeps
+from lodabench.run import sweeps
 from lodabench.errors import LodabenchError
 
 

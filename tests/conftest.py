@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lodabench.paths import resolve_data_root, shared_dir
-from lodabench.schema import store_schema
+from lodabench.config.schema import store_schema
 
 torch.set_num_threads(1)
 # Tests compose conf/ with Hydra's compose API: the code-defined options (methods, trainer, decoding

@@ -1,4 +1,4 @@
-"""Train a tiny LoRA GPT-2 with lodabench.trainer.Trainer, alone or as one rank under torchrun.
+"""Train a tiny LoRA GPT-2 with lodabench.train.trainer.Trainer, alone or as one rank under torchrun.
 
 Used by tests/test_ddp.py: ``python -m torch.distributed.run --nproc_per_node=2 tests/ddp_worker.py
 OUT --batch-size 8`` and the same in one process (``train(...)`` called in-process) must end with the
@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from lodabench import distributed as D
+from lodabench.train import distributed as D
 from lodabench import methods
-from lodabench.data.collate import CausalLMCollator
-from lodabench.losses import lm_loss, lm_loss_sums
-from lodabench.trainer import Trainer
+from lodabench.tasks.collate import CausalLMCollator
+from lodabench.tasks.losses import lm_loss, lm_loss_sums
+from lodabench.train.trainer import Trainer
 
 
 def examples(n: int = 26, seed: int = 5) -> list[dict[str, list[int]]]:

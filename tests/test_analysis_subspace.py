@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from lodabench import methods
 from lodabench.analysis import build_model, subspace
-from lodabench.models import read_model_conf
+from lodabench.models.pretrained import read_model_conf
 from lodabench.analysis.__main__ import main
 from lodabench.errors import CheckpointError, ConfigError
 

@@ -11,9 +11,11 @@ import sys
 
 import pytest
 
-from lodabench import cli, tables
+from lodabench import cli
+
+from lodabench.results import tables
 from lodabench.errors import ConfigError, LodabenchError
-from lodabench.models import load_tokenizer, read_model_conf
+from lodabench.models.pretrained import load_tokenizer, read_model_conf
 from lodabench.paths import REPO_ROOT
 
 rel = pytest.mark.reliability

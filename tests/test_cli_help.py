@@ -10,7 +10,9 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from lodabench import cli, model_download
+from lodabench import cli
+
+from lodabench.models import download as model_download
 from lodabench.paths import REPO_ROOT
 
 
@@ -75,7 +77,7 @@ def test_models_falls_back_to_bin_weights(hub):
 
 
 def test_random_init_needs_only_its_tokenizer(hub, capsys, monkeypatch):
-    monkeypatch.setattr("lodabench.models.default_gpt2_tokenizer_location", lambda: "gpt2")  # no ../shared
+    monkeypatch.setattr("lodabench.models.pretrained.default_gpt2_tokenizer_location", lambda: "gpt2")  # no ../shared
     assert cli.main(["models", "model=tiny-gpt2"]) == 0
     assert [(c["repo_id"], "*.safetensors" in c["allow_patterns"]) for c in hub] == [("gpt2", False)]
     assert "random init from a config" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lodabench.errors import ConfigError
-from lodabench.run_names import (MAX_NAME_BYTES, canonical_overrides, check_locations, check_not_nested,
+from lodabench.config.run_names import (MAX_NAME_BYTES, canonical_overrides, check_locations, check_not_nested,
                                  check_run_name, orphan_temp_files, override_slug, slug_in_runs)
 
 
@@ -139,7 +139,7 @@ def test_existing_directories_keep_their_spelling(tmp_path):
 
 
 def test_the_hydra_capture_is_not_written_by_hydra():
-    """conf/hydra/default.yaml: Hydra writes no .hydra/ and no job log (lodabench.capture does, once the
+    """conf/hydra/default.yaml: Hydra writes no .hydra/ and no job log (lodabench.run.capture does, once the
     launch is accepted), and the run directory goes through the confining resolvers."""
     conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "hydra" / "default.yaml")
     assert conf.output_subdir is None and conf.job_logging.handlers.file.filename == os.devnull

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lodabench.data import get_task
-from lodabench.data.collate import (
+from lodabench.tasks import get_task
+from lodabench.tasks.collate import (
     CausalLMCollator,
     ClassificationCollator,
     encode_pair,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lodabench.data import EvalItem, Pair, get_task
-from lodabench.data.dart import linearise, read_dart_json
+from lodabench.tasks import EvalItem, Pair, get_task
+from lodabench.tasks.dart import linearise, read_dart_json
 from lodabench.errors import DataError
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lodabench.data import EvalItem, Pair, get_task
-from lodabench.data.e2e import format_mr_lora, parse_mr, read_e2e_csv
+from lodabench.tasks import EvalItem, Pair, get_task
+from lodabench.tasks.e2e import format_mr_lora, parse_mr, read_e2e_csv
 from lodabench.errors import ConfigError, DataError
 
 

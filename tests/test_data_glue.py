@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lodabench.data import Row, get_task, holdout_split, subsample
-from lodabench.data.glue import SPECS, read_glue_tsv
+from lodabench.tasks import Row, get_task, holdout_split, subsample
+from lodabench.tasks.glue import SPECS, read_glue_tsv
 from lodabench.errors import ConfigError, DataError
 
 # (task, split, rows) from the MANIFEST GLUE table
@@ -186,8 +186,8 @@ def test_protocol_splits(data_root):
 # --- data=<name> (the registry's ConfigStore nodes) -------------------------------------------
 
 def test_every_data_option_builds_its_task(data_root):
-    from lodabench.data import task_names
-    from lodabench.schema import compose
+    from lodabench.tasks import task_names
+    from lodabench.config.schema import compose
 
     for name in task_names():
         cfg = compose([f"data={name}"]).data

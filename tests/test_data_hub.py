@@ -1,4 +1,4 @@
-"""The papers' data without a data root (lodabench.data.hub): hub-layout parquet folders, downloads
+"""The papers' data without a data root (lodabench.tasks.hub): hub-layout parquet folders, downloads
 through a stand-in for huggingface_hub.snapshot_download, and whole runs in a clone with nothing beside it.
 
 The folders are built here, from the first rows of ../shared/data when it is present (so the hub
@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from lodabench import paths
-from lodabench.data import get_task
-from lodabench.data import hub as hub_mod
-from lodabench.data.dart import hub_entries, read_dart_json
-from lodabench.data.e2e import read_e2e_csv, to_pairs
+from lodabench.tasks import get_task
+from lodabench.tasks import hub as hub_mod
+from lodabench.tasks.dart import hub_entries, read_dart_json
+from lodabench.tasks.e2e import read_e2e_csv, to_pairs
 from lodabench.errors import DataError
 
 N_ROWS = 12
@@ -321,7 +321,7 @@ def test_paper_experiment_runs_from_a_local_hub_folder_in_a_bare_clone(tmp_path,
     assert len(records) == 1, records
     record = json.loads(records[0].read_text())
     assert record["status"] == "complete"
-    data = record.get("inputs", {}).get("data")  # written by lodabench.run (record.json's inputs block)
+    data = record.get("inputs", {}).get("data")  # written by lodabench.run.spine (record.json's inputs block)
     assert data is not None, f"record.json has no inputs.data: keys {sorted(record)}"
     assert data["source"] == "hub" and data["hub_id"] == str(mirror.resolve())
     assert data["requested_revision"] == "refs/convert/parquet" and "default/test/0000.parquet" in data["files"]

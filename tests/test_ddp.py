@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import ddp_worker
 from lodabench.errors import ConfigError
 from lodabench.paths import REPO_ROOT
-from lodabench.trainer import Trainer, default_loss_weight, epoch_order, rank_chunks
+from lodabench.train.trainer import Trainer, default_loss_weight, epoch_order, rank_chunks
 from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -155,7 +155,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
 def test_ddp_wrapper_keeps_the_model_interface():
     """The pipelines call model(input_ids=..., attention_mask=...) and read e.g. ``num_prompts``."""
     import torch.distributed as dist
-    from lodabench.distributed import wrap_ddp
+    from lodabench.train.distributed import wrap_ddp
 
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:

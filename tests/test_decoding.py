@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from lodabench.decoding import (
+from lodabench.tasks.decoding import (
     DecodingConfig,
     apply_repetition_penalty,
     ban_repeated_ngrams,
@@ -157,7 +157,7 @@ def test_config_validation_names_key_and_fix():
 def test_decoding_group_composes():
     from omegaconf import OmegaConf
 
-    from lodabench.schema import compose
+    from lodabench.config.schema import compose
 
     beam = decoding_config(compose([]).decoding)  # a DictConfig, as run.py passes it
     greedy = decoding_config(OmegaConf.to_container(compose(["decoding=greedy"]).decoding))
@@ -280,7 +280,7 @@ class Wrapper(torch.nn.Module):
 
 
 def test_wrapper_without_generate_and_training_mode_restored(model, prompts, eos):
-    from lodabench.decoding import decode_tokens
+    from lodabench.tasks.decoding import decode_tokens
 
     c = cfg()
     want = beam_search(model, prompts, c, eos, PAD)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lodabench.lockfile import LOCK, lock_sha256
+from lodabench.run.lockfile import LOCK, lock_sha256
 from lodabench.paths import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("demo_script", REPO_ROOT / "scripts" / "demo.py")

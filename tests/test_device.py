@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lodabench import device as D
+from lodabench.train import device as D
 from lodabench.errors import ConfigError
-from lodabench.records import RunRecord
+from lodabench.run.records import RunRecord
 from runs_helpers import run_cli, run_dirs
 
 GPU = "NVIDIA H100 80GB HBM3"
@@ -150,7 +150,7 @@ def test_a_gpu_box_with_a_cpu_torch(tmp_path, data_root, gpt2_tokenizer_dir):
 
 
 def test_deterministic_kernels_are_switched_on_only_when_asked(monkeypatch):
-    from lodabench.device import CUBLAS_WORKSPACE, use_deterministic_kernels
+    from lodabench.train.device import CUBLAS_WORKSPACE, use_deterministic_kernels
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lodabench.data import EvalItem, get_task
-from lodabench.data.e2e import lora_text_agreement
-from lodabench.data.e2e_lora_text import LORA_BLOB_IDS, git_blob_id, moses_style, spacy_style
+from lodabench.tasks import EvalItem, get_task
+from lodabench.tasks.e2e import lora_text_agreement
+from lodabench.tasks.e2e_lora_text import LORA_BLOB_IDS, git_blob_id, moses_style, spacy_style
 from lodabench.errors import ConfigError, DataError
 from lodabench.paths import CONF_DIR, REPO_ROOT
 
@@ -267,7 +267,7 @@ def test_composed_text(overrides, text):
 
 
 def test_a_record_without_data_text_conflicts_only_with_lora():
-    from lodabench.records import config_conflicts
+    from lodabench.run.records import config_conflicts
 
     recorded = {"data": {"name": "e2e", "source_format": "lora"}}
     assert config_conflicts(recorded, {"data": {**recorded["data"], "text": "official"}}) == []

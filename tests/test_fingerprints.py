@@ -1,4 +1,4 @@
-"""Fingerprints (lodabench.fingerprints): sha256 of what a run read in record.json's ``inputs``, the
+"""Fingerprints (lodabench.run.fingerprints): sha256 of what a run read in record.json's ``inputs``, the
 refusal to skip or resume when those bytes changed, and ``lodabench verify``.
 
 Unit tests build small folders by hand; the CLI test makes one tiny E2E run from a local weights
@@ -19,7 +19,9 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from lodabench import cli, fingerprints as fp, plugins
+from lodabench import cli, plugins
+
+from lodabench.run import fingerprints as fp
 from lodabench.errors import ConfigError
 from lodabench.paths import DATA_ROOT_ENV, REPO_ROOT
 from runs_helpers import TINY_E2E, run_cli, run_dirs

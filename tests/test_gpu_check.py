@@ -103,7 +103,7 @@ def test_read_freeze():
 
 
 def test_generated_e2e_rows_are_read_by_lodabench(tmp_path):
-    from lodabench.data.e2e import FILES, read_e2e_csv
+    from lodabench.tasks.e2e import FILES, read_e2e_csv
 
     root = gpu_check.write_e2e(tmp_path)
     sizes = {split: len(read_e2e_csv(root / "e2e" / name)) for split, name in FILES.items()}

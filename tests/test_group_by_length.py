@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from lodabench.trainer import epoch_order, length_grouped_order
+from lodabench.train.trainer import epoch_order, length_grouped_order
 from runs_helpers import final_weights, run_cli, run_dirs
 
 
@@ -47,9 +47,9 @@ RTE = ["model=tiny-roberta", "data=rte", "method=lora", "data.max_train_examples
 
 @needs_minilm_tokenizer
 def test_grouped_rte_run_pads_less_and_resumes_exactly(tmp_path, data_root):
-    from lodabench.data.collate import ClassificationCollator
-    from lodabench.data.glue import SPECS, load_split
-    from lodabench.models import load_tokenizer
+    from lodabench.tasks.collate import ClassificationCollator
+    from lodabench.tasks.glue import SPECS, load_split
+    from lodabench.models.pretrained import load_tokenizer
 
     # Real RTE pairs: grouping halves the padded tokens of an epoch at batch 16 (measured ~2x).
     tok = load_tokenizer({"name": "tiny-roberta", "pretrained": "roberta",

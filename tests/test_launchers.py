@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import lodabench.run_names  # noqa: F401  (registers the lb_slug resolver used by run_name)
+import lodabench.config.run_names  # noqa: F401  (registers the lb_slug resolver used by run_name)
 from lodabench.paths import CONF_DIR, REPO_ROOT
 
 

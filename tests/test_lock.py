@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from lodabench.lockfile import (CPU_LOCK, CUDA_LOCK, LOCK, installed_lock, installed_lock_info, lock_mismatches,
+from lodabench.run.lockfile import (CPU_LOCK, CUDA_LOCK, LOCK, installed_lock, installed_lock_info, lock_mismatches,
                                 lock_sha256, locked_versions)
 
 # The stack PyPI's CUDA torch brings (its Requires-Dist): the only pins the CUDA lock may add or change.
@@ -59,7 +59,7 @@ def test_cuda_lock_hashes_cover_cpython_311_to_313():
 
 
 def test_installed_lock_is_the_one_make_install_recorded(tmp_path, monkeypatch):
-    import lodabench.lockfile as lockfile
+    import lodabench.run.lockfile as lockfile
 
     (tmp_path / ".lock").write_text("requirements-cuda.lock\n")
     monkeypatch.setattr(lockfile.sys, "prefix", str(tmp_path))

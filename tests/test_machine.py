@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from lodabench.machine import machine_info
-from lodabench.records import provenance
+from lodabench.run.records import provenance
 
 
 def test_run_record_and_bench_record_describe_the_machine_alike():

@@ -8,7 +8,7 @@ import torch
 
 from lodabench.errors import ConfigError
 from lodabench.methods import REGISTRY, apply_method, count_parameters, get_spec, method_config
-from lodabench.params import build_meta_model, count_for
+from lodabench.models.params import build_meta_model, count_for
 
 from methods_tiny import tiny
 
@@ -165,7 +165,7 @@ def test_config_from_omegaconf_and_schema_defaults():
     from omegaconf import OmegaConf
 
     from lodabench.methods import method_names
-    from lodabench.schema import defaults_of
+    from lodabench.config.schema import defaults_of
 
     for name in method_names():  # what method=<name> composes to is a valid config of that method
         conf = method_config(OmegaConf.create(defaults_of("method", name)))
@@ -187,7 +187,6 @@ def unwritten_method():
     entry is removed with unregister_method, the registry's one way out.
     """
     from lodabench import methods
-
     methods.REGISTRY["future_method"] = "lodabench.methods.not_written_yet"
     yield "future_method"
     methods.unregister_method("future_method")
@@ -202,7 +201,7 @@ def test_missing_method_module_fails_only_its_names(unwritten_method):
 def test_params_cli_prints_json(capsys):
     import json
 
-    from lodabench.params import main
+    from lodabench.models.params import main
 
     assert main(["model=tiny-gpt2", "method=lora", "method.r=2"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -178,7 +178,7 @@ def test_li_liang_overlay_composes_to_the_mlp_recipe():
 def test_param_table_shows_trained_and_stored_prelayer_counts(tmp_path):
     """GPT-2 medium (L=24, d=1024), n=10, hidden 512: the MLP trains 25.75M, the merged prefix keeps
     2*L*d*n; the notes recompute why the published 0.35M is 0.1% of the model."""
-    from lodabench.params import param_table, prelayer_note, write_table
+    from lodabench.models.params import param_table, prelayer_note, write_table
 
     L, d, n, h = 24, 1024, 10, 512
     rows = {r["method"]: r for r in param_table(("gpt2-medium",), ["prefix"])}

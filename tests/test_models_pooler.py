@@ -8,7 +8,7 @@ import torch
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method
-from lodabench.models import MaskedMeanPooler, load_model
+from lodabench.models.pretrained import MaskedMeanPooler, load_model
 
 TINY_BERT = {"source": "config", "pretrained": "bert", "family": "bert",
              "config_overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,

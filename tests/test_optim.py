@@ -1,4 +1,4 @@
-"""trainer.optimizer: LoRA's AdamW rule (lodabench.optim.LoRAAdamW) vs torch AdamW, config errors,
+"""trainer.optimizer: LoRA's AdamW rule (lodabench.train.optim.LoRAAdamW) vs torch AdamW, config errors,
 bit-exact resume of both, and the experiment overlays' choice."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError
-from lodabench.optim import OPTIMIZERS, LoRAAdamW, build_optimizer
+from lodabench.train.optim import OPTIMIZERS, LoRAAdamW, build_optimizer
 from lodabench.paths import CONF_DIR
-from lodabench.schema import defaults_of
+from lodabench.config.schema import defaults_of
 from methods_tiny import tiny
 
 torch.set_num_threads(1)
@@ -120,7 +120,7 @@ class _Crash(RuntimeError):
 
 def _trainer(run_dir, optimizer, crash_at_call=None, **over):
     """A real Trainer (tiny GPT-2 + LoRA, 16 random sequences, checkpoint every step)."""
-    from lodabench.trainer import Trainer
+    from lodabench.train.trainer import Trainer
 
     model = methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4, "dropout": 0.0})
     g = torch.Generator().manual_seed(0)

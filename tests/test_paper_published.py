@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lodabench import tables
+from lodabench.results import tables
 from lodabench.paths import REPO_ROOT
 
 PAPER_DIR = REPO_ROOT / "results" / "paper"

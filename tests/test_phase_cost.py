@@ -1,4 +1,4 @@
-"""The cost block (lodabench.phase_cost): per-phase memory reset on Linux and CUDA (mocked), token
+"""The cost block (lodabench.train.phase_cost): per-phase memory reset on Linux and CUDA (mocked), token
 counts, the totals over attempts, the table columns, and the block in a tiny run's record."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from lodabench import phase_cost as pc
-from lodabench.records import RunRecord
+from lodabench.train import phase_cost as pc
+from lodabench.run.records import RunRecord
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux") or not pc._clear_hwm(),
                                 reason="VmHWM reset needs Linux /proc/self/clear_refs")
@@ -50,7 +50,7 @@ def test_cuda_phase_resets_and_reads_torch_peak(monkeypatch):
 
 # ----------------------------------------------------------------------------- tokens
 def test_batch_tokens_counts_the_attention_mask_not_padding():
-    from lodabench.data.collate import CausalLMCollator
+    from lodabench.tasks.collate import CausalLMCollator
 
     batch = CausalLMCollator()([{"input_ids": [5, 6, 7], "loss_mask": [0, 1, 1]},
                                 {"input_ids": [5], "loss_mask": [1]}])
@@ -112,8 +112,7 @@ def test_table_csv_has_cost_means_and_blanks_for_older_records(tmp_path):
     import pandas as pd
     from test_tables import write_run
 
-    from lodabench import tables
-
+    from lodabench.results import tables
     runs = tmp_path / "runs"
     for seed, train_s in ((110, 10.0), (111, 20.0)):
         d = write_run(runs, "lora", "experiment=e2e_lora", seed, "complete", {"BLEU": 0.7})

@@ -13,10 +13,10 @@ import pytest
 
 import lodabench
 from lodabench import methods, plugins
-from lodabench.data import registry
+from lodabench.tasks import registry
 from lodabench.errors import ConfigError
 from lodabench.methods.common import LoRAStyleConfig, hp
-from lodabench.pipelines import _PIPELINES, register_pipeline
+from lodabench.tasks.pipelines import _PIPELINES, register_pipeline
 from lodabench.scoring import registry as scoring
 
 
@@ -115,11 +115,11 @@ def test_scorer_replacement_is_refused_then_listed():
 
 
 def test_pipeline_kind_replacement_is_refused_then_listed(monkeypatch):
-    monkeypatch.setattr("lodabench.pipelines._PIPELINES", dict(_PIPELINES))
-    monkeypatch.setattr("lodabench.replacements.REPLACED", {})
+    monkeypatch.setattr("lodabench.tasks.pipelines._PIPELINES", dict(_PIPELINES))
+    monkeypatch.setattr("lodabench.config.replacements.REPLACED", {})
     with pytest.raises(ConfigError, match=r"pipeline kind 'generation', a built-in name .*register_pipeline"):
         register_pipeline("generation", "my_mod:MyPipeline")
-    register_pipeline("generation", "lodabench.pipelines.generation:GenerationPipeline")  # itself: no change
+    register_pipeline("generation", "lodabench.tasks.generation:GenerationPipeline")  # itself: no change
     assert plugins.replaced_builtins() == []
     register_pipeline("generation", "my_mod:MyPipeline", replace=True)
     assert plugins.replaced_builtins()[0]["by"] == "my_mod:MyPipeline"

@@ -1,4 +1,4 @@
-"""Numeric domains (lodabench.ranges): every numeric config field declares one, preflight refuses a
+"""Numeric domains (lodabench.config.ranges): every numeric config field declares one, preflight refuses a
 value outside it naming the full key and the range, and the combinations that used to fail only
 after training are refused before it (preflight.py, selection.py). Also: result files honour the umask."""
 
@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from lodabench import schema
+from lodabench.config import schema
 from lodabench.errors import ConfigError
-from lodabench.preflight import check_eval_checkpoint, check_metric_items, check_positions, usable_positions
-from lodabench.config_ranges import check_config_ranges, check_launch_values, registered_config_classes
-from lodabench.ranges import DOMAIN, check_value, missing_domains, rng
-from lodabench.schema import compose
-from lodabench.selection import check_against_trainer, selection_config
+from lodabench.run.preflight import check_eval_checkpoint, check_metric_items, check_positions, usable_positions
+from lodabench.config.config_ranges import check_config_ranges, check_launch_values, registered_config_classes
+from lodabench.config.ranges import DOMAIN, check_value, missing_domains, rng
+from lodabench.config.schema import compose
+from lodabench.train.selection import check_against_trainer, selection_config
 
 BASE = ["model=tiny-gpt2", "method=lora"]
 
@@ -210,8 +210,7 @@ def test_a_metric_needs_enough_items(metrics, select, test, metric):
 
 
 def test_cider_needs_two_items(data_root):
-    from lodabench.data import get_task
-
+    from lodabench.tasks import get_task
     cfg = compose([*BASE, "data.max_eval_items=1", "data.eval_split=dev"])
     with pytest.raises(ConfigError, match=r"e2e: CIDEr needs at least 2 scored items, but the dev split gives 1"):
         check_metric_items(cfg, get_task(cfg.data, data_root))
@@ -235,7 +234,6 @@ def test_position_table_sizes():
 ])
 def test_prompt_longer_than_the_position_table(overrides, match):
     from lodabench import methods
-
     cfg = compose([*BASE, *overrides])
     method, kind = methods.method_config(cfg.method), ("sequence_classification" if "data=sst2" in overrides else "causal_lm")
     with pytest.raises(ConfigError, match=match):
@@ -244,7 +242,6 @@ def test_prompt_longer_than_the_position_table(overrides, match):
 
 def test_sequences_that_fit_pass():
     from lodabench import methods
-
     cfg = compose([*BASE, "method=prompt", "trainer.max_length=1004"])
     check_positions(cfg, methods.method_config(cfg.method), "causal_lm")
     check_positions(compose([*BASE, "model=tiny-llama", "trainer.max_length=4096"]), None, "causal_lm")
@@ -273,7 +270,6 @@ def test_umask_is_read_without_changing_it():
     import os
 
     from lodabench import io
-
     before = os.umask(0o027)
     try:
         assert io.file_mode() == 0o640 and os.umask(0o027) == 0o027  # still what was set

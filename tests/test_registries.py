@@ -16,12 +16,12 @@ from omegaconf import OmegaConf
 
 import lodabench
 from lodabench import plugins
-from lodabench.data import DataConfig, GenerationTask, Pair, get_task, registry, task_config, task_names
-from lodabench.data.e2e import E2EDataConfig
+from lodabench.tasks import DataConfig, GenerationTask, Pair, get_task, registry, task_config, task_names
+from lodabench.tasks.e2e import E2EDataConfig
 from lodabench.errors import ConfigError, DataError
 from lodabench.scoring import registry as scoring
-from lodabench.specs import SpecRegistry
-from lodabench.typed import coerce_field, hp
+from lodabench.config.specs import SpecRegistry
+from lodabench.config.typed import coerce_field, hp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_TASKS = ["e2e", "dart", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
@@ -29,7 +29,7 @@ BUILTIN_TASKS = ["e2e", "dart", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "
 
 def _pipeline(data: dict):
     """A GenerationPipeline on a config holding only what scoring needs (no model, no tokenizer files)."""
-    from lodabench.pipelines.generation import GenerationPipeline
+    from lodabench.tasks.generation import GenerationPipeline
 
     cfg = OmegaConf.create({"data": data, "trainer": {"max_length": 64, "label_smoothing": 0.0}})
     task = get_task(data, REPO_ROOT)  # a generation task's loader reads nothing until asked
@@ -65,7 +65,7 @@ def test_builtins_register_through_the_public_functions(monkeypatch):
 def test_data_option_composes_to_the_registered_default(name):
     """``data=<name>`` is the ConfigStore node made from the registry: exactly the registered defaults
     (conf/data/*.yaml were removed once this held for their values, issue #20)."""
-    from lodabench.schema import compose
+    from lodabench.config.schema import compose
 
     default = dataclasses.asdict(registry.task_spec(name).config)
     assert OmegaConf.to_container(compose([f"data={name}"]).data) == default
@@ -200,7 +200,7 @@ def test_task_kind_must_match_its_pipeline():
 def test_replacing_a_builtin_needs_replace_and_unregister_restores_it():
     builtin = registry.task_spec("rte")
     mine = dataclasses.replace(builtin, description="mine")
-    with pytest.raises(ConfigError, match=r"data='rte', a built-in name \(defined in lodabench.data.glue\).*replace=True"):
+    with pytest.raises(ConfigError, match=r"data='rte', a built-in name \(defined in lodabench.tasks.glue\).*replace=True"):
         lodabench.register_task(mine)
     lodabench.register_task(mine, replace=True)
     try:
@@ -273,7 +273,7 @@ def test_docs_plugins_task_builds_from_lodabench_plugins(docs_plugins):
 def test_docs_plugins_scorer_equals_sacrebleu(docs_plugins):
     import sacrebleu
 
-    from lodabench.pipelines.generation import GenerationPipeline
+    from lodabench.tasks.generation import GenerationPipeline
 
     data = {"name": "jsonl_d2t", "sacrebleu_tokenize": "intl"}
     cfg = OmegaConf.create({"data": data, "trainer": {"max_length": 64, "label_smoothing": 0.0}})

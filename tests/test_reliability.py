@@ -34,7 +34,7 @@ from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError, DataError, ScoringError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_text, atomic_write_with, safe_rmtree
 from lodabench.paths import CONF_DIR, REPO_ROOT
-from lodabench.schema import defaults_of
+from lodabench.config.schema import defaults_of
 from methods_tiny import tiny
 from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
 
@@ -68,7 +68,7 @@ def _trainer_cfg(**over):
 
 def _tiny_trainer(run_dir: Path, method: dict | None = None, loss_hook=None, **over):
     """A real Trainer on a tiny GPT-2 with a method applied and 8 random token sequences."""
-    from lodabench.trainer import Trainer
+    from lodabench.train.trainer import Trainer
 
     model = methods.apply_method(tiny("gpt2"), method or {"name": "lora", "r": 4})
     g = torch.Generator().manual_seed(0)
@@ -300,8 +300,7 @@ def test_unwritable_results_dir(tmp_path):
 def test_disk_full_is_refused(tmp_path, monkeypatch):
     from collections import namedtuple
 
-    from lodabench import run as R
-
+    from lodabench.run import spine as R
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(R.shutil, "disk_usage", lambda p: usage(10 * 2**30, 10 * 2**30 - 10 * 2**20, 10 * 2**20))
     with pytest.raises(ConfigError) as err:
@@ -313,12 +312,11 @@ def test_disk_full_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @rel(case="one failing job in a multirun",
-     done="python -m lodabench -m ... method.r=0,8 (r=0 invalid, runs first); then lodabench.tables.build",
+     done="python -m lodabench -m ... method.r=0,8 (r=0 invalid, runs first); then lodabench.results.tables.build",
      expect="the r=8 job still completes; the sweep then exits 1 printing the failed job's run dir and error; "
             "the r=0 row is marked failed† with the error in the footnote")
 def test_multirun_failed_job_is_marked(reference, tmp_path):
-    from lodabench import tables
-
+    from lodabench.results import tables
     failed = json.loads((reference["failed"] / "record.json").read_text())
     assert failed["status"] == "failed" and "method.r=0" in failed["error"]
     proc = reference["proc"]  # the sweep finished the other job, then exits 1 with a summary of the failed ones
@@ -366,7 +364,7 @@ def test_changed_config_is_not_skipped_or_resumed(reference, tmp_path):
 
 
 def test_config_conflicts_ignore_added_and_operational_keys():
-    from lodabench.records import config_conflicts
+    from lodabench.run.records import config_conflicts
 
     old = {"trainer": {"lr": 1e-3, "epochs": 1, "progress": False}, "method": {"name": "lora", "r": 4}, "seed": 1,
            "paths": {"runs_dir": "a"}}
@@ -379,7 +377,7 @@ def test_config_conflicts_ignore_added_and_operational_keys():
 def test_config_conflicts_catch_an_added_key_set_away_from_the_old_behaviour():
     """A record written before model.pooler / trainer.group_by_length existed ran with CLS pooling and
     no length grouping: the old default is not a conflict, another value is."""
-    from lodabench.records import config_conflicts
+    from lodabench.run.records import config_conflicts
 
     old = {"model": {"name": "minilm-l6"}, "trainer": {"lr": 1e-3}}
     same = {"model": {"name": "minilm-l6", "pooler": "cls"}, "trainer": {"lr": 1e-3, "group_by_length": False}}
@@ -517,7 +515,7 @@ def test_missing_split_file_fails_before_training(tmp_path, data_root):
 @rel(case="malformed E2E CSV", done="read_e2e_csv on a CSV with a missing column / bad quoting / an extra column",
      expect="DataError naming the file, the line number and what is wrong")
 def test_malformed_e2e_csv(tmp_path, content, line, what):
-    from lodabench.data.e2e import read_e2e_csv
+    from lodabench.tasks.e2e import read_e2e_csv
 
     path = tmp_path / "trainset.csv"
     path.write_text(content, encoding="utf-8")
@@ -530,7 +528,7 @@ def test_malformed_e2e_csv(tmp_path, content, line, what):
      done="read_dart_json on [{'tripleset': [...]}] (no annotations) and on a triple of 2 strings",
      expect="DataError naming the file, the entry index and the missing/bad key")
 def test_dart_json_schema(tmp_path):
-    from lodabench.data.dart import read_dart_json
+    from lodabench.tasks.dart import read_dart_json
 
     path = tmp_path / "dart-v1.1.1-full-train.json"
     ok = {"tripleset": [["A", "B", "C"]], "annotations": [{"source": "WikiSQL", "text": "A B C."}]}
@@ -545,7 +543,7 @@ def test_dart_json_schema(tmp_path):
 @rel(case="GLUE TSV with a wrong column count", done="read_glue_tsv(sst2) on a TSV whose 3rd line has 3 columns",
      expect="DataError naming the file, line 3, the column count found and expected")
 def test_glue_tsv_wrong_columns(tmp_path):
-    from lodabench.data.glue import SPECS, read_glue_tsv
+    from lodabench.tasks.glue import SPECS, read_glue_tsv
 
     path = tmp_path / "train.tsv"
     path.write_text("sentence\tlabel\ngood film\t1\nbad\tfilm\t0\n", encoding="utf-8")
@@ -724,15 +722,15 @@ def test_safe_rmtree(tmp_path):
     assert (outside / "keep.txt").read_text() == "keep" and root.is_dir()
     safe_rmtree(root / "step-0000001", root)
     assert not (root / "step-0000001").exists()
-    trainer_src = (REPO_ROOT / "src" / "lodabench" / "trainer.py").read_text(encoding="utf-8")
+    trainer_src = (REPO_ROOT / "src" / "lodabench" / "train" / "trainer.py").read_text(encoding="utf-8")
     assert "shutil.rmtree" not in trainer_src and "safe_rmtree(old, self.ckpt_dir)" in trainer_src
 
 
 # Processes the harness may start, each with a fixed program (git, java, perl), never a config string.
-SUBPROCESS_ALLOWED = {"records.py", "scoring/java.py", "scoring/coco.py", "scoring/dart.py", "bench/score.py",
-                      "device.py"}
+SUBPROCESS_ALLOWED = {"run/records.py", "scoring/java.py", "scoring/coco.py", "scoring/dart.py", "bench/score.py",
+                      "train/device.py"}
 # Hub downloads (issue #26), each restricted to data files by allow_patterns: never code.
-HUB_DOWNLOAD_ALLOWED = {"data/hub.py", "model_download.py"}
+HUB_DOWNLOAD_ALLOWED = {"tasks/hub.py", "models/download.py"}
 
 
 @rel(case="nothing from a config is executed or downloaded",
@@ -780,8 +778,8 @@ def test_nothing_from_a_config_is_executed_or_downloaded():
                     hits.append(f"{rel_name}:{n}: {line.strip()}")
         if re.search(r"^\s*(import subprocess|from subprocess import)", text, re.M) and rel_name not in SUBPROCESS_ALLOWED:
             hits.append(f"{rel_name}: starts processes; review it and add it to SUBPROCESS_ALLOWED")
-    from lodabench.data.hub import split_patterns
-    from lodabench.model_download import LEGACY_WEIGHT_FILES, WEIGHT_FILES
+    from lodabench.tasks.hub import split_patterns
+    from lodabench.models.download import LEGACY_WEIGHT_FILES, WEIGHT_FILES
     for pattern in [*split_patterns("default", "train"), *WEIGHT_FILES, *LEGACY_WEIGHT_FILES]:
         if not re.search(r"\.(json|txt|model|tiktoken|safetensors|bin|parquet)$", pattern):
             hits.append(f"hub download pattern {pattern!r} could bring code")

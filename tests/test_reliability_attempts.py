@@ -23,9 +23,9 @@ import torch
 from lodabench import io as lb_io
 from lodabench.errors import ConfigError, DataError
 from lodabench.paths import REPO_ROOT
-from lodabench.records import RunRecord
-from lodabench.run import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise
-from lodabench.runlock import RunLock
+from lodabench.run.records import RunRecord
+from lodabench.run.spine import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise
+from lodabench.run.runlock import RunLock
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
 torch.set_num_threads(1)
@@ -144,11 +144,11 @@ def test_unrecordable_failure_leaves_marker(tmp_path, monkeypatch, capsys):
     record = RunRecord(tmp_path)
     record.start({"seed": 1}, 1, fresh=True)
     real = lb_io.atomic_write_json
-    monkeypatch.setattr("lodabench.records.atomic_write_json",
+    monkeypatch.setattr("lodabench.run.records.atomic_write_json",
                         lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
     _record_end(record, tmp_path, RuntimeError("boom"))
     assert (tmp_path / UNRECORDED).is_file() and "boom" in (tmp_path / UNRECORDED).read_text()
-    monkeypatch.setattr("lodabench.records.atomic_write_json", real)
+    monkeypatch.setattr("lodabench.run.records.atomic_write_json", real)
     attempt_hygiene(tmp_path)
     assert "could not be recorded" in capsys.readouterr().err
     rec = _record(tmp_path)
@@ -172,7 +172,7 @@ def test_dead_running_record_and_orphan_tmp(tmp_path):
 
 
 # ----------------------------------------------------------------------------- one writer
-_HOLDER = ("import sys,time; sys.path.insert(0, sys.argv[2]); from lodabench.runlock import RunLock; "
+_HOLDER = ("import sys,time; sys.path.insert(0, sys.argv[2]); from lodabench.run.runlock import RunLock; "
            "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)")
 
 
@@ -215,7 +215,7 @@ def test_max_steps_zero_trains_nothing(tmp_path, data_root, gpt2_tokenizer_dir):
      done="python -m lodabench ... trainer.lr=0 (and trainer.lr=-1e-3 in-process)",
      expect="exit 2 before any training: 'trainer.lr=0: the learning rate must be a finite number > 0'")
 def test_bad_lr_refused_before_training(tmp_path, data_root, gpt2_tokenizer_dir):
-    from lodabench.trainer import check_trainer_values
+    from lodabench.train.trainer import check_trainer_values
 
     for bad in (-1e-3, float("nan"), "abc"):
         with pytest.raises(ConfigError, match=r"trainer\.lr[=:]"):  # a value check, or the schema's type check
@@ -243,7 +243,7 @@ def test_seed_not_integer(tmp_path):
      expect="DataError naming the file, line 3, the value and the range [0, 5]")
 @pytest.mark.parametrize("value", ["nan", "inf", "5.5", "-1"])
 def test_stsb_label_out_of_range(tmp_path, value):
-    from lodabench.data.glue import SPECS, read_glue_tsv
+    from lodabench.tasks.glue import SPECS, read_glue_tsv
 
     head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
     row = "0\tmain\tx\t2012\t0\tnone\tnone\tA man.\tA man.\t{}\n"
@@ -288,7 +288,7 @@ def test_damaged_checkpoint_json(done, tmp_path, victim):
 # ----------------------------------------------------------------------------- identity / multirun
 def test_eval_checkpoint_is_part_of_the_run_identity():
     """Two values of eval_checkpoint never share a run directory."""
-    import lodabench.run_names  # noqa: F401  lb_slug resolver
+    import lodabench.config.run_names  # noqa: F401  lb_slug resolver
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

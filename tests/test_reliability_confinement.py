@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lodabench.runlock import RunLock
+from lodabench.run.runlock import RunLock
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
 torch.set_num_threads(1)
@@ -142,9 +142,9 @@ def test_run_inside_another_run_is_refused(trees):
 # ----------------------------------------------------------------------------- one spelling per number
 APP = """
 import hydra
-import lodabench.entry
+import lodabench.run.entry
 from lodabench.paths import CONF_DIR
-from lodabench.schema import store_schema
+from lodabench.config.schema import store_schema
 
 store_schema()
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lodabench import methods
-from lodabench.schema import defaults_of
+from lodabench.config.schema import defaults_of
 from methods_tiny import tiny
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
@@ -30,7 +30,7 @@ class _Crash(RuntimeError):
 def _trainer(run_dir: Path, crash_at_call: int | None = None):
     """A real Trainer: tiny GPT-2 + LoRA, 16 sequences, batch 4 (4 steps an epoch), 2 epochs, a
     checkpoint every step; ``crash_at_call`` raises inside that loss call (mid-step)."""
-    from lodabench.trainer import Trainer
+    from lodabench.train.trainer import Trainer
 
     model = methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4, "dropout": 0.0})
     g = torch.Generator().manual_seed(0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lodabench.fingerprints import sha256_file
+from lodabench.run.fingerprints import sha256_file
 from runs_helpers import run_cli, run_dirs
 from test_fingerprints import args_for, copy_data_root, env_for, flip_byte, make_weights_dir, record_of, verify
 

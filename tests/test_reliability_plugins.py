@@ -52,7 +52,7 @@ def test_plugin_cannot_shadow_lora(tmp_path):
      done="LODABENCH_PLUGINS=<module> whose import calls register_task(<e2e's spec with another description>)",
      expect="exit 2 before anything is written: one line naming the plugin module, data='e2e' and replace=True")
 def test_plugin_cannot_shadow_a_task(tmp_path):
-    source = ("import dataclasses, lodabench\nfrom lodabench.data.registry import task_spec\n"
+    source = ("import dataclasses, lodabench\nfrom lodabench.tasks.registry import task_spec\n"
               "lodabench.register_task(dataclasses.replace(task_spec('e2e'), description='mine'))\n")
     line = _one_line_refusal(_launch(tmp_path, "shadow_e2e", source), tmp_path / "results")
     assert "plugin module 'shadow_e2e'" in line and "data='e2e', a built-in name" in line and "replace=True" in line

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from lodabench.records import RunRecord
-from lodabench.run import FORCE_KEEPS
+from lodabench.run.records import RunRecord
+from lodabench.run.spine import FORCE_KEEPS
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
 torch.set_num_threads(1)
@@ -256,7 +256,7 @@ def test_torn_partial_hypotheses_resume(done, tmp_path):
             "and read back through their shape checks")
 def test_nan_metrics_are_written_as_null(tmp_path):
     from lodabench.io import atomic_write_json
-    from lodabench.state_files import read_state
+    from lodabench.train.state_files import read_state
 
     record = RunRecord(tmp_path)
     record.start({"seed": 1}, 1, fresh=True)

@@ -1,4 +1,4 @@
-"""`make report PAPER=...` (lodabench.reports) and the claim evaluator (lodabench.claims)."""
+"""`make report PAPER=...` (lodabench.results.reports) and the claim evaluator (lodabench.results.claims)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_ind_from_stats, ttest_rel
 
-from lodabench import claims as C
-from lodabench import reports
+from lodabench.results import claims as C
+from lodabench.results import reports
 from lodabench.paths import REPO_ROOT
 from runs_helpers import run_cli, run_dirs
 from test_tables import SMOKE_OVERRIDES, write_run, write_smoke

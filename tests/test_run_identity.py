@@ -13,11 +13,11 @@ import pytest
 from transformers import GPT2Config
 
 from lodabench.errors import ConfigError
-from lodabench.local_weights import check_local_weights
-from lodabench.models import read_model_conf, weights_read
+from lodabench.models.local_weights import check_local_weights
+from lodabench.models.pretrained import read_model_conf, weights_read
 from lodabench.paths import CONF_DIR, REPO_ROOT
-from lodabench.records import config_conflicts, operational_values
-from lodabench.run_names import drop_local_copies, is_local_path, override_slug
+from lodabench.run.records import config_conflicts, operational_values
+from lodabench.config.run_names import drop_local_copies, is_local_path, override_slug
 
 GPT2_MEDIUM = {"n_embd": 1024, "n_layer": 24, "n_head": 16}  # the hub's gpt2-medium config.json
 
@@ -36,7 +36,7 @@ def tiny_copy(tmp_path) -> Path:
 
 
 def _run_dirs(*commands: list[str]) -> list[str]:
-    import lodabench.run_names  # noqa: F401  lb_slug resolver
+    import lodabench.config.run_names  # noqa: F401  lb_slug resolver
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -153,8 +153,8 @@ def test_a_folder_without_config_json_is_refused(tmp_path):
 
 
 def test_preflight_refuses_it_before_any_data_or_model(tiny_copy):
-    from lodabench.preflight import preflight
-    from lodabench.schema import compose
+    from lodabench.run.preflight import preflight
+    from lodabench.config.schema import compose
 
     with pytest.raises(ConfigError, match="is not a copy of model=gpt2-medium"):
         preflight(compose(["model=gpt2-medium", f"model.pretrained={tiny_copy}", "paths.data_root=/nonexistent"]))

@@ -20,12 +20,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from lodabench import distributed as D
-from lodabench import methods, preemption
+from lodabench.train import distributed as D
+from lodabench import methods
+from lodabench.train import preemption
 from lodabench.paths import REPO_ROOT
-from lodabench.preemption import RunInterrupted, RunPreempted
-from lodabench.schema import defaults_of
-from lodabench.trainer import Trainer, restore_cuda_rng
+from lodabench.train.preemption import RunInterrupted, RunPreempted
+from lodabench.config.schema import defaults_of
+from lodabench.train.trainer import Trainer, restore_cuda_rng
 from methods_tiny import tiny
 from runs_helpers import TINY_E2E, final_weights, run_dirs
 
@@ -144,7 +145,7 @@ def test_local_grid_job_reads_hydra_joblib_multirun():
     from omegaconf import open_dict
 
     from lodabench.paths import CONF_DIR
-    import lodabench.run_names  # noqa: F401  (resolvers used by conf/)
+    import lodabench.config.run_names  # noqa: F401  (resolvers used by conf/)
 
     GlobalHydra.instance().clear()
     try:
@@ -284,8 +285,8 @@ def test_hand_off_calls_the_previous_requeue_handler(no_slurm):
 
 
 def test_preempted_run_is_recorded_then_handed_off(tmp_path, no_slurm):
-    from lodabench.records import RunRecord
-    from lodabench.run import _record_end
+    from lodabench.run.records import RunRecord
+    from lodabench.run.spine import _record_end
 
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)

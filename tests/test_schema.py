@@ -1,4 +1,4 @@
-"""The one typed schema (src/lodabench/schema.py): every key a run can set is defined once, with its
+"""The one typed schema (src/lodabench/config/schema.py): every key a run can set is defined once, with its
 type and default; what the code reads is settable and what is settable is read; a bad key or value
 fails at compose time or in preflight, before any checkpoint is written.
 
@@ -22,8 +22,10 @@ import pytest
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from lodabench import methods, schema
-from lodabench.data import task_names
+from lodabench import methods
+
+from lodabench.config import schema
+from lodabench.tasks import task_names
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from runs_helpers import TINY_E2E, run_cli
@@ -37,16 +39,16 @@ GROUPS = {"trainer": schema.TrainerConfig, "selection": schema.SelectionConfig, 
 ROOT_KEYS = [f.name for f in dataclasses.fields(schema.RunConfig) if f.name not in GROUPS | {"method": 0, "data": 0}]
 # Names that hold one group's node in the module that consumes it (module path relative to src/lodabench).
 GROUP_NAMES = {
-    "trainer.py": {"cfg": "trainer", "c": "trainer", "self.cfg": "trainer"},
-    "optim.py": {"cfg": "trainer"},
-    "selection.py": {"node": "selection", "trainer_cfg": "trainer"},
-    "models.py": {"model_cfg": "model"},
-    "decoding.py": {"cfg": "decoding"},
-    "pipelines/generation.py": {"dcfg": "decoding"},
-    "entry.py": {"search": "search"},
+    "train/trainer.py": {"cfg": "trainer", "c": "trainer", "self.cfg": "trainer"},
+    "train/optim.py": {"cfg": "trainer"},
+    "train/selection.py": {"node": "selection", "trainer_cfg": "trainer"},
+    "models/pretrained.py": {"model_cfg": "model"},
+    "tasks/decoding.py": {"cfg": "decoding"},
+    "tasks/generation.py": {"dcfg": "decoding"},
+    "run/entry.py": {"search": "search"},
 }
 # Modules that read *recorded* configs of finished runs (plain dicts, old keys included), not the schema.
-RECORD_READERS = ("tables.py", "reports.py", "claims.py", "analysis/", "bench/", "records.py", "reference/")
+RECORD_READERS = ("results/", "analysis/", "bench/", "run/records.py", "reference/")
 NODE_METHODS = {"get", "items", "keys", "values", "copy", "pop", "setdefault", "update"}
 
 
@@ -65,7 +67,7 @@ def _receiver_group(expr: ast.AST, names: dict[str, str]) -> tuple[str, str] | N
 
 def _reads_in(path: Path) -> set[tuple[str, str]]:
     rel = path.relative_to(SRC).as_posix()
-    names = GROUP_NAMES.get(rel, {"cfg": "root", "self.cfg": "root"} if rel in ("run.py", "preflight.py") else {})
+    names = GROUP_NAMES.get(rel, {"cfg": "root", "self.cfg": "root"} if rel in ("run/spine.py", "run/preflight.py") else {})
     out: set[tuple[str, str]] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         key, recv = None, None
@@ -109,7 +111,7 @@ def test_every_key_the_code_reads_is_in_the_schema():
     for group in ("method", "data"):
         valid[group] = set().union(*map(_fields, _option_classes(group).values()))
     unknown = sorted(f"{g}.{k}" for g, k in READS if k not in valid[g])
-    assert not unknown, f"read by the code but not settable (add them to src/lodabench/schema.py): {unknown}"
+    assert not unknown, f"read by the code but not settable (add them to src/lodabench/config/schema.py): {unknown}"
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS) + ["root"])
@@ -139,7 +141,7 @@ def _read_by_interpolation(group: str, key: str) -> bool:
 @pytest.mark.parametrize("group", ["method", "data"])
 def test_every_method_and_task_key_is_read_by_its_module(group):
     shared = (SRC / "methods" / "__init__.py").read_text() + (SRC / "methods" / "common.py").read_text() \
-        + (SRC / "data" / "tasks.py").read_text() + (SRC / "data" / "registry.py").read_text()
+        + (SRC / "tasks" / "specs.py").read_text() + (SRC / "tasks" / "registry.py").read_text()
     unread = []
     for name, cls in _option_classes(group).items():
         spec = methods.get_spec(name).config_cls if group == "method" else type(_task_default(name))
@@ -157,19 +159,19 @@ def _scorer_of(task: str):
 
 
 def _task_default(name: str):
-    from lodabench.data import registry
+    from lodabench.tasks import registry
     return registry.task_spec(name).config
 
 
 # ------------------------------------------------------------------------------ every overlay
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlay_composes_inside_the_schema_and_passes_the_config_checks(overlay):
-    from lodabench.decoding import decoding_config
-    from lodabench.models import model_description
-    from lodabench.optim import optimizer_name
-    from lodabench.preflight import check_eval_checkpoint
-    from lodabench.selection import selection_config
-    from lodabench.trainer import check_trainer_values
+    from lodabench.tasks.decoding import decoding_config
+    from lodabench.models.pretrained import model_description
+    from lodabench.train.optim import optimizer_name
+    from lodabench.run.preflight import check_eval_checkpoint
+    from lodabench.train.selection import selection_config
+    from lodabench.train.trainer import check_trainer_values
 
     cfg = schema.compose([f"experiment={overlay}"])  # check_composed: no key outside the schema
     methods.method_config(cfg.method)
@@ -225,7 +227,7 @@ def test_defaults_live_in_one_place():
     """No YAML restates a code-defined option; every option composes to its dataclass defaults."""
     for group in ("method", "trainer", "selection", "paths", "logger"):
         yamls = [p.name for p in (CONF_DIR / group).glob("*.yaml")] if (CONF_DIR / group).is_dir() else []
-        assert not yamls, f"conf/{group}/ restates defaults that live in src/lodabench/schema.py: {yamls}"
+        assert not yamls, f"conf/{group}/ restates defaults that live in src/lodabench/config/schema.py: {yamls}"
     assert not (CONF_DIR / "decoding" / "beam.yaml").exists()
     cfg = schema.compose(["method=loda"])
     assert OmegaConf.to_container(cfg.method) == schema.defaults_of("method", "loda")

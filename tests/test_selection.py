@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR, REPO_ROOT
-from lodabench.selection import Selection, pick, selection_config
+from lodabench.train.selection import Selection, pick, selection_config
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
 # 16 training examples at batch 8: 2 optimizer steps per epoch, 2 epochs.
@@ -121,8 +121,7 @@ def test_optuna_search_runs_records_and_relaunch_skips(tmp_path, data_root):
 def test_tables_use_the_recorded_aggregate_and_flag_selection_on_test(tmp_path):
     """selection.aggregate=median makes the cell the median over seeds (LoRA's GLUE rule); a run that
     chose its checkpoint on the reported split gets ‡ and the table's footnote says so."""
-    from lodabench import tables
-
+    from lodabench.results import tables
     runs = tmp_path / "runs"
     for seed, bleu in ((110, 0.70), (111, 0.71), (112, 0.90)):
         d = runs / "e2e" / "gpt2-medium" / "r_loda" / "experiment=e2e_r_loda_r300" / f"seed{seed}"

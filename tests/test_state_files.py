@@ -1,4 +1,4 @@
-"""Unit tests of lodabench.state_files (issue 27, "nothing trusted that is not recorded"): every JSON
+"""Unit tests of lodabench.train.state_files (issue 27, "nothing trusted that is not recorded"): every JSON
 state file is checked against its shape on read, strict JSON on write and read, hypotheses line by line,
 non-finite weights refused."""
 
@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from lodabench import io as lb_io
-from lodabench import state_files as sf
+from lodabench.train import state_files as sf
 from lodabench.errors import CheckpointError, DataError
-from lodabench.records import RunRecord
-from lodabench.trainer import TrainState
+from lodabench.run.records import RunRecord
+from lodabench.train.trainer import TrainState
 
 GOOD_STATE = {"epoch": 0, "batch_in_epoch": 6, "global_step": 6, "finished": True, "dev_loss": {"1": 10.7},
               "train_loss": {"1": 10.8}, "last_loss": 10.7, "epoch_loss_sum": 64.7, "epoch_loss_count": 6,

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from lodabench import sweeps
+from lodabench.run import sweeps
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR
 
@@ -89,11 +89,11 @@ def test_every_overlay_composes() -> None:
 
 APP = """
 import json, hydra
-import lodabench.entry
+import lodabench.run.entry
 from lodabench.paths import CONF_DIR
-from lodabench.schema import store_schema
+from lodabench.config.schema import store_schema
 
-store_schema()  # as lodabench.entry.main does before Hydra composes
+store_schema()  # as lodabench.run.entry.main does before Hydra composes
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg):
@@ -120,7 +120,7 @@ def test_hydra_multirun_runs_exactly_the_listed_jobs(tmp_path: Path) -> None:
 def test_run_dir_slug_is_the_same_for_a_single_run_and_a_sweep():
     """Hydra's multirun re-prints 1e-2 as 0.01: both spellings must name one run directory, also when
     the name is long enough to be shortened with a hash (found by the reliability test of edited configs)."""
-    from lodabench.run_names import override_slug
+    from lodabench.config.run_names import override_slug
 
     short_single, short_sweep = "method.r=8,trainer.lr=1e-2", "method.r=8,trainer.lr=0.01"
     assert override_slug(short_single) == override_slug(short_sweep) == "method.r=8,trainer.lr=0.01"
@@ -132,7 +132,7 @@ def test_run_dir_slug_is_the_same_for_a_single_run_and_a_sweep():
 
 def test_rank0_resolver_keeps_hydra_files_on_the_main_process(monkeypatch):
     """``${lb_rank0:.hydra}``: the value on rank 0 (or outside torchrun), null on the other ranks."""
-    from lodabench.run_names import on_rank0
+    from lodabench.config.run_names import on_rank0
 
     monkeypatch.delenv("RANK", raising=False)
     assert on_rank0(".hydra") == ".hydra"

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_ind_from_stats, ttest_rel
 
-from lodabench import stats, tables
+from lodabench.results import stats, tables
 from lodabench.errors import LodabenchError
-from lodabench.models import read_model_conf
+from lodabench.models.pretrained import read_model_conf
 from lodabench.paths import REPO_ROOT
 
 from conftest import IN_CI

@@ -54,7 +54,7 @@ def test_killed_job_leaves_others_intact_and_is_marked(tmp_path, data_root, gpt2
     assert json.loads((by_steps[6] / "record.json").read_text())["status"] == "complete"
     assert (by_steps[6] / "metrics.json").is_file()
     assert json.loads((by_steps[8] / "record.json").read_text())["status"] == "running"
-    from lodabench import tables
+    from lodabench.results import tables
     out = tmp_path / "tables"
     tables.build(tmp_path / "runs", out, None, plots=False)
     df = pd.read_csv(out / "table1_e2e__tiny-gpt2.csv", keep_default_na=False)

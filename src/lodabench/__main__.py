@@ -1,6 +1,6 @@
 """`python -m lodabench [hydra overrides]`: the one train+eval entrypoint."""
 
-from lodabench.entry import main
+from lodabench.run.entry import main
 
 if __name__ == "__main__":
     main()

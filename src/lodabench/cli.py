@@ -18,14 +18,14 @@ import sys
 
 from lodabench.errors import LodabenchError
 
-# name -> (module whose main(argv) runs it, one line of help); run: lodabench.entry, Hydra's main
+# name -> (module whose main(argv) runs it, one line of help); run: lodabench.run.entry, Hydra's main
 SUBCOMMANDS = {
-    "run": ("lodabench.entry", "train + evaluate one config (the default; Hydra overrides, -m for a sweep)"),
-    "models": ("lodabench.model_download", "download the weights and tokenizer a recipe needs (for offline nodes)"),
-    "params": ("lodabench.params", "trainable-parameter counts of model x method, from configs only"),
-    "tables": ("lodabench.tables", "aggregate results/runs into the paper-style tables and comparisons"),
+    "run": ("lodabench.run.entry", "train + evaluate one config (the default; Hydra overrides, -m for a sweep)"),
+    "models": ("lodabench.models.download", "download the weights and tokenizer a recipe needs (for offline nodes)"),
+    "params": ("lodabench.models.params", "trainable-parameter counts of model x method, from configs only"),
+    "tables": ("lodabench.results.tables", "aggregate results/runs into the paper-style tables and comparisons"),
     "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
-    "verify": ("lodabench.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
+    "verify": ("lodabench.run.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
 }
 
 HELP = """usage: lodabench [SUBCOMMAND] [ARGS...]
@@ -34,7 +34,7 @@ HELP = """usage: lodabench [SUBCOMMAND] [ARGS...]
 subcommands:
 {commands}
 
-A run is a Hydra config composed from conf/ (every key: src/lodabench/schema.py), e.g.
+A run is a Hydra config composed from conf/ (every key: src/lodabench/config/schema.py), e.g.
   lodabench experiment=e2e_loda                               # LoDA on E2E, GPT-2 medium
   lodabench experiment=e2e_loda model=tiny-gpt2 trainer.max_steps=2 trainer.device=cpu
   lodabench -m +sweep=e2e_table1                              # a paper table, every seed
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "run":
         argv = argv[1:]
     sys.argv = [sys.argv[0], *argv]
-    from lodabench.entry import main as hydra_entry
+    from lodabench.run.entry import main as hydra_entry
     hydra_entry()
     return 0
 

@@ -44,7 +44,6 @@ def apply_method(model: nn.Module, name: str, **options: Any) -> nn.Module:
     eval mode) would be silently active.
     """
     from lodabench import methods
-
     was_training = model.training
     return methods.apply_method(model, {"name": name, **options}).train(was_training)
 
@@ -111,13 +110,11 @@ def load_adapter(base_model: nn.Module, directory: str | os.PathLike) -> nn.Modu
 def merge(model: nn.Module) -> nn.Module:
     """Fold a linear method (lora, dora, ...) into the base weights; ConfigError for the others."""
     from lodabench import methods
-
     return methods.merge_method(model)
 
 
 def _method_info(model: nn.Module, caller: str) -> dict[str, Any]:
     from lodabench import methods
-
     info = methods.method_of(model)
     if info is None:
         raise CheckpointError(f"{caller}: the model has no lodabench method applied. "

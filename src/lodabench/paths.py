@@ -3,7 +3,7 @@
 The data root is never committed. It comes from (in order) the config value ``paths.data_root``,
 the environment variable ``LODABENCH_DATA_ROOT``, or ``../shared/data`` beside the repository
 (the layout of this project's CI machine). With none of them, the loaders read the hub's parquet
-files (``lodabench.data.hub``), downloaded once into the cache root (``cache_root``).
+files (``lodabench.tasks.hub``), downloaded once into the cache root (``cache_root``).
 """
 
 from __future__ import annotations

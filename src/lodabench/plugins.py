@@ -34,9 +34,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lodabench import replacements
+from lodabench.config import replacements
 from lodabench.errors import ConfigError
-from lodabench.replacements import note_replaced, refuse_builtin_name, replaced_builtins  # replaced_builtins: public here too
+from lodabench.config.replacements import note_replaced, refuse_builtin_name, replaced_builtins  # replaced_builtins: public here too
 
 ENTRY_POINT_GROUP = "lodabench.plugins"
 ENV_VAR = "LODABENCH_PLUGINS"
@@ -119,8 +119,9 @@ def register_method_config(name: str, config: str | os.PathLike | Mapping[str, A
     """
     from omegaconf import OmegaConf
 
-    from lodabench import methods, schema
+    from lodabench import methods
 
+    from lodabench.config import schema
     builtin = _builtin_in_use(name)
     if builtin is not None and not replace:
         raise refuse_builtin_name(f"config values for method={name!r}", builtin, "register_method_config",
@@ -139,7 +140,6 @@ def register_method_config(name: str, config: str | os.PathLike | Mapping[str, A
 def _builtin_in_use(name: str) -> str | None:
     """The module of the built-in method ``name`` when its own spec is the one registered, else None."""
     from lodabench import methods
-
     spec = methods.builtin_spec(name)
     return methods.REGISTRY[name] if spec is not None and methods.get_spec(name) is spec else None
 
@@ -150,5 +150,5 @@ __all__ = ["ENTRY_POINT_GROUP", "ENV_VAR", "load_plugins", "load_plugins_or_exit
 
 def loaded_plugins() -> dict[str, str]:
     """{module: where it was named} of the plugins this process imported, read-only (a run's record
-    fingerprints them: lodabench.fingerprints)."""
+    fingerprints them: lodabench.run.fingerprints)."""
     return dict(_loaded)

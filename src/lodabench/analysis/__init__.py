@@ -11,7 +11,7 @@
     python -m lodabench.analysis cost     --model minilm-l6 --out results/analysis/cost/minilm-l6
 
 This module holds what the three share: building a model from ``conf/model/<name>.yaml``
-(``lodabench.models.read_model_conf``), writing figures atomically, printing tables.
+(``lodabench.models.pretrained.read_model_conf``), writing figures atomically, printing tables.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_model(model_cfg: Mapping[str, Any] | str, *, seed: int = 0, kind: str 
     """Base model in eval mode; random-init models are seeded so their weights are reproducible."""
     import torch
 
-    from lodabench.models import load_model, read_model_conf
+    from lodabench.models.pretrained import load_model, read_model_conf
 
     import transformers
 

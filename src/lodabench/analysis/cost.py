@@ -285,14 +285,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from lodabench.methods import targets
-    from lodabench.models import read_model_conf
+    from lodabench.models.pretrained import read_model_conf
 
     cfg = read_model_conf(args.model)
     if args.macs_only and cfg.get("source") != "config":
         # Dimensions are all MACs need: build the architecture on the meta device, no weights.
         from transformers import AutoConfig, AutoModel
 
-        from lodabench.models import resolve_location
+        from lodabench.models.pretrained import resolve_location
 
         try:
             hf_cfg = AutoConfig.from_pretrained(resolve_location(cfg["pretrained"]))

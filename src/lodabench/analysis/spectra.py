@@ -173,7 +173,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lodabench.models import read_model_conf
+    from lodabench.models.pretrained import read_model_conf
 
     cfg = read_model_conf(args.model)
     model = build_model(cfg, seed=args.seed)

@@ -259,7 +259,7 @@ def load_run(run: Path | None, checkpoint: Path | None = None, model: str | None
     CondLoRA's orientation: ``w0``, else the checkpoint's saved config, else config.yaml's."""
     from safetensors.torch import load_file
 
-    from lodabench.models import read_model_conf
+    from lodabench.models.pretrained import read_model_conf
 
     model_cfg: dict[str, Any] | None = None
     method_name = None

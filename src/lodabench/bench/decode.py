@@ -1,4 +1,4 @@
-"""Beam-search throughput: the harness's decoder (``lodabench.decoding`` with ``hf_compatible``)
+"""Beam-search throughput: the harness's decoder (``lodabench.tasks.decoding`` with ``hf_compatible``)
 against transformers ``generate`` on the same prompts, with the outputs asserted identical.
 
 Both run through ``decoding.decode_tokens`` (same batching, same left padding), one with
@@ -18,15 +18,15 @@ import torch
 
 from lodabench.bench.timing import Stats, paired_ratio, round_robin
 from lodabench.bench.variants import build_base
-from lodabench.decoding import decode_tokens, decoding_config
+from lodabench.tasks.decoding import decode_tokens, decoding_config
 
 
 def e2e_prompts(n: int) -> tuple[list[list[int]], str]:
     """First ``n`` unique test MRs encoded as decoding prompts, or random ids (and why)."""
     try:
-        from lodabench.data import e2e, group_pairs
-        from lodabench.data.collate import encode_source
-        from lodabench.models import default_gpt2_tokenizer_location
+        from lodabench.tasks import e2e, group_pairs
+        from lodabench.tasks.collate import encode_source
+        from lodabench.models.pretrained import default_gpt2_tokenizer_location
         from lodabench.paths import resolve_data_root
         from transformers import AutoTokenizer
 

@@ -24,7 +24,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def load_e2e_test(max_items: int | None = None) -> tuple[list[str], list[list[str]]]:
-    from lodabench.data import e2e, group_pairs
+    from lodabench.tasks import e2e, group_pairs
     from lodabench.errors import DataError
     from lodabench.paths import resolve_data_root
 

@@ -1,6 +1,6 @@
 """Training-step time and memory per method: forward + loss + backward + AdamW step.
 
-The step is the trainer's: ``lodabench.losses.lm_loss`` (label smoothing 0.1, loss on the second
+The step is the trainer's: ``lodabench.tasks.losses.lm_loss`` (label smoothing 0.1, loss on the second
 half of each row as the target) for GPT-2, ``classification_loss`` for RoBERTa, AdamW over the
 trainable tensors with the trainer's defaults, ``zero_grad(set_to_none=True)``. Inputs are random
 token ids of the timed shape, full attention mask; the model is in train mode (method dropout on).
@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from lodabench.bench.timing import Stats, paired_ratio, round_robin
 from lodabench.bench.variants import Variant, build_base, build_variant, method_cfg
-from lodabench.losses import classification_loss, lm_loss
+from lodabench.tasks.losses import classification_loss, lm_loss
 from lodabench.methods import count_parameters, targets
 
 TRAIN_METHODS = ("lora", "loda", "loda_plus", "condlora", "dora", "r_loda", "s_loda", "adapter_h",

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import apply_method, merge_method, targets
-from lodabench.models import load_model, read_model_conf
+from lodabench.models.pretrained import load_model, read_model_conf
 
 # Full-size configs (random weights): the shapes of the LoDA/LoRA papers' models.
 MODELS: dict[str, dict[str, Any]] = {
@@ -77,7 +77,7 @@ def build_base(model_name: str, seed: int = 0, device: str | torch.device = "cpu
 def method_cfg(name: str, **overrides: Any) -> dict[str, Any]:
     """The method config a run composes by default (``params.method_defaults``: the method's config
     dataclass, built-in or plugin) with ``overrides``."""
-    from lodabench.params import method_defaults
+    from lodabench.models.params import method_defaults
 
     return {**{k: v for k, v in method_defaults(name).items() if v is not None}, **overrides}
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
-from lodabench.typed import build_config, plain_values
+from lodabench.config.typed import build_config, plain_values
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
 
@@ -86,8 +86,7 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
 
 def _replace_taken(spec: MethodSpec, taken: MethodSpec | None, replace: bool) -> None:
     """A taken name is replaced only with ``replace=True``; a replaced built-in is noted for the record."""
-    from lodabench import replacements
-
+    from lodabench.config import replacements
     builtin = _BUILTIN.get(spec.name)
     if not replace and builtin is not None:
         raise replacements.refuse_builtin_name(f"method={spec.name!r}", builtin, f"module {spec.config_cls.__module__!r}",
@@ -114,7 +113,7 @@ def builtin_spec(name: str) -> MethodSpec | None:
 
 def unregister_method(name: str) -> None:
     """Remove a method registered by ``register_method`` (tests, interactive sessions)."""
-    from lodabench.replacements import forget_replaced
+    from lodabench.config.replacements import forget_replaced
 
     _SPECS.pop(name, None)
     forget_replaced("method", name)

@@ -17,8 +17,8 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
-from lodabench.ranges import DOMAIN, rng  # noqa: F401  (re-exported: method configs and plugins import them here)
-from lodabench.typed import hp  # noqa: F401  (re-exported: method configs and plugins import it here)
+from lodabench.config.ranges import DOMAIN, rng  # noqa: F401  (re-exported: method configs and plugins import them here)
+from lodabench.config.typed import hp  # noqa: F401  (re-exported: method configs and plugins import it here)
 
 
 def fail(key: str, value: Any, why: str, fix: str) -> ConfigError:

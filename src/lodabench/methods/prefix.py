@@ -44,7 +44,7 @@ export need no MLP (exactly the logits of the unmerged model: the same operation
 and the default ``projection_hidden``: none of them matters for a stored tensor) so ``checkpoint.save_trainable`` writes a
 checkpoint that loads into ``method=prefix method.projection=none method.init=normal``;
 ``merge_method`` drops the record, as for every merged method. Training checkpoints (trainer)
-hold ``P'`` and the MLP, which resuming needs. In a run (``lodabench.run``), once the reported
+hold ``P'`` and the MLP, which resuming needs. In a run (``lodabench.run.spine``), once the reported
 checkpoint is loaded, ``merge_after_training`` merges, writes ``<run_dir>/merged_prefix.safetensors``
 and the run evaluates the merged model.
 
@@ -52,7 +52,7 @@ Note on parameter counts: the LoRA paper's PreLayer counts ``L * d_model * (l_p 
 activation vector per layer and position); the key/value form learns a key and a value per layer
 and position, ``2 * L * kv_heads * head_dim * num_virtual_tokens`` (= ``2 * L * d_model * n`` for
 GPT-2/BERT). With ``projection=mlp`` the trainable count is far larger than the stored one (GPT-2
-medium, n=10: 25,750,016 trained, 491,520 stored); ``lodabench.params`` prints both.
+medium, n=10: 25,750,016 trained, 491,520 stored); ``lodabench.models.params`` prints both.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from transformers import DynamicCache
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
-from lodabench.ranges import DOMAIN, rng
+from lodabench.config.ranges import DOMAIN, rng
 
 PREFIX_INITS = ("vocab_kv", "normal", "random")
 PREFIX_PROJECTIONS = ("none", "mlp")

@@ -66,7 +66,7 @@ from transformers import DynamicCache
 
 from lodabench.errors import ConfigError
 from lodabench.methods.base import MethodSpec
-from lodabench.ranges import DOMAIN, rng
+from lodabench.config.ranges import DOMAIN, rng
 from lodabench.methods import targets
 from lodabench.methods.prefix import check_no_gradient_checkpointing, extend_mask, is_sequence_classifier
 

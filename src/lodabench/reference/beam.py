@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from lodabench import decoding
-from lodabench.data import Pair, group_pairs
-from lodabench.data.collate import encode_source
-from lodabench.schema import defaults_of
+from lodabench.tasks import decoding
+from lodabench.tasks import Pair, group_pairs
+from lodabench.tasks.collate import encode_source
+from lodabench.config.schema import defaults_of
 from lodabench.reference import case as C
 from lodabench.reference.model import build_case_model
 from lodabench.reference.report import CaseReport

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from lodabench.data.collate import encode_pair
-from lodabench.schema import defaults_of
+from lodabench.tasks.collate import encode_pair
+from lodabench.config.schema import defaults_of
 from lodabench.reference import case as C
 from lodabench.reference.model import build_case_model, lora_params
 from lodabench.reference.report import TOL_GRADS, TOL_LOGITS, TOL_LOSS, TOL_PARAMS, CaseReport
@@ -72,7 +72,7 @@ def _trainer_cfg(**over: Any) -> dict[str, Any]:
 
 
 def _pipeline(trainer_cfg: dict[str, Any], tok):
-    from lodabench.pipelines.generation import GenerationPipeline
+    from lodabench.tasks.generation import GenerationPipeline
 
     # data=e2e: LoRA's NLG code is E2E's (the pipeline looks up the task's scorer; nothing is scored here)
     cfg = OmegaConf.create({"trainer": trainer_cfg, "data": {"name": "e2e"}})
@@ -135,7 +135,7 @@ def _lora_params_or_fail(model, names: list[str], path: Path) -> dict[str, torch
 
 # ------------------------------------------------------------------------ optimizer steps
 def _check_steps(report: CaseReport, case_dir: Path, tok, batch: dict, data_root: Path | None) -> None:
-    from lodabench.trainer import Trainer
+    from lodabench.train.trainer import Trainer
 
     run_path = case_dir / "optimizer_run.json"
     run = C.read_case_json(run_path)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lodabench import methods
-from lodabench.models import load_model, load_tokenizer
+from lodabench.models.pretrained import load_model, load_tokenizer
 from lodabench.reference.case import CaseFormatError, read_tensors
 
 # ../shared/golden/lora_nlg/README.md, "The tiny model (all cases)".

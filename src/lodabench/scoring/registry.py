@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lodabench.errors import ConfigError
-from lodabench.specs import SpecRegistry, check_name
+from lodabench.config.specs import SpecRegistry, check_name
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""What a run is: the typed config groups, their ranges, the spec registries and run identity."""

@@ -1,0 +1,1 @@
+"""What runs add up to: tables, the paper comparison report, claims and statistics."""

@@ -1,0 +1,503 @@
+"""The one train+eval pipeline: compose → validate → train (resumable) → decode/predict → score → record.
+
+Called by the Hydra entrypoint (``python -m lodabench``). Each run owns ``cfg.run_dir``; a run whose
+record is complete is skipped unless ``force=true``; an interrupted run resumes from its last
+checkpoint; a crash during decoding keeps the hypotheses already decoded (``hyp.partial.jsonl``)
+and a re-run decodes only the rest; a crash during scoring re-scores from the written ``hyp.txt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lodabench.train import distributed as D
+from lodabench.errors import ConfigError, LodabenchError
+from lodabench.io import atomic_write_text, finite_json
+from lodabench.train.preemption import (RunInterrupted, RunPreempted, describe_requeue,
+                                  hand_off, interrupts_raise)
+from lodabench.run.records import ATTEMPTS_DIR, METRICS, RECORD, RunRecord, config_conflicts
+from lodabench.run.runlock import LOCK_NAME, RunLock
+
+log = logging.getLogger(__name__)
+
+MIN_FREE_MB = 200
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before any training if results cannot be written (unwritable dir, disk full)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"results directory {run_dir} is not writable ({exc.strerror or exc}). "
+                          "Fix its permissions or set paths.results_dir=<writable dir>.") from exc
+    free_mb = shutil.disk_usage(run_dir).free / 2**20
+    if free_mb < MIN_FREE_MB:
+        raise ConfigError(f"only {free_mb:.0f} MiB free on the disk of {run_dir} (need at least {MIN_FREE_MB} MiB "
+                          "for checkpoints and outputs). Free space or set paths.results_dir elsewhere.")
+
+
+def pick_device(name: str) -> torch.device:
+    """``trainer.device``; a visible GPU torch cannot use is refused, not replaced by the CPU (lodabench.train.device)."""
+    from lodabench.train.device import pick_device as pick
+    return pick(name)
+
+
+class WandbLogger:
+    """wandb, offline by default; only created when ``logger=wandb``."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any]):
+        import wandb
+        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+        self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, dir=str(run_dir),
+                              name=cfg.run_name, id=hashlib.sha1(str(run_dir).encode()).hexdigest()[:12],
+                              resume="allow", config=config, tags=list(cfg.logger.tags),
+                              mode=cfg.logger.mode)
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        self.run.log(data, step=step)
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None:
+        if summary:
+            self.run.summary.update(summary)
+        self.run.finish()
+
+
+def run(cfg: DictConfig) -> dict[str, Any] | None:
+    """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
+    metrics, so a re-launched Optuna study gets the same objective back)."""
+    from lodabench.config.config_ranges import check_launch_values
+    check_launch_values(cfg)  # seed, trainer.num_threads: used below before preflight checks the rest
+    torch.set_num_threads(int(cfg.trainer.num_threads))
+    from lodabench.train.device import check_requested_device, use_deterministic_kernels
+    check_requested_device(str(cfg.trainer.device))  # before the lock, the record and torchrun's device choice
+    use_deterministic_kernels(bool(cfg.trainer.deterministic))  # before anything starts cuBLAS
+    # Under torchrun: join the process group. Rank 0 alone writes the record, checkpoints and
+    # outputs; the other ranks train and leave (lodabench.train.distributed, docs/cluster.md).
+    dctx, ddp_device = D.init_from_env(str(cfg.trainer.device))
+    from lodabench.config.run_names import check_run_dir
+    run_dir = check_run_dir(cfg)  # name, confinement in paths.results_dir, nesting: before the lock or any write
+    lock = RunLock(run_dir) if dctx.is_main else None
+    lock_error = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except ConfigError as exc:
+            lock_error = str(exc)
+    lock_error = D.broadcast_from_main(lock_error)  # rank 0 holds the lock for all
+    if lock_error:
+        D.finish()
+        raise ConfigError(lock_error)
+    try:
+        return _launch(cfg, run_dir, dctx, ddp_device)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> dict[str, Any] | None:
+    record = RunRecord(run_dir)
+    # A run directory belongs to one config: an edited overlay must not skip to (or resume from)
+    # results made with other values under the same command line.
+    conflicts = D.broadcast_from_main(  # rank 0 decides for all
+        config_conflicts(record.data.get("config") or {}, OmegaConf.to_container(cfg, resolve=True)))
+    if conflicts:
+        D.finish()
+        raise ConfigError(
+            f"run directory {run_dir} holds a run ({record.status}) made with other values: "
+            f"{'; '.join(conflicts[:8])}{' ...' if len(conflicts) > 8 else ''}. Its results and checkpoints "
+            f"do not belong to this config: delete or move that directory to run this config there, or give "
+            f"it another run directory (run_name=... or paths.runs_dir=...).")
+    if D.broadcast_from_main(record.is_complete() and not cfg.force):  # rank 0 decides for all
+        stale = D.broadcast_from_main(_stale_inputs(record, cfg) if dctx.is_main else None)
+        D.finish()
+        if stale:  # its data, weights or tokenizer no longer hash as recorded: not the old numbers
+            raise ConfigError(stale)
+        if dctx.is_main:
+            log.info("run %s is complete; skipping (force=true re-runs it)", run_dir)
+            print(f"[lodabench] skip (complete): {run_dir}")
+        return record.data.get("metrics")
+    if not dctx.is_main:
+        return _run(cfg, run_dir, _NoRecord(), None, dctx, ddp_device)
+    check_writable(run_dir)
+    attempt_hygiene(run_dir)  # past the refusals and the skip: only an accepted launch writes into run_dir
+    record = RunRecord(run_dir)  # as hygiene left it
+    unvouched = set_aside_unrecorded(run_dir, record)  # work no record vouches for is never resumed
+    fresh = bool(cfg.force) or not has_work(run_dir)
+    if cfg.force and record.attempts:
+        record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=cfg.allow_code_change)
+    note_set_aside(record, unvouched)
+    from lodabench.run.capture import accept_launch
+    accept_launch(run_dir, cfg)  # .hydra/ and the job log, which Hydra no longer writes (conf/hydra/default.yaml)
+    record.update(sweep=sweep_info(cfg))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    logger = WandbLogger(cfg, run_dir, config) if cfg.logger.name == "wandb" else None
+    try:
+        with interrupts_raise():
+            metrics = _run(cfg, run_dir, record, logger, dctx, ddp_device)
+    except BaseException as exc:
+        _record_end(record, run_dir, exc)
+        hand_off(exc)  # preempted under submitit: its handler requeues the job and exits
+        raise
+    finally:
+        if logger is not None:
+            logger.finish()
+    record.complete(metrics)
+    print(f"[lodabench] complete: {run_dir}")
+    print(json.dumps(finite_json(metrics), indent=2, allow_nan=False))  # strict JSON, as in metrics.json
+    return metrics
+
+
+def _stale_inputs(record: RunRecord, cfg: DictConfig) -> str | None:
+    """Why a complete run may not be skipped (its inputs changed), else None; reads only, writes nothing."""
+    from lodabench.run.fingerprints import is_fingerprinted, stale_inputs
+    if not is_fingerprinted(record.data.get("inputs")):
+        log.warning("run %s was recorded before fingerprints: its inputs cannot be re-checked "
+                    "(`lodabench verify` says so; force=true re-runs it with fingerprints)", record.run_dir)
+        return None
+    return stale_inputs(record, cfg)
+
+
+def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
+    """Which Hydra sweeper launched this run; for an Optuna search also its study (the command's
+    overrides minus the searched keys), the trial number and the searched keys."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests calling run() directly)
+        return None
+    sweeper = hc.runtime.choices.get("hydra/sweeper")
+    if sweeper != "optuna":
+        return {"sweeper": sweeper} if str(hc.mode) == "RunMode.MULTIRUN" else None
+    searched = sorted(cfg.search.space)
+    study = " ".join(o for o in hc.overrides.task if o.split("=", 1)[0] not in searched)
+    return {"sweeper": "optuna", "study": study, "trial": hc.job.num, "searched": searched}
+
+
+# ----------------------------------------------------------------------------- attempts
+# What force=true leaves in place: the record (it lists every attempt), this launch's lock and
+# Hydra capture, the archive itself, wandb's offline runs, and Hydra's open job log.
+FORCE_KEEPS = {RECORD, LOCK_NAME, ".hydra", ATTEMPTS_DIR, "wandb"}
+UNRECORDED = ".unrecorded-failure"
+WORK_PRODUCTS = ("checkpoints/latest.json", "hyp.partial.jsonl", "hyp.txt", "predictions.jsonl")
+
+
+def has_work(run_dir: Path) -> bool:
+    """Whether an earlier attempt left work a launch would reuse (checkpoints, decoded outputs)."""
+    return any((run_dir / name).exists() for name in WORK_PRODUCTS)
+
+
+def move_attempt_aside(run_dir: Path, n: int, dest_name: str | None = None) -> str:
+    """force=true: move the earlier attempt's outputs into ``attempts/<n>/`` (nothing is deleted);
+    work no record vouches for goes to ``attempts/<dest_name>/`` (set_aside_unrecorded)."""
+    dest = run_dir / ATTEMPTS_DIR / (dest_name or str(n))
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name not in FORCE_KEEPS and entry.suffix != ".log" and not (entry / RECORD).is_file():
+            entry.rename(dest / entry.name)  # within run_dir; another run's directory is never moved
+    log.info("force=true: earlier outputs of %s moved to %s", run_dir, dest)
+    return str(dest.relative_to(run_dir))
+
+
+# Work a launch would reuse (resume, skip decoding, re-score) and so must be vouched for by a record.
+UNVOUCHED_WORK = (*WORK_PRODUCTS, "checkpoints", "epochs", METRICS)
+
+
+def set_aside_unrecorded(run_dir: Path, record: RunRecord) -> str | None:
+    """Checkpoints, hypotheses or scores with no record attempt that vouches for them (record.json
+    deleted or never written) are moved into ``attempts/unrecorded-<n>/`` (nothing deleted), so this
+    launch starts from step 0 instead of resuming them under a record that says "attempt 1, step 0"."""
+    if record.attempts or not any((run_dir / name).exists() for name in UNVOUCHED_WORK):
+        return None
+    n = 1
+    while (run_dir / ATTEMPTS_DIR / f"unrecorded-{n}").exists():
+        n += 1
+    moved = move_attempt_aside(run_dir, n, dest_name=f"unrecorded-{n}")
+    print(f"[lodabench] {run_dir} held checkpoints or outputs that no {RECORD} vouches for; moved them to "
+          f"{moved}/ (nothing deleted). This attempt starts from step 0.", file=sys.stderr)
+    return moved
+
+
+def note_set_aside(record: RunRecord, moved_to: str | None) -> None:
+    """The attempt says where the unrecorded work it did not trust now lies."""
+    attempts = record.attempts
+    if moved_to and attempts:
+        attempts[-1]["set_aside_unrecorded"] = moved_to
+        record.update(attempts=attempts)
+
+
+def attempt_hygiene(run_dir: Path) -> None:
+    """With the lock held: remove orphan temporary files, and close what a dead launch left open."""
+    from lodabench.config.run_names import orphan_temp_files
+    for tmp in orphan_temp_files(run_dir):  # only io.atomic_path's own temporary names
+        tmp.unlink(missing_ok=True)
+        log.info("removed orphan temporary file %s (a launch died while writing it)", tmp)
+    if not (run_dir / RECORD).is_file():
+        return
+    record = RunRecord(run_dir)
+    marker = run_dir / UNRECORDED
+    if marker.exists():
+        note = marker.read_text(errors="replace").strip() or "no details could be written"
+        print(f"[lodabench] the previous attempt of {run_dir} failed and its failure could not be recorded "
+              f"then ({note}); recorded now.", file=sys.stderr)
+        record.end_attempt("failed (recorded late)", error=note)
+        record.update(status="failed", error=f"failed, unrecorded at the time: {note}")
+        marker.unlink()
+    elif record.status == "running":  # we hold the lock, so the launch that wrote this is gone
+        record.end_attempt("died", error="the launch ended without a record (kill -9, power loss, OOM kill)")
+        record.update(status="interrupted", error="the previous launch died without recording its end")
+
+
+def _record_end(record: RunRecord, run_dir: Path, exc: BaseException) -> None:
+    """Record how the attempt ended; if even that write fails (disk full), leave a marker file."""
+    try:
+        if isinstance(exc, RunPreempted):
+            _record_preempted(record, run_dir, exc)
+        elif isinstance(exc, RunInterrupted):
+            record.interrupt(exc.signal_name, last_checkpoint(run_dir))
+        else:
+            record.fail(f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, LodabenchError):
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+    except OSError as write_error:
+        _leave_marker(run_dir / UNRECORDED, f"{type(exc).__name__}: {exc}; recording it failed: {write_error}")
+
+
+def _record_preempted(record: RunRecord, run_dir: Path, exc: RunPreempted) -> None:
+    """Status interrupted (the run is unfinished, as for any signal); the attempt says preempted,
+    at which step's checkpoint, and what requeues it (lodabench.train.preemption)."""
+    checkpoint = last_checkpoint(run_dir)
+    record.interrupt(exc.signal_name, checkpoint)
+    record.end_attempt("preempted", signal=exc.signal_name, last_checkpoint=checkpoint,
+                       at_step_boundary=exc.step is not None, requeue=describe_requeue())
+    record.update(error=f"preempted by {exc.signal_name}; resumes from checkpoint {checkpoint}")
+
+
+def _leave_marker(path: Path, note: str) -> None:
+    # An empty file needs an inode, not a data block: it can be created on a full disk.
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, note[:2000].encode())
+    os.close(fd)
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "checkpoints" / "latest.json").read_text()).get("dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class _NoRecord:
+    """Stands in for the run record on ranks other than 0, which never write it."""
+
+    def update(self, **_: Any) -> None:
+        pass
+
+    def note(self, **_: Any) -> None:
+        pass
+
+    def note_device(self, _device: torch.device) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- the spine
+# config -> preflight -> build -> train -> evaluate; _launch records (RunRecord) around it.
+def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
+         dctx: D.DistContext = D.SINGLE, ddp_device: torch.device | None = None) -> dict[str, Any] | None:
+    from lodabench.run.preflight import preflight
+
+    from lodabench.train.device import describe
+    set_seed(int(cfg.seed))
+    device = ddp_device or pick_device(cfg.trainer.device)
+    log.info("device: %s (trainer.device=%s)", describe(device), cfg.trainer.device)
+    record.note_device(device)  # the attempt says where it ran: "cpu" / "cuda:<local rank>"
+    plan = preflight(cfg)  # the whole config, the data and what evaluation needs: before anything heavy
+    built = build(cfg, plan, run_dir, record, logger, device, dctx)
+    state = train(built, record, dctx)
+    D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
+    if not dctx.is_main:
+        return None
+    from lodabench.train import phase_cost
+    with phase_cost.phase(record, "decode", device):  # cost.eval_s, cost.peak_memory_mb.decode
+        return evaluate(cfg, plan, built, state, run_dir, record)
+
+
+@dataclass
+class Built:
+    """The objects a run trains and evaluates, made by ``build`` (the model is ``trainer.model``)."""
+
+    pipeline: Any
+    trainer: Any
+
+
+def build(cfg: DictConfig, plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext) -> Built:
+    """Tokenizer, base model + method (+ warm start), pipeline and trainer; records the counts."""
+    from lodabench import methods
+    from lodabench.models.pretrained import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    model = build_model(cfg, plan, tokenizer, record).to(device)
+    record.update(trainable_params=methods.count_parameters(model))
+    pipeline = plan.pipeline_cls(cfg, plan.task, tokenizer, device)
+    trainer = build_trainer(cfg, model, pipeline, run_dir, logger, device, dctx)
+    from lodabench.train.selection import check_against_training
+    check_against_training(plan.selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
+    return Built(pipeline, trainer)
+
+
+def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
+    """The base model for the task's pipeline, with the method applied (checked against the model)."""
+    from lodabench import methods
+    from lodabench.models.pretrained import load_model, weights_read
+
+    task, kind = plan.task, plan.pipeline_cls.model_kind
+    model = load_model(cfg.model, kind=kind, num_labels=getattr(task, "num_labels", None),
+                       problem_type=("regression" if getattr(task, "is_regression", False) else None))
+    if kind == "sequence_classification" and model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    # What this attempt read: the task's data (lodabench.tasks) and the weights (path, or hub id + commit).
+    # With the sha256 of every file read (lodabench.run.fingerprints); a resume from other bytes is refused.
+    from lodabench.run.fingerprints import check_resume, run_inputs
+    inputs = run_inputs(cfg, task, weights_read(cfg.model, model, tokenizer))
+    from lodabench.config.replacements import replaced_builtins  # a plugin's code under a built-in name (replace=True)
+    inputs["replaced_builtins"] = replaced_builtins()
+    record.note(inputs=inputs)
+    check_resume(record, inputs)
+    set_seed(int(cfg.seed))  # adapter init does not depend on how much randomness loading used
+    model = methods.apply_method(model, plan.method)
+    if cfg.init_from:
+        _warm_start(model, cfg.init_from, record)
+    return model
+
+
+def _warm_start(model: torch.nn.Module, source: str, record) -> None:
+    # Warm start (LoRA: MRPC/RTE/STS-B from the MNLI run); a resumed run's checkpoint overrides it.
+    from lodabench.methods.checkpoint import load_warm_start
+    warm = load_warm_start(model, source)
+    record.update(warm_start=warm)
+    log.info("warm start from %s: %d tensors carried, dropped %s", warm["path"], len(warm["carried"]),
+             sorted(warm["dropped"]) or "none")
+
+
+def build_trainer(cfg: DictConfig, model, pipeline, run_dir: Path, logger, device, dctx: D.DistContext):
+    from lodabench.train.trainer import Trainer
+
+    examples = pipeline.train_examples()  # encoded once: the trainer and the length grouping share them
+    lengths = pipeline.example_lengths(examples) if cfg.trainer.group_by_length else None
+    return Trainer(model, cfg.trainer, seed=int(cfg.seed), run_dir=run_dir,
+                   train_examples=examples, collate=pipeline.collate,
+                   loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
+                   logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
+                   loss_weight_fn=getattr(pipeline, "loss_weight", None), example_lengths=lengths)
+
+
+def train(built: Built, record, dctx: D.DistContext):
+    """Train (or resume) to the end; the record gets the schedule before and the losses after."""
+    trainer = built.trainer
+    sizes = {"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
+             "total_steps": trainer.total_steps}
+    record.update(parallel={"world_size": dctx.world_size, "backend": dctx.backend,
+                            "micro_steps_per_rank": trainer.micro_steps, "precision": trainer.precision})
+    record.update(train=sizes)
+    from lodabench.train import phase_cost  # the record's cost block: seconds, tokens, peak memory per phase
+    with phase_cost.phase(record, "train", trainer.device, lambda: {"tokens_processed": trainer.attempt_tokens}):
+        state = trainer.train()
+    phase_cost.note_run_cost(record, train_tokens=state.train_tokens,
+                             adapter_bytes=phase_cost.adapter_bytes(trainer.ckpt_dir))
+    if trainer.rng_restored:  # resumed on another GPU count: which CUDA RNG states were restored
+        record.update(rng_restored=trainer.rng_restored)
+    record.update(train={**sizes, "global_step": state.global_step, "train_loss": state.train_loss,
+                         "dev_loss": state.dev_loss})
+    return state
+
+
+def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) -> dict[str, Any]:
+    """Score the selected checkpoint (or each listed epoch, then pick); returns the run's metrics."""
+    from lodabench.train.selection import evaluate_epochs
+
+    selection, trainer, pipeline = plan.selection, built.trainer, built.pipeline
+    metric = selection.metric or pipeline.primary_metric
+    if selection.epochs:
+        metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric)
+        used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
+    else:
+        used = _select_checkpoint(cfg, trainer, state)
+        trainer.model = _after_training(plan.method, trainer.model, run_dir)
+        _refuse_nonfinite_model(trainer.model)
+        metrics = pipeline.evaluate(trainer.model, run_dir)
+    record.update(checkpoint_used=used)
+    metrics["dev_loss"] = state.dev_loss.get(str(max(map(int, state.dev_loss)))) if state.dev_loss else None
+    metrics["checkpoint"] = used
+    # What a Hydra sweeper (Optuna) optimises: the selection metric, on the selection split where there
+    # is one (CondLoRA: the held-out 10% of train), named beside its value and split.
+    metrics["objective"], metrics["objective_split"] = _objective(selection, pipeline, trainer.model, metrics, metric)
+    metrics["objective_metric"] = metric
+    return metrics
+
+
+def _refuse_nonfinite_model(model: torch.nn.Module) -> None:
+    """Weights holding NaN/inf are never decoded nor scored (they would still get a number)."""
+    from lodabench.train.state_files import refuse_nonfinite
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    refuse_nonfinite(trainable, "the model to evaluate", "Nothing is decoded or scored. Lower trainer.lr or set "
+                     "trainer.grad_clip, then re-run with force=true.")
+
+
+def _after_training(method_conf, model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
+    """The method's own step between training and evaluation (prefix+MLP: merge the projection)."""
+    from lodabench import methods
+    hook = methods.get_spec(method_conf.name).after_training
+    return model if hook is None else hook(model, run_dir)
+
+
+def _objective(selection, pipeline, model, metrics: dict[str, Any], metric: str) -> tuple[Any, str]:
+    if selection.epochs and selection.rule == "dev_metric":
+        return (metrics.get("dev_metrics") or {}).get(metric), "selection"
+    if selection.epochs:
+        return metrics.get(metric), "reported"
+    values, split = pipeline.objective(model, metrics)
+    return values.get(metric), split
+
+
+def _select_checkpoint(cfg: DictConfig, trainer, state) -> str:
+    """Load the weights the reported numbers come from: the last step, or the best dev-loss epoch
+    (eval_checkpoint's value was checked in preflight)."""
+    if cfg.eval_checkpoint == "last":
+        return f"last (step {state.global_step})"
+    if not state.dev_loss:
+        # preflight made sure trainer.eval_dev_loss=true; what is left: no dev split, or nothing trained
+        raise ConfigError("eval_checkpoint=best_dev: no dev loss was recorded to select on (the task has no dev "
+                          "split, or trainer.max_steps=0 / epochs=0 trained nothing). Fix: eval_checkpoint=last.")
+    best = min(state.dev_loss, key=lambda e: state.dev_loss[e])
+    trainer.load_weights(trainer.ckpt_dir / f"epoch-{best}" / "trainable.safetensors")
+    return f"best_dev (epoch {best}, dev loss {state.dev_loss[best]:.4f})"
