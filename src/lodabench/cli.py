@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "params": ("lodabench.models.params", "trainable-parameter counts of model x method, from configs only"),
     "tables": ("lodabench.results.tables", "aggregate results/runs into the paper-style tables and comparisons"),
     "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
+    "compare": ("lodabench.results.compare", "paired seed x item test of two systems' runs (bootstrap / AR, TOST)"),
     "verify": ("lodabench.run.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
 }
 
