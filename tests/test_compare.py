@@ -41,7 +41,10 @@ def _exact_permutation_p(a: dict, b: dict) -> float:
     return float(binom.pmf(k, n_a + n_b, 0.5)[np.abs(2 * k - n_a - n_b) >= abs(n_a - n_b)].sum())
 
 
-@pytest.mark.parametrize("b_dir", [SST2_B, GLUE / "sst2/minilm-l6/prompt/experiment=minilm_glue_sst2,trainer.lr=0.003/seed110"])
+@pytest.mark.parametrize("b_dir", [SST2_B, GLUE / "sst2/minilm-l6/prompt/experiment=minilm_glue_sst2,trainer.lr=0.003/seed110",
+                                   GLUE / "sst2/minilm-l6/s_loda/experiment=minilm_glue_sst2,trainer.lr=0.002/seed111",
+                                   GLUE / "sst2/minilm-l6/r_loda/experiment=minilm_glue_sst2,method.rank=150,"
+                                          "trainer.lr=0.002/seed111"], ids=["p1", "p0", "p0.03", "p0.09"])
 def test_sst2_ar_gives_the_exact_delta_and_permutation_p(capsys, b_dir):
     if not (b_dir / "predictions.jsonl").is_file():
         pytest.skip(f"{b_dir} is not committed")

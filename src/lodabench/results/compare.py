@@ -276,7 +276,7 @@ def _line(name: str, r: dict) -> str:
     if "p_tost" in r:
         eq = f"  TOST(m={r['margin']:g}) p={r['p_tost']:.4f} {'equivalent' if r['equivalent'] else 'not shown equivalent'}"
     return (f"{name:<14} a={r['a']:.4f} b={r['b']:.4f} delta={r['delta']:+.4f} "
-            f"ci95=[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] p={r['p']:.4f} ({r['test']}, {r['trials']} trials, "
+            f"ci95=[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] p={r['p']:.4g} ({r['test']}, {r['trials']} trials, "
             f"{r['n_items']} items, {r['n_seeds_a']}x{r['n_seeds_b']} seeds){eq}")
 
 
