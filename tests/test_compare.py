@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binom
 
 from lodabench.cli import main as cli_main
-from lodabench.errors import DataError
+from lodabench.errors import ConfigError
 from lodabench.results.compare import compare_runs, load_run
 from lodabench.scoring.sufficient import full_sample, generation_metrics, glue_item_metrics
 
@@ -99,7 +99,7 @@ def test_clear_errors(tmp_path, capsys):
     assert "one task" in capsys.readouterr().err
     assert cli_main(["compare", "--a", str(SST2_A), "--b", str(tmp_path)]) == 2
     assert "config.yaml" in capsys.readouterr().err
-    with pytest.raises(Exception, match="--metrics"):
+    with pytest.raises(ConfigError, match="--metrics f1"):
         compare_runs([SST2_A], [SST2_B], metrics=["f1"])
 
 

@@ -73,7 +73,11 @@ def _chunks(total: int, n_items: int) -> list[int]:
 
 
 def _seed_means(scores: np.ndarray) -> np.ndarray:
-    return np.nanmean(scores, axis=-1) if scores.shape[-1] else scores
+    """Mean over seeds; a trial where a metric is undefined for every seed stays NaN (left out of p)."""
+    finite = np.isfinite(scores)
+    total = np.where(finite, scores, 0.0).sum(-1)
+    count = finite.sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def observed(metric: ItemMetric, sides: Sides) -> tuple[float, float]:
