@@ -71,3 +71,17 @@ def test_an_unknown_name_lists_the_registered_ones_and_loads_no_plugin(monkeypat
         scoring.get_scorer("nope")
     with pytest.raises(ConfigError, match=r"pipeline kind 'nope'; known kinds: generation, classification"):
         pipelines.pipeline_class(type("T", (), {"kind": "nope", "name": "t"})())
+
+
+def test_a_builtin_kind_registered_again_is_no_longer_listed_as_replaced(monkeypatch):
+    from lodabench import plugins
+
+    pipelines.PIPELINES.names()
+    monkeypatch.setattr(pipelines.PIPELINES, "specs", dict(pipelines.PIPELINES.specs))
+    monkeypatch.setattr(pipelines.PIPELINES, "modules", dict(pipelines.PIPELINES.modules))
+    monkeypatch.setattr("lodabench.config.replacements.REPLACED", {})
+    pipelines.register_pipeline("classification", "my_mod:MyPipeline", replace=True)
+    assert [r["name"] for r in plugins.replaced_builtins()] == ["classification"]
+    pipelines.register_pipeline("classification", "lodabench.tasks.classification:ClassificationPipeline",
+                                replace=True)
+    assert plugins.replaced_builtins() == []

@@ -107,7 +107,10 @@ class Registry(Generic[T]):
                               f"{self.origin(taken)}; {replacements.registrant(self.origin(spec))} registers it "
                               f"again. Fix: give the new {self.kind} another name, or pass replace=True to "
                               "override it on purpose")
-        if builtin is not None:
+        builtin_spec = self.builtin_spec(name)
+        if builtin_spec is not None and self.same(spec, builtin_spec):
+            replacements.forget_replaced(self.kind, name)  # the built-in itself, back in place
+        elif builtin is not None:
             replacements.note_replaced(self.kind, name, builtin, self.origin(spec))
 
     def _store_node(self, spec: T) -> None:
