@@ -16,7 +16,7 @@ from lodabench import methods, plugins
 from lodabench.tasks import registry
 from lodabench.errors import ConfigError
 from lodabench.methods.common import LoRAStyleConfig, hp
-from lodabench.tasks.pipelines import _PIPELINES, register_pipeline
+from lodabench.tasks.pipelines import PIPELINES, register_pipeline
 from lodabench.scoring import registry as scoring
 
 
@@ -57,7 +57,8 @@ def plugin(tmp_path, monkeypatch):
 
 def test_lora_cannot_be_replaced_before_its_first_use(monkeypatch):
     """The old check only saw names already looked up: a plugin imported first took ``lora``."""
-    monkeypatch.setattr(methods, "_SPECS", {})
+    monkeypatch.setattr(methods.METHODS, "specs", {})  # no built-in method looked up yet
+    monkeypatch.setattr(methods.METHODS, "builtin", {})
     with pytest.raises(ConfigError, match=r"method='lora', a built-in name \(defined in lodabench.methods.lora\)"
                                           r".*pass replace=True to register_method"):
         lodabench.register_method(_my_lora())
@@ -115,7 +116,9 @@ def test_scorer_replacement_is_refused_then_listed():
 
 
 def test_pipeline_kind_replacement_is_refused_then_listed(monkeypatch):
-    monkeypatch.setattr("lodabench.tasks.pipelines._PIPELINES", dict(_PIPELINES))
+    PIPELINES.names()  # the built-in kinds registered, then copied: the test's registrations are undone
+    monkeypatch.setattr(PIPELINES, "specs", dict(PIPELINES.specs))
+    monkeypatch.setattr(PIPELINES, "modules", dict(PIPELINES.modules))
     monkeypatch.setattr("lodabench.config.replacements.REPLACED", {})
     with pytest.raises(ConfigError, match=r"pipeline kind 'generation', a built-in name .*register_pipeline"):
         register_pipeline("generation", "my_mod:MyPipeline")

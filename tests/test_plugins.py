@@ -77,9 +77,9 @@ def test_builtins_register_through_the_same_function(monkeypatch):
     seen = []
     real = methods.register_method
     monkeypatch.setattr(methods, "register_method", lambda spec, **kw: seen.append(spec.name) or real(spec, **kw))
-    monkeypatch.setattr(methods, "_SPECS", {})
+    monkeypatch.setattr(methods.METHODS, "specs", {})
     assert methods.get_spec("lora").name == "lora" and seen == ["lora"]
-    assert methods.get_spec("lora") is methods._SPECS["lora"] and seen == ["lora"]  # once
+    assert methods.get_spec("lora") is methods.METHODS.specs["lora"] and seen == ["lora"]  # once
 
 
 def test_replacing_a_builtin_needs_replace_and_unregister_restores_it():

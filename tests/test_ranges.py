@@ -15,7 +15,7 @@ import pytest
 from lodabench.config import schema
 from lodabench.errors import ConfigError
 from lodabench.run.preflight import check_eval_checkpoint, check_metric_items, check_positions, usable_positions
-from lodabench.config.config_ranges import check_config_ranges, check_launch_values, registered_config_classes
+from lodabench.run.config_ranges import check_config_ranges, check_launch_values, registered_config_classes
 from lodabench.config.ranges import DOMAIN, check_value, missing_domains, rng
 from lodabench.config.schema import compose
 from lodabench.train.selection import check_against_trainer, selection_config

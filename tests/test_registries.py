@@ -20,7 +20,7 @@ from lodabench.tasks import DataConfig, GenerationTask, Pair, get_task, registry
 from lodabench.tasks.e2e import E2EDataConfig
 from lodabench.errors import ConfigError, DataError
 from lodabench.scoring import registry as scoring
-from lodabench.config.specs import SpecRegistry
+from lodabench.config.registry import Registry
 from lodabench.config.typed import coerce_field, hp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,18 +46,24 @@ def test_every_builtin_task_and_scorer_is_registered():
                                                                                "classification"]
 
 
+def _fresh(reg: Registry, register) -> Registry:
+    """A registry of ``reg``'s kind with nothing registered yet (no config group: the real one keeps it)."""
+    return Registry(reg.kind, attr=reg.attr, register=register, origin=reg.origin, option=reg.option, bulk=reg.bulk,
+                    node=reg.node)
+
+
 def test_builtins_register_through_the_public_functions(monkeypatch):
     seen: list[str] = []
     real = registry.register_task
     monkeypatch.setattr(registry, "register_task", lambda spec, **kw: seen.append(spec.name) or real(spec, **kw))
-    monkeypatch.setattr(registry, "_REGISTRY", SpecRegistry("task", registry._REGISTRY.builtin_modules, "TASKS"))
+    monkeypatch.setattr(registry, "TASKS", _fresh(registry.TASKS, lambda spec: registry.register_task(spec)))
     assert registry.task_names() == BUILTIN_TASKS and seen == BUILTIN_TASKS
     assert registry.task_names() == BUILTIN_TASKS and seen == BUILTIN_TASKS  # once
     seen_scorers: list[str] = []
     real_scorer = scoring.register_scorer
     monkeypatch.setattr(scoring, "register_scorer",
                         lambda spec, **kw: seen_scorers.append(spec.name) or real_scorer(spec, **kw))
-    monkeypatch.setattr(scoring, "_REGISTRY", SpecRegistry("scorer", scoring._REGISTRY.builtin_modules, "SCORERS"))
+    monkeypatch.setattr(scoring, "SCORERS", _fresh(scoring.SCORERS, lambda spec: scoring.register_scorer(spec)))
     assert scoring.get_scorer("dart").name == "dart" and seen_scorers == ["e2e", "dart"]
 
 
@@ -257,8 +263,17 @@ def docs_plugins(tmp_path, monkeypatch):
         sys.modules.pop(package, None)
 
 
+def test_a_lookup_does_not_load_plugins(docs_plugins):
+    """Plugins are loaded at the doors only (issue #28): get_task reads what is registered."""
+    with pytest.raises(ConfigError, match=r"data\.name='jsonl_d2t' is not a known task"):
+        get_task({"name": "jsonl_d2t"}, docs_plugins)
+    lodabench.load_plugins()  # the door library code calls (python -m lodabench and compose call it themselves)
+    assert get_task({"name": "jsonl_d2t"}, docs_plugins).name == "jsonl_d2t"
+
+
 def test_docs_plugins_task_builds_from_lodabench_plugins(docs_plugins):
-    task = get_task({"name": "jsonl_d2t"}, docs_plugins)  # unknown name: the plugins are loaded first
+    lodabench.load_plugins()
+    task = get_task({"name": "jsonl_d2t"}, docs_plugins)
     assert task.train_pairs("train")[1] == ("name : B", "B it is .")
     assert task.eval_items() == [("name : A", ["A is here .", "Here is A ."]), ("name : B", ["B it is ."])]
     with pytest.raises(ConfigError, match=r"data\.eval_split='valid' for jsonl_d2t"):
@@ -275,6 +290,7 @@ def test_docs_plugins_scorer_equals_sacrebleu(docs_plugins):
 
     from lodabench.tasks.generation import GenerationPipeline
 
+    lodabench.load_plugins()
     data = {"name": "jsonl_d2t", "sacrebleu_tokenize": "intl"}
     cfg = OmegaConf.create({"data": data, "trainer": {"max_length": 64, "label_smoothing": 0.0}})
     pipeline = GenerationPipeline(cfg, get_task(data, docs_plugins), SimpleNamespace(pad_token_id=0),

@@ -256,7 +256,7 @@ def test_torn_partial_hypotheses_resume(done, tmp_path):
             "and read back through their shape checks")
 def test_nan_metrics_are_written_as_null(tmp_path):
     from lodabench.io import atomic_write_json
-    from lodabench.train.state_files import read_state
+    from lodabench.state_files import read_state
 
     record = RunRecord(tmp_path)
     record.start({"seed": 1}, 1, fresh=True)

@@ -1,4 +1,4 @@
-"""Unit tests of lodabench.train.state_files (issue 27, "nothing trusted that is not recorded"): every JSON
+"""Unit tests of lodabench.state_files (issue 27, "nothing trusted that is not recorded"): every JSON
 state file is checked against its shape on read, strict JSON on write and read, hypotheses line by line,
 non-finite weights refused."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lodabench import io as lb_io
-from lodabench.train import state_files as sf
+from lodabench import state_files as sf
 from lodabench.errors import CheckpointError, DataError
 from lodabench.run.records import RunRecord
 from lodabench.train.trainer import TrainState

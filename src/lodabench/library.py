@@ -8,7 +8,7 @@
     plain = lodabench.merge(model)                        # linear methods only (lora, dora, ...)
 
 This is a thin layer over ``lodabench.methods`` (the same code ``python -m lodabench`` trains
-with): options are the ``method.*`` keys of ``method=<name>`` (its config dataclass) and are validated the same way
+with; a door, so it loads the plugins, issue #28): options are the ``method.*`` keys of ``method=<name>`` (its config dataclass) and are validated the same way
 (``ConfigError`` naming the key and the fix). The adapter directory holds two files:
 
 - ``lodabench_adapter.safetensors``: the trainable tensors only (``methods.checkpoint.save_trainable``;
@@ -41,9 +41,13 @@ def apply_method(model: nn.Module, name: str, **options: Any) -> nn.Module:
 
     The injected modules take the model's train/eval mode: a freshly built nn.Module is in train
     mode, so without this the adapter dropout of a model loaded for inference (HF models load in
-    eval mode) would be silently active.
+    eval mode) would be silently active. A door: the plugins are loaded first, so ``name`` may be a
+    plugin's method.
     """
     from lodabench import methods
+    from lodabench.config.plugin_loader import load_plugins
+
+    load_plugins()
     was_training = model.training
     return methods.apply_method(model, {"name": name, **options}).train(was_training)
 
@@ -110,6 +114,9 @@ def load_adapter(base_model: nn.Module, directory: str | os.PathLike) -> nn.Modu
 def merge(model: nn.Module) -> nn.Module:
     """Fold a linear method (lora, dora, ...) into the base weights; ConfigError for the others."""
     from lodabench import methods
+    from lodabench.config.plugin_loader import load_plugins
+
+    load_plugins()  # a door: the model's method may be a plugin's
     return methods.merge_method(model)
 
 

@@ -178,7 +178,7 @@ def s_loda_variants(keeps: tuple[float, ...], storages: tuple[str, ...]) -> list
 
 def s_loda_macs(base: nn.Module, variants: list[Variant]) -> dict[str, dict[str, float]]:
     """MACs per token per layer of the q/k/v projection (analysis/cost.py formulas)."""
-    from lodabench.analysis.cost import dense_macs, method_macs, proj_shape
+    from lodabench.bench.macs import dense_macs, method_macs, proj_shape
     from lodabench.bench.variants import method_cfg
 
     s = proj_shape(base)

@@ -7,7 +7,7 @@ A field's domain lives beside its default and help text, as field metadata::
 
 so a new numeric field states its domain where it is declared, and tests/test_ranges.py fails for
 one that does not. Every domain is finite: NaN and +-inf are outside all of them. preflight walks
-each group of the composed config against its dataclass (lodabench.config.config_ranges) and refuses
+each group of the composed config against its dataclass (lodabench.run.config_ranges) and refuses
 an out-of-domain value with the full key (``trainer.label_smoothing``), the value, the allowed range
 and the default, before any model loads; ``typed.build_config`` applies the same check to method
 and data configs built from code. Kept free of torch (data configs import it).

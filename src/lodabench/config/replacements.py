@@ -1,8 +1,9 @@
 """Which built-in names (methods, tasks, scorers, pipeline kinds) a registration replaced, and the
 refusal when it did not say ``replace=True`` (every registry's).
 
-Kept below the registries and lodabench.plugins: the registries report here, plugins.load_plugins
-says which plugin is importing (``IMPORTING``), and a run's record lists ``replaced_builtins()``.
+Kept below the registries and the plugin loader: the registries (config/registry.py) report here,
+config/plugin_loader.load_plugins says which plugin is importing (``IMPORTING``), and a run's record
+lists ``replaced_builtins()``.
 """
 
 from __future__ import annotations

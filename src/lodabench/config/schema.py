@@ -6,8 +6,9 @@ Hydra composes ``conf/config.yaml``'s defaults list onto :class:`RunConfig` (Con
 nothing but defaults are ConfigStore nodes built here, not YAML files: ``trainer=default``,
 ``decoding=beam``, ``selection=default``, ``paths=default``, ``logger=none|wandb``; and one node
 per registered method (``method/<name>`` from its config dataclass, lodabench.methods) and per
-registered task (``data/<name>`` from its default config, lodabench.tasks.registry). A plugin's
-method or task therefore gets its node by registering, before Hydra composes (entry.main). The
+registered task (``data/<name>`` from its default config, lodabench.tasks.registry), stored as each
+registers (config/registry.py). A plugin's method or task therefore gets its node by registering,
+which the doors (entry.main, compose) make happen before Hydra composes. The
 YAML files left in conf/ only set values: model descriptions, experiment overlays, sweeps, Hydra.
 
 Hydra's ``+key=value`` adds a key even to a typed node (it opens the node to append), so
@@ -206,28 +207,42 @@ def _omegaconf_type(tp: Any) -> Any:
 
 
 def store_schema() -> None:
-    """Register the root schema and every group option that is code, not YAML (idempotent; call it
-    again after registering a method or task, as entry.main does after loading plugins)."""
+    """Register the root schema and every group option that is code, not YAML (idempotent). A method's or
+    task's node is stored when it registers (config/registry.py); this registers every built-in, so the
+    doors (entry.main, compose) call it after loading the plugins."""
     from hydra.core.config_store import ConfigStore
 
-    from lodabench import methods
+    from lodabench.config.registry import group_registries
     cs = ConfigStore.instance()
     cs.store(name="lodabench_schema", node=RunConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
-    cs.store(group="decoding", name="beam", node=node_class("decoding__beam"))
     cs.store(group="selection", name="default", node=SelectionConfig)
     cs.store(group="paths", name="default", node=PathsConfig)
     cs.store(group="logger", name="none", node=LoggerConfig(name="none"))
     cs.store(group="logger", name="wandb", node=LoggerConfig(name="wandb"))
-    for name in methods.method_names():
-        cs.store(group="method", name=name, node=option_node("method", name))
-    from lodabench.tasks import registry
-    for name in registry.task_names():
-        cs.store(group="data", name=name, node=option_node("data", name))
+    group_registries()  # methods and tasks (and decoding=beam, with the tasks) store their nodes as they register
 
 
 # Values a plugin gives an option on top of its dataclass's defaults (plugins.register_method_config).
 _OPTION_VALUES: dict[tuple[str, str], DictConfig] = {}
+_NODE_SOURCES: dict[str, tuple[type, Any]] = {}  # node class name -> what it mirrors (rebuilt when that changes)
+
+
+def store_option(group: str, name: str, cls: type, defaults: dict[str, Any] | None = None) -> None:
+    """Store ``<group>=<name>`` as the ConfigStore node mirroring ``cls`` (``defaults`` over its own).
+
+    Called by a registry as a spec registers (config/registry.py): registration is the one source of
+    the code-defined options' nodes."""
+    from hydra.core.config_store import ConfigStore
+
+    key = f"{group}__{name}"
+    if _NODE_SOURCES.get(key) != (cls, defaults):
+        node_cls = mirror(cls, defaults)
+        node_cls.__name__ = node_cls.__qualname__ = key
+        node_cls.__module__ = __name__
+        globals()[key] = node_cls
+        _NODE_SOURCES[key] = (cls, defaults)
+    ConfigStore.instance().store(group=group, name=name, node=option_node(group, name))
 
 
 def set_option_values(group: str, name: str, values: DictConfig) -> None:
@@ -245,33 +260,18 @@ def option_node(group: str, name: str) -> Any:
 
 
 def node_class(key: str) -> type:
-    """The schema class of a code-defined option, ``<group>__<name>``, made once and kept here.
+    """The schema class of a code-defined option, ``<group>__<name>``, as its registration stored it.
 
     Kept as a module attribute so a config pickled with it (the joblib and submitit launchers
     send configs to other processes) unpickles by reference: see ``__getattr__`` below.
     """
-    if key in globals():
-        return globals()[key]
-    group, _, name = key.partition("__")
-    cls = _build_node_class(group, name)
-    cls.__name__ = cls.__qualname__ = key
-    cls.__module__ = __name__
-    globals()[key] = cls
-    return cls
-
-
-def _build_node_class(group: str, name: str) -> type:
-    if group == "decoding":
-        from lodabench.tasks.decoding import DecodingConfig
-        return mirror(DecodingConfig)
-    if group == "method":
-        from lodabench import methods
-        return mirror(methods.get_spec(name).config_cls)
-    if group == "data":
-        from lodabench.tasks import registry
-        default = registry.task_spec(name).config
-        return mirror(type(default), dataclasses.asdict(default))
-    raise AttributeError(f"module {__name__!r} has no attribute {group}__{name}")
+    if key not in globals():
+        store_schema()  # the built-ins register (and store their nodes) on first use
+    if key not in globals():
+        group, _, name = key.partition("__")
+        raise ConfigError(f"{group}={name!r} is not a registered option of the config group {group!r}. Fix: "
+                          "register it (lodabench.register_method / register_task) or load its plugin first")
+    return globals()[key]
 
 
 _GROUP_CLASSES = {"trainer": TrainerConfig, "selection": SelectionConfig, "paths": PathsConfig, "logger": LoggerConfig}
@@ -288,10 +288,11 @@ def defaults_of(group: str, name: str | None = None) -> dict[str, Any]:
 
 
 def __getattr__(key: str) -> type:
-    # A process that unpickles a config (a launcher's worker) has not built the node classes yet.
+    # A process that unpickles a config (a launcher's worker) is a door: it has not loaded the plugins
+    # nor registered the built-ins yet, and the node classes are made as they register.
     if "__" not in key.strip("_"):
         raise AttributeError(f"module {__name__!r} has no attribute {key!r}")
-    from lodabench.plugins import load_plugins
+    from lodabench.config.plugin_loader import load_plugins
     load_plugins()
     return node_class(key)
 
@@ -333,10 +334,10 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from lodabench.config.plugin_loader import load_plugins
     from lodabench.paths import CONF_DIR
-    from lodabench.plugins import load_plugins
 
-    load_plugins()
+    load_plugins()  # compose is a door: plugin methods and tasks register (and store their nodes) first
     store_schema()
     GlobalHydra.instance().clear()
     try:
@@ -370,4 +371,4 @@ def trainer_config(values: Any) -> DictConfig:
 
 
 __all__ = ["RunConfig", "TrainerConfig", "SelectionConfig", "PathsConfig", "LoggerConfig", "ModelConfig",
-           "SearchConfig", "check_composed", "complete", "compose", "defaults_of", "trainer_config", "mirror", "store_schema"]
+           "SearchConfig", "check_composed", "complete", "compose", "defaults_of", "trainer_config", "mirror", "store_option", "store_schema"]

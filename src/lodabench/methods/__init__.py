@@ -9,32 +9,35 @@
     plain = merge_method(model)                      # mergeable methods only (ConfigError otherwise)
     counts = count_parameters(model)                 # trainable, in 1e6 and 2^20 units, head, total
 
-``REGISTRY`` maps each config name to the module that defines it; modules are imported lazily
-(``get_spec``), so a module that does not exist yet only breaks its own names. Every module
-exposes ``SPECS: list[MethodSpec]`` (see base.py), and each spec enters the registry through
-``register_method(spec)``: the built-in modules' specs when get_spec first imports them, a
-plugin's when its module is imported (``lodabench.plugins``: entry points / LODABENCH_PLUGINS). Checkpoint files (safetensors + metadata) and
+``METHODS`` is the methods' ``Registry`` (config/registry.py, one class for methods, tasks, scorers
+and pipeline kinds); ``REGISTRY`` maps each config name to the module that defines it; modules are
+imported lazily (``get_spec``), so a module that does not exist yet only breaks its own names. Every
+module exposes ``SPECS: list[MethodSpec]`` (see base.py), and each spec enters the registry through
+``register_method(spec)``: the built-in modules' specs when get_spec first imports them, a plugin's
+when its module is imported (``lodabench.plugins``: entry points / LODABENCH_PLUGINS, loaded at the doors). Checkpoint files (safetensors + metadata) and
 the PEFT export live in ``lodabench.methods.checkpoint``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from lodabench.config.registry import Registry, check_name
+from lodabench.config.schema import store_option
+from lodabench.config.typed import build_config, plain_values
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
-from lodabench.config.typed import build_config, plain_values
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
 
-REGISTRY: dict[str, str] = {
+# name -> the module that defines it; a built-in module is imported on first use (get_spec), so a module
+# that does not exist yet only breaks its own names. A plugin's name is appended as it registers.
+BUILTIN_MODULES: dict[str, str] = {
     "ft": "lodabench.methods.full",
     "ft_top2": "lodabench.methods.full",
     "ft_qv": "lodabench.methods.full",
@@ -54,15 +57,22 @@ REGISTRY: dict[str, str] = {
     "prompt": "lodabench.methods.prompt",
 }
 
-_BUILTIN = dict(REGISTRY)
-
-# Specs registered so far (register_method); a built-in name enters on first get_spec.
-_SPECS: dict[str, MethodSpec] = {}
+_BUILTIN = BUILTIN_MODULES  # the old name (tests list the built-ins by it)
 
 # Attribute set on the model returned by apply_method: {"name": ..., "config": {...}}.
 METHOD_ATTR = "lodabench_method"
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+def _origin(spec: MethodSpec) -> str:
+    return spec.config_cls.__module__  # where the method is defined (apply may be reused)
+
+
+# register=: through the module attribute, so a wrapped register_method (tests) sees the built-ins enter.
+METHODS: Registry[MethodSpec] = Registry(
+    "method", attr="SPECS", register=lambda spec: register_method(spec), origin=_origin,
+    option=lambda name: f"method={name!r}", lazy=BUILTIN_MODULES, group="method",
+    node=lambda spec: store_option("method", spec.name, spec.config_cls))
+REGISTRY = METHODS.modules  # name -> module: the built-ins and the registered plugins'
 
 
 def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
@@ -73,63 +83,31 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
     is a lowercase identifier (it is a config file name and a run-directory part), the config is
     a dataclass whose ``name`` field defaults to that name (method_config dispatches on it) and
     ``apply`` is callable. Registering another spec under a taken name needs ``replace=True``.
+    Registering stores ``method/<name>``'s config node (config/registry.py).
     """
     _check_spec(spec)
-    taken = _SPECS.get(spec.name) or builtin_spec(spec.name)  # a built-in name is taken before first use
-    if spec is not taken and (taken is not None or spec.name in _BUILTIN):
-        _replace_taken(spec, taken, replace)
-    _SPECS[spec.name] = spec
-    if replace or spec.name not in REGISTRY:
-        REGISTRY[spec.name] = spec.config_cls.__module__  # where the method is defined (apply may be reused)
-    return spec
-
-
-def _replace_taken(spec: MethodSpec, taken: MethodSpec | None, replace: bool) -> None:
-    """A taken name is replaced only with ``replace=True``; a replaced built-in is noted for the record."""
-    from lodabench.config import replacements
-    builtin = _BUILTIN.get(spec.name)
-    if not replace and builtin is not None:
-        raise replacements.refuse_builtin_name(f"method={spec.name!r}", builtin, f"module {spec.config_cls.__module__!r}",
-                                          "register_method")
-    if not replace:
-        raise ConfigError(f"register_method: method={spec.name!r} is already registered by "
-                          f"{taken.config_cls.__module__}; "
-                          f"{replacements.registrant(spec.config_cls.__module__)} registers it again. Fix: "
-                          "give the new method another name, or pass replace=True to override it on purpose")
-    if builtin is not None:
-        replacements.note_replaced("method", spec.name, builtin, spec.config_cls.__module__)
+    return METHODS.register(spec, replace)
 
 
 def builtin_spec(name: str) -> MethodSpec | None:
     """The built-in spec of ``name`` (None for a plugin's name, or a built-in module not available)."""
-    if name not in _BUILTIN:
-        return None
-    try:
-        module = importlib.import_module(_BUILTIN[name])
-    except ModuleNotFoundError:
-        return None
-    return next((s for s in getattr(module, "SPECS", []) if s.name == name), None)
+    return METHODS.builtin_spec(name)
 
 
 def unregister_method(name: str) -> None:
-    """Remove a method registered by ``register_method`` (tests, interactive sessions)."""
+    """Remove a method registered by ``register_method`` (tests, interactive sessions); a replaced
+    built-in comes back."""
     from lodabench.config.replacements import forget_replaced
 
-    _SPECS.pop(name, None)
-    forget_replaced("method", name)
     forget_replaced("method_config", name)
-    if name in _BUILTIN:  # a replaced built-in comes back (its module re-registers it on get_spec)
-        REGISTRY[name] = _BUILTIN[name]
-    else:
-        REGISTRY.pop(name, None)
+    METHODS.remove(name)
 
 
 def _check_spec(spec: Any) -> None:
     where = f"register_method({getattr(spec, 'name', spec)!r})"
     if not isinstance(spec, MethodSpec):
         raise ConfigError(f"{where}: expected a lodabench.MethodSpec, got {type(spec).__name__}")
-    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
-        raise ConfigError(f"{where}: the name must match [a-z][a-z0-9_]* (it is the method=<name> option and a run-directory part)")
+    check_name(spec.name, where, "the method=<name> option and a run-directory part")
     if not (isinstance(spec.config_cls, type) and dataclasses.is_dataclass(spec.config_cls)):
         raise ConfigError(f"{where}: config_cls must be a dataclass (see methods/common.py LoRAStyleConfig)")
     name_field = {f.name: f for f in dataclasses.fields(spec.config_cls)}.get("name")
@@ -142,35 +120,13 @@ def _check_spec(spec: Any) -> None:
 
 def method_names() -> list[str]:
     """Every method name: the built-ins and the registered plugins'."""
-    return list(REGISTRY)
+    return METHODS.names()
 
 
 def get_spec(name: str) -> MethodSpec:
-    if name in _SPECS:
-        return _SPECS[name]
-    if name not in REGISTRY:
-        from lodabench.plugins import load_plugins
-
-        load_plugins()  # a plugin may define it (library use: no CLI loaded the plugins yet)
-    if name in _SPECS:
-        return _SPECS[name]
-    if name not in REGISTRY:
-        raise ConfigError(f"method={name!r} is not a known method. Valid names: {', '.join(REGISTRY)}. "
-                          "A method of your own: see docs/extending.md")
-    module_path = REGISTRY[name]
-    try:
-        module = importlib.import_module(module_path)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_path:
-            raise
-        raise ConfigError(
-            f"method={name!r} is registered in {module_path}, which is not available yet "
-            f"({exc}). Fix: pick another method or add {module_path.replace('.', '/')}.py"
-        ) from exc
-    for spec in getattr(module, "SPECS", []):
-        if spec.name == name:
-            return register_method(spec)
-    raise ConfigError(f"method={name!r}: {module_path} defines no MethodSpec of that name in SPECS")
+    """The spec of ``method=<name>`` (a plugin's only once its plugin is loaded: the doors do that)."""
+    return METHODS.get(name, lambda valid: f"method={name!r} is not a known method. Valid names: "
+                       f"{', '.join(valid)}. A method of your own: see docs/extending.md")
 
 
 def method_config(cfg: Any, model: nn.Module | None = None) -> Any:
@@ -338,6 +294,7 @@ def count_parameters(model: nn.Module) -> dict[str, Any]:
 
 
 __all__ = [
+    "METHODS",
     "REGISTRY",
     "MethodSpec",
     "register_method",

@@ -132,7 +132,7 @@ def resolve_warm_start(location: str | os.PathLike) -> Path:
             return path / "trainable.safetensors"
         raise CheckpointError(f"init_from={str(location)!r}: no record.json nor trainable.safetensors in it. "
                               "Fix: point it to a run directory (results/runs/.../seed<N>) or a checkpoint file")
-    from lodabench.train.state_files import read_latest, read_state
+    from lodabench.state_files import read_latest, read_state
     record = read_state(record_path, "record")  # shape checked: DataError naming the field, not a traceback
     if record.get("status") != "complete":
         raise CheckpointError(f"init_from={str(location)!r}: that run is {record.get('status')!r}, not complete. "
@@ -207,7 +207,7 @@ def load_warm_start(model: nn.Module, location: str | os.PathLike) -> dict[str, 
 
 def _refuse_nonfinite(sd: dict[str, torch.Tensor], path) -> None:
     """NaN/inf weights are never loaded: a resumed, warm-started or scored model would carry them."""
-    from lodabench.train.state_files import refuse_nonfinite
+    from lodabench.state_files import refuse_nonfinite
     refuse_nonfinite(sd, f"checkpoint {path}", "Fix: use an earlier checkpoint, or delete the run's checkpoints/ "
                      "(or re-run with force=true) to train again from step 0; if training made them, lower "
                      "trainer.lr or set trainer.grad_clip.")

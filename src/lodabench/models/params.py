@@ -332,7 +332,7 @@ def _overrides(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``lodabench params model=<m> method=<x> [method.k=v]``: the counts as JSON. Plugins load first
     (as for a run), so ``method=<a plugin's method>`` composes its config and counts."""
-    from lodabench.plugins import load_plugins_or_exit
+    from lodabench.config.plugin_loader import load_plugins_or_exit
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if {"-h", "--help"} & set(argv):

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lodabench.errors import LodabenchError
 from lodabench.paths import CONF_DIR
-from lodabench.plugins import load_plugins_or_exit
+from lodabench.config.plugin_loader import load_plugins_or_exit
 from lodabench.config.run_names import register_resolvers
 
 log = logging.getLogger("lodabench")

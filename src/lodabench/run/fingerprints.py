@@ -167,7 +167,7 @@ def scorer_inputs(cfg: Any, task: Any) -> dict[str, Any]:
 
 def plugin_inputs() -> list[dict[str, Any]]:
     """Every plugin module this process loaded (lodabench.plugins): module, source, version, file sha256."""
-    from lodabench.plugins import loaded_plugins
+    from lodabench.config.plugin_loader import loaded_plugins
 
     return [{"module": module, "named_by": source, "version": _module_version(module),
              **_module_file_entry(module)} for module, source in sorted(loaded_plugins().items())]

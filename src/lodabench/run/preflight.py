@@ -18,7 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from lodabench.errors import ConfigError, DataError
+from lodabench.errors import ConfigError
+from lodabench.tasks.pipelines import require_rows  # noqa: F401  (public here; it moved below run: the pipelines call it)
 
 EVAL_CHECKPOINTS = ("last", "best_dev")
 
@@ -41,7 +42,7 @@ def preflight(cfg: DictConfig) -> Plan:
     from lodabench.train.optim import optimizer_name
     from lodabench.paths import resolve_data_root
     from lodabench.tasks.pipelines import pipeline_class
-    from lodabench.config.config_ranges import check_config_ranges
+    from lodabench.run.config_ranges import check_config_ranges
     from lodabench.config.schema import check_composed
     from lodabench.train.selection import check_against_trainer, selection_config
     from lodabench.train.trainer import check_trainer_values
@@ -178,12 +179,6 @@ def _position_table(model_cfg: Any) -> int | None:
     except (ConfigError, OSError, ValueError):
         return None
     return usable_positions(config)
-
-
-def require_rows(rows: Any, what: str, fix: str) -> None:
-    """A split the run will use must have rows: fail now, naming it, not at the end of training."""
-    if not rows:
-        raise DataError(f"{what} is empty. Fix: {fix}")
 
 
 __all__ = ["EVAL_CHECKPOINTS", "MIN_ITEMS", "Plan", "check_eval_checkpoint", "check_metric_items", "check_positions",

@@ -172,9 +172,9 @@ class RunRecord:
 
 
 def _read_record(path: Path) -> dict[str, Any]:
-    """record.json, its shape checked (lodabench.train.state_files): a damaged or wrong-shaped record is a
+    """record.json, its shape checked (lodabench.state_files): a damaged or wrong-shaped record is a
     DataError naming the file and field, never a traceback or a record trusted for what it is not."""
-    from lodabench.train.state_files import read_state
+    from lodabench.state_files import read_state
 
     return read_state(path, "record")
 

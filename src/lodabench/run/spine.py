@@ -89,7 +89,7 @@ class WandbLogger:
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Execute one run; returns its metrics (a complete run is skipped and returns its recorded
     metrics, so a re-launched Optuna study gets the same objective back)."""
-    from lodabench.config.config_ranges import check_launch_values
+    from lodabench.run.config_ranges import check_launch_values
     check_launch_values(cfg)  # seed, trainer.num_threads: used below before preflight checks the rest
     torch.set_num_threads(int(cfg.trainer.num_threads))
     from lodabench.train.device import check_requested_device, use_deterministic_kernels
@@ -467,7 +467,7 @@ def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) 
 
 def _refuse_nonfinite_model(model: torch.nn.Module) -> None:
     """Weights holding NaN/inf are never decoded nor scored (they would still get a number)."""
-    from lodabench.train.state_files import refuse_nonfinite
+    from lodabench.state_files import refuse_nonfinite
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     refuse_nonfinite(trainable, "the model to evaluate", "Nothing is decoded or scored. Lower trainer.lr or set "
                      "trainer.grad_clip, then re-run with force=true.")

@@ -94,7 +94,7 @@ def expand(name: str, extra: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> l
 
     combos = expand_params(preset_params(name, conf_dir), extra)
     jobs: list[Job] = []
-    from lodabench.plugins import load_plugins
+    from lodabench.config.plugin_loader import load_plugins
     from lodabench.config.schema import store_schema
 
     load_plugins()

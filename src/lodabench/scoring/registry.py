@@ -3,7 +3,7 @@
 Every scorer enters through ``register_scorer(spec)``: the built-in ones (``lodabench.scoring.e2e``
 and ``lodabench.scoring.dart``: each module's ``SCORERS`` list, registered the first time the
 registry is used) and a plugin's (a module named by an entry point or LODABENCH_PLUGINS that calls
-``register_scorer`` when imported) alike. ``GenerationPipeline.score`` looks the scorer up by the
+``register_scorer`` when imported) alike; ``SCORERS`` is a ``Registry`` of config/registry.py. ``GenerationPipeline.score`` looks the scorer up by the
 data config's ``scorer`` (default: the task's name); ``task_config`` runs its ``check`` on the data
 config before anything is loaded.
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lodabench.config.registry import Registry, check_name
 from lodabench.errors import ConfigError
-from lodabench.config.specs import SpecRegistry, check_name
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,11 @@ class ScorerSpec:
     ready: Callable[[Any], None] | None = None
 
 
-_REGISTRY = SpecRegistry("scorer", ("lodabench.scoring.e2e", "lodabench.scoring.dart"), "SCORERS")
+# register=: through the module attribute, so a wrapped register_scorer (tests) sees the built-ins enter.
+SCORERS: Registry[ScorerSpec] = Registry(
+    "scorer", attr="SCORERS", register=lambda spec: register_scorer(spec), origin=lambda spec: spec.score.__module__,
+    option=lambda name: f"data.scorer={name!r}", bulk=("lodabench.scoring.e2e", "lodabench.scoring.dart"))
+_REGISTRY = SCORERS  # the old name
 
 
 def register_scorer(spec: ScorerSpec, *, replace: bool = False) -> ScorerSpec:
@@ -48,9 +52,8 @@ def register_scorer(spec: ScorerSpec, *, replace: bool = False) -> ScorerSpec:
     The one way in, for the built-in scorers and for plugins alike; the spec is checked now, so a
     broken plugin fails at import.
     """
-    _REGISTRY.load_builtins(register_scorer)
     _check_spec(spec)
-    return _REGISTRY.add(spec, replace, lambda s: s.score.__module__, f"data.scorer={spec.name!r}")
+    return SCORERS.register(spec, replace)
 
 
 def _check_spec(spec: Any) -> None:
@@ -67,20 +70,18 @@ def _check_spec(spec: Any) -> None:
 
 def unregister_scorer(name: str) -> None:
     """Remove a scorer registered by ``register_scorer`` (tests); a replaced built-in comes back."""
-    _REGISTRY.remove(name)
+    SCORERS.remove(name)
 
 
 def scorer_names() -> list[str]:
     """Every scorer name: the built-ins and the registered plugins'."""
-    _REGISTRY.load_builtins(register_scorer)
-    return list(_REGISTRY.specs)
+    return SCORERS.names()
 
 
 def get_scorer(name: str) -> ScorerSpec:
-    """The spec of ``data.scorer=<name>``; plugins are loaded before a name is called unknown."""
-    _REGISTRY.load_builtins(register_scorer)
-    return _REGISTRY.lookup(name, lambda valid: f"data.scorer={name!r} is not a known scorer. Valid names: "
-                            f"{', '.join(valid)}. A scorer of your own: see docs/extending.md (\"Add a scorer\")")
+    """The spec of ``data.scorer=<name>`` (a plugin's only once its plugin is loaded: the doors do that)."""
+    return SCORERS.get(name, lambda valid: f"data.scorer={name!r} is not a known scorer. Valid names: "
+                       f"{', '.join(valid)}. A scorer of your own: see docs/extending.md (\"Add a scorer\")")
 
 
 def scorer_of(data_config: Any) -> str:

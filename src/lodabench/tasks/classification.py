@@ -33,7 +33,7 @@ class ClassificationPipeline:
     @classmethod
     def preflight(cls, cfg: DictConfig, task) -> None:
         """The rows to fit, select on and report exist (read now), and selection.metric is one of the task's."""
-        from lodabench.run.preflight import require_rows
+        from lodabench.tasks.pipelines import require_rows
 
         splits = task.protocol_splits(int(cfg.seed))
         fix = f"check the GLUE files of {task.name} under the data root (paths.data_root) and data.max_* slicing"

@@ -53,7 +53,7 @@ class GenerationPipeline:
         """Decoding values, the scorer and its options, and every split the run reads, checked now:
         ``decoding.num_beams=0`` fails before training, not after it."""
         from lodabench.tasks.decoding import decoding_config
-        from lodabench.run.preflight import require_rows
+        from lodabench.tasks.pipelines import require_rows
 
         decoding_config(cfg.decoding)
         conf, scorer = data_scorer(cfg.data)
@@ -143,7 +143,7 @@ class GenerationPipeline:
 
     def _decode_resumable(self, model, sources: list[str], run_dir: Path, decode) -> list[str]:
         partial = run_dir / "hyp.partial.jsonl"
-        from lodabench.train.state_files import read_partial_hypotheses
+        from lodabench.state_files import read_partial_hypotheses
         # Every line checked (DataError naming the file and line); a torn last line is cut and decoded again.
         done = read_partial_hypotheses(partial, len(sources)) if partial.is_file() else {}
         todo = [i for i in range(len(sources)) if i not in done]

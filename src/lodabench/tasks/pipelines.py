@@ -2,19 +2,22 @@
 
 A task names its pipeline kind (``task.kind``: ``generation`` for E2E/DART, ``classification`` for
 GLUE); :func:`pipeline_class` looks the kind up in a registry, so the run spine never tests kind
-strings and a plugin task of a new kind brings its pipeline with ``register_pipeline``. What the
+strings and a plugin task of a new kind brings its pipeline with ``register_pipeline`` (``PIPELINES``,
+a ``Registry`` of config/registry.py like the methods', tasks' and scorers'). What the
 spine (run.py) and model selection (selection.py) call is the :class:`Pipeline` protocol.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from lodabench.errors import ConfigError
+from lodabench.config.registry import Registry
+from lodabench.errors import ConfigError, DataError
 
 
 class Pipeline(Protocol):
@@ -41,51 +44,52 @@ class Pipeline(Protocol):
         """(metrics to take the search objective from, which split they are: selection | reported)."""
 
 
-# kind -> "module:Class"; imported on first use so a run loads only its own pipeline's code.
-_PIPELINES: dict[str, str] = {
-    "generation": "lodabench.tasks.generation:GenerationPipeline",
-    "classification": "lodabench.tasks.classification:ClassificationPipeline",
-}
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One pipeline kind: tasks whose ``kind`` is ``name`` train and evaluate with ``target``
+    ("module:Class", imported on first use so a run loads only its own pipeline's code)."""
+
+    name: str
+    target: str
 
 
-_BUILTIN_PIPELINES = dict(_PIPELINES)
+PIPELINES: Registry[PipelineSpec] = Registry(
+    "pipeline", attr="BUILTIN_PIPELINES", register=lambda spec: PIPELINES.register(spec), origin=lambda spec: spec.target,
+    option=lambda kind: f"pipeline kind {kind!r}", bulk=(__name__,), same=lambda a, b: a.target == b.target)
+
+# The built-in kinds (registered on first use, as every registry's built-ins are).
+BUILTIN_PIPELINES = [PipelineSpec("generation", "lodabench.tasks.generation:GenerationPipeline"),
+                     PipelineSpec("classification", "lodabench.tasks.classification:ClassificationPipeline")]
 
 
 def register_pipeline(kind: str, target: str | type, *, replace: bool = False) -> None:
     """Make tasks of ``kind`` train and evaluate with ``target`` (a class or "module:Class").
 
     A taken kind needs ``replace=True``; a replaced built-in kind is noted for the run's record."""
-    from lodabench.config import replacements
     where = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
-    builtin = _BUILTIN_PIPELINES.get(kind)
-    if kind in _PIPELINES and _PIPELINES[kind] != where and not replace:
-        raise _taken(kind, where, builtin)
-    if builtin is not None and builtin != where:
-        replacements.note_replaced("pipeline", kind, builtin, where)
-    _PIPELINES[kind] = where
-
-
-def _taken(kind: str, where: str, builtin: str | None) -> ConfigError:
-    """The refusal of a taken kind: a built-in's names the plugin and replace=True, as every registry does."""
-    from lodabench.config import replacements
-    if builtin is not None:
-        return replacements.refuse_builtin_name(f"pipeline kind {kind!r}", builtin, where, "register_pipeline")
-    return ConfigError(f"register_pipeline: kind {kind!r} is taken by {_PIPELINES[kind]}; {replacements.registrant(where)} "
-                       "registers it again. Fix: pass replace=True to override it on purpose, or use another kind")
+    PIPELINES.register(PipelineSpec(kind, where), replace)
 
 
 def pipeline_kinds() -> list[str]:
-    return list(_PIPELINES)
+    return PIPELINES.names()
 
 
 def pipeline_class(task: Any) -> type:
     """The pipeline class of ``task`` (by its ``kind``)."""
-    target = _PIPELINES.get(getattr(task, "kind", None))
-    if target is None:
-        raise ConfigError(f"task {getattr(task, 'name', task)!r} has pipeline kind {getattr(task, 'kind', None)!r}; "
-                          f"known kinds: {', '.join(_PIPELINES)}. A new kind needs register_pipeline (docs/extending.md)")
-    module, _, name = target.partition(":")
+    kind = getattr(task, "kind", None)
+    if kind not in pipeline_kinds():
+        raise ConfigError(f"task {getattr(task, 'name', task)!r} has pipeline kind {kind!r}; known kinds: "
+                          f"{', '.join(pipeline_kinds())}. A new kind needs register_pipeline (docs/extending.md)")
+    module, _, name = PIPELINES.get(kind, str).target.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["Pipeline", "pipeline_class", "pipeline_kinds", "register_pipeline"]
+def require_rows(rows: Any, what: str, fix: str) -> None:
+    """A split the run will use must have rows: fail now, naming it, not at the end of training.
+
+    Here, below the run package, because the pipelines' own preflight checks call it."""
+    if not rows:
+        raise DataError(f"{what} is empty. Fix: {fix}")
+
+
+__all__ = ["PIPELINES", "Pipeline", "PipelineSpec", "pipeline_class", "pipeline_kinds", "register_pipeline", "require_rows"]

@@ -119,7 +119,7 @@ def _best(values: dict[int, Any], lower: bool, what: str) -> int:
 def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, metric: str) -> dict[str, Any]:
     """Score each listed epoch once (``epochs/<e>/metrics.json``), then report the one ``sel`` picks."""
     from lodabench.io import atomic_write_json
-    from lodabench.train.state_files import read_state
+    from lodabench.state_files import read_state
 
     per_epoch: dict[int, dict[str, Any]] = {}
     for epoch in sel.epochs or ():

@@ -57,7 +57,7 @@ from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_with, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
 from lodabench.train.optim import build_optimizer, optimizer_name
-from lodabench.train.state_files import (check_resume_state, optimizer_tensors, read_latest, read_state,
+from lodabench.state_files import (check_resume_state, optimizer_tensors, read_latest, read_state,
                                    refuse_nonfinite)
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class Trainer:
         pointer = self.ckpt_dir / "latest.json"
         if not pointer.is_file():
             return False
-        info = read_latest(self.ckpt_dir)  # shape checked, its dir exists (lodabench.train.state_files)
+        info = read_latest(self.ckpt_dir)  # shape checked, its dir exists (lodabench.state_files)
         ckpt = self.ckpt_dir / info["dir"]
         state = self._resume_state(ckpt, info["global_step"])  # checked before any tensor is loaded
         try:
