@@ -137,3 +137,19 @@ def test_clear_errors(capsys):
         attribute([str(d) for d in LORA], "loda", "TER", SHARED / "paper")
     assert cli_main(["attribute", str(SST2[0]), str(LORA[0]), "--paper", "lora"]) == 2
     assert "one task" in capsys.readouterr().err
+
+
+def test_without_java_meteor_keeps_its_recorded_value_and_says_so(monkeypatch):
+    from lodabench.errors import ScoringError
+    from lodabench.scoring import java
+
+    def no_java():
+        raise ScoringError("java not found on PATH (test)")
+    monkeypatch.setattr(java, "java_executable", no_java)
+    r = attribute([str(d) for d in LORA], "loda", "METEOR", SHARED / "paper", SHARED / "data", trials=100)
+    rec = [json.loads((d / "metrics.json").read_text())["METEOR"] for d in LORA]
+    assert r["ours"] == pytest.approx(100 * np.mean(rec))
+    text = _factor(r, "reference text")
+    assert text["status"] == "not evaluable" and "needs Java" in text["note"]
+    assert _factor(r, "scorer")["status"] == "not applicable"
+    _books_balance(r)

@@ -177,7 +177,9 @@ def item_stats(ours: Ours, state: State, metric: str):
         return m, stats
     if ours.data != "e2e":
         return None, f"no per-item statistics for the {ours.data} scorers (scoring/sufficient.py): point value only"
-    if state.scorer != "python":
+    if _java_missing(name):
+        return None, f"{_java_missing(name)}: the recorded values only"
+    if state.scorer != "python" and name in ("BLEU", "NIST"):
         return None, "the Perl mteval script prints rounded scores that cannot be resampled: point value only"
     m, stats = generation_metrics([list(o) for o in state.outputs], [list(g) for g in state.gold], [name])[name]
     return m, stats
@@ -311,10 +313,10 @@ def text_step(ours: Ours, state: State, proto: Protocol, data_root: Path | None)
     return replace(state, gold=gold, recorded=tuple(math.nan for _ in state.recorded)), step
 
 
-def scorer_step(ours: Ours, state: State, proto: Protocol) -> tuple[State, Step]:
+def scorer_step(ours: Ours, state: State, proto: Protocol, metric: str) -> tuple[State, Step]:
     step = Step("scorer", state.scorer or "-", proto.scorer or "-", "not applicable")
-    if proto.scorer is None:
-        step.note = "GLUE metrics have one definition"
+    if proto.scorer is None or (ours.data == "e2e" and metric not in ("BLEU", "NIST")):
+        step.note = "one definition of this metric (mteval variants score only E2E BLEU/NIST)"
         return state, step
     if state.scorer == proto.scorer:
         step.status = "already"
@@ -333,12 +335,45 @@ def aggregation_step(ours: Ours, state: State, proto: Protocol) -> tuple[State, 
     return state, step
 
 
+def _steps(ours: Ours, proto: Protocol, metric: str, data_root: Path | None) -> tuple:
+    return (lambda s: checkpoint_step(ours, s, proto, metric), lambda s: text_step(ours, s, proto, data_root),
+            lambda s: scorer_step(ours, s, proto, metric), lambda s: aggregation_step(ours, s, proto))
+
+
+def _java_missing(metric: str) -> str | None:
+    from lodabench.scoring.java import java_executable
+    from lodabench.scoring.sufficient import COCO
+
+    if metric not in COCO:
+        return None
+    try:
+        java_executable()
+    except LodabenchError as exc:
+        return f"re-scoring {metric} needs Java (PTB tokenizer, METEOR jar): {exc}"
+    return None
+
+
+def _cannot_score(ours: Ours, state: State, metric: str) -> str | None:
+    """Why a changed state has no value: a recomputation that needs Java (METEOR, ROUGE_L, CIDEr)."""
+    if ours.data != "e2e" or all(map(math.isfinite, state.recorded)):
+        return None
+    return _java_missing(metric)
+
+
+def _apply(ours: Ours, fn, state: State, metric: str) -> tuple[State, Step]:
+    new, step = fn(state)
+    why = _cannot_score(ours, new, metric) if step.status == "applied" else None
+    if why:
+        step.status, step.note = "not evaluable", why
+        return state, step
+    return new, step
+
+
 def chain(ours: Ours, proto: Protocol, metric: str, data_root: Path | None) -> tuple[list[State], list[Step]]:
     """States V_0 .. V_4 (factors applied one after another in ORDER) and each factor's step."""
     states, steps = [base_state(ours, metric)], []
-    for apply in (lambda s: checkpoint_step(ours, s, proto, metric), lambda s: text_step(ours, s, proto, data_root),
-                  lambda s: scorer_step(ours, s, proto), lambda s: aggregation_step(ours, s, proto)):
-        state, step = apply(states[-1])
+    for fn in _steps(ours, proto, metric, data_root):
+        state, step = _apply(ours, fn, states[-1], metric)
         states.append(state)
         steps.append(step)
     return states, steps
@@ -346,10 +381,7 @@ def chain(ours: Ours, proto: Protocol, metric: str, data_root: Path | None) -> t
 
 def alone(ours: Ours, proto: Protocol, metric: str, data_root: Path | None, k: int) -> State:
     """V_0 with only factor k applied (the effect without the others: for the interaction)."""
-    base = base_state(ours, metric)
-    apply = (lambda s: checkpoint_step(ours, s, proto, metric), lambda s: text_step(ours, s, proto, data_root),
-             lambda s: scorer_step(ours, s, proto), lambda s: aggregation_step(ours, s, proto))[k]
-    return apply(base)[0]
+    return _apply(ours, _steps(ours, proto, metric, data_root)[k], base_state(ours, metric), metric)[0]
 
 
 # --- values of every state under one shared bootstrap ---------------------------------------------------
