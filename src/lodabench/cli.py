@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "tables": ("lodabench.results.tables", "aggregate results/runs into the paper-style tables and comparisons"),
     "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
     "compare": ("lodabench.results.compare", "paired seed x item test of two systems' runs (bootstrap / AR, TOST)"),
+    "plan-seeds": ("lodabench.results.seed_plan", "seeds a difference needs for 80 % power, from runs' seed and item variance"),
+    "attribute": ("lodabench.results.attribute", "how much of ours - paper each no-retraining factor explains, with CIs"),
     "verify": ("lodabench.run.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
 }
 
