@@ -145,6 +145,7 @@ def test_prompt_lester_config_errors(cfg, model, msg):
         cfg.validate(net)
 
 
+@pytest.mark.slow  # tokenizes the GLUE training text (1.4 M tokens)
 def test_committed_ranks_reproduce_from_the_documented_corpus(shared, data_root):
     """scripts/make_token_ranks.py recomputes the committed JSON resource byte for byte."""
     spec = importlib.util.spec_from_file_location("make_token_ranks", REPO_ROOT / "scripts" / "make_token_ranks.py")
