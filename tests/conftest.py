@@ -54,7 +54,6 @@ def gpt2_tokenizer_dir(shared: Path) -> Path:
     return _need(shared / "tokenizers" / "gpt2", "../shared/tokenizers/gpt2")
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Complete tiny CLI runs, made once per test session: several modules need "one complete tiny E2E
 # run" of the same command to copy and break; each used to make its own (~1 min each on a busy
