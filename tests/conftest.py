@@ -6,7 +6,9 @@ absence is a failure, because CI always has it beside the clone.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,43 @@ def golden_dir(shared: Path) -> Path:
 def gpt2_tokenizer_dir(shared: Path) -> Path:
     return _need(shared / "tokenizers" / "gpt2", "../shared/tokenizers/gpt2")
 
+
+# ----------------------------------------------------------------------------------------------
+# Complete tiny CLI runs, made once per test session: several modules need "one complete tiny E2E
+# run" of the same command to copy and break; each used to make its own (~1 min each on a busy
+# 2-core machine). Every caller still gets a private copy, so no module sees another's changes.
+
+def _session_root(tmp_path_factory) -> Path:
+    """A folder of this pytest session that every xdist worker sees: the parent of the workers'
+    basetemps under xdist, else the basetemp itself (its parent is shared with other sessions)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
+    """``make(args, dest)``: copy into ``dest`` (a new folder) the results tree of one complete CLI
+    run of ``args`` and return ``(dest, run_dir)``; each distinct command runs once per session."""
+    import fcntl
+
+    from runs_helpers import run_cli, run_dirs
+
+    root = _session_root(tmp_path_factory) / "complete-runs"
+    root.mkdir(exist_ok=True)
+
+    def make(args: list[str], dest: Path) -> tuple[Path, Path]:
+        made = root / hashlib.sha256("\0".join(args).encode()).hexdigest()[:16]
+        with open(f"{made}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the run, then copies it
+            if not (made / "complete").is_file():
+                shutil.rmtree(made, ignore_errors=True)  # a run that failed in an earlier caller
+                run_cli(args, made / "results")
+                (made / "complete").write_text("\n".join(args))
+        shutil.copytree(made / "results", dest, symlinks=True)
+        (run_dir,) = run_dirs(dest)
+        return dest, run_dir
+
+    return make
 
 # ----------------------------------------------------------------------------------------------
 # results/reliability.md: the table of reliability cases and their outcomes, written by the test run.

@@ -299,6 +299,7 @@ def _clone(tmp_path: Path) -> Path:
     return clone
 
 
+@pytest.mark.slow  # a whole CLI run per case from a copied clone
 @pytest.mark.parametrize("experiment, make_dir", [("e2e_loda", make_e2e_dir), ("dart_loda", make_dart_dir)])
 def test_paper_experiment_runs_from_a_local_hub_folder_in_a_bare_clone(tmp_path, experiment, make_dir):
     tokenizer, clone = _tokenizer_dir(), _clone(tmp_path)

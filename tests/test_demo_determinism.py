@@ -54,6 +54,7 @@ def test_checkpoints_written_before_the_fix_still_read(tmp_path):
     assert read_metadata(tmp_path / "old.safetensors") == old
 
 
+@pytest.mark.slow  # two CLI runs
 @needs_minilm_tokenizer
 def test_two_fresh_processes_give_bit_identical_weights_and_metrics(tmp_path, data_root):
     for name, hashseed in (("a", "0"), ("b", "4242")):

@@ -180,6 +180,7 @@ def test_agreement_with_lora_files_is_at_least_the_documented(data_root, split, 
     assert agreement.describe() in README.read_text()    # README quotes the script's output
 
 
+@pytest.mark.slow  # reads and hashes all 42,061 train lines
 def test_made_train_file_is_lora_train_txt_by_blob(data_root):
     """LoRA's train.txt is not in ../shared, but its git blob id is (MANIFEST 1b): the made file's
     bytes hash to it."""

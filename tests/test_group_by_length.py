@@ -45,6 +45,7 @@ RTE = ["model=tiny-roberta", "data=rte", "method=lora", "data.max_train_examples
        "seed=5"]
 
 
+@pytest.mark.slow  # three CLI runs (whole, crashed, resumed)
 @needs_minilm_tokenizer
 def test_grouped_rte_run_pads_less_and_resumes_exactly(tmp_path, data_root):
     from lodabench.tasks.collate import ClassificationCollator

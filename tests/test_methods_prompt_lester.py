@@ -145,11 +145,21 @@ def test_prompt_lester_config_errors(cfg, model, msg):
         cfg.validate(net)
 
 
+@pytest.mark.slow  # tokenizes the GLUE training text (1.4 M tokens)
 def test_committed_ranks_reproduce_from_the_documented_corpus(shared, data_root):
-    """scripts/make_token_ranks.py recomputes the committed module byte for byte."""
+    """scripts/make_token_ranks.py recomputes the committed JSON resource byte for byte."""
     spec = importlib.util.spec_from_file_location("make_token_ranks", REPO_ROOT / "scripts" / "make_token_ranks.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     tokenizer_dir = shared / "tokenizers" / "gpt2"
     text = script.render(script.ranked_counts(tokenizer_dir, data_root), tokenizer_dir, data_root)
     assert text == script.OUT.read_text(encoding="utf-8")
+
+
+def test_token_ranks_ship_as_package_data():
+    """An installed wheel holds the JSON only if pyproject.toml lists it as package data."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "methods/token_ranks_gpt2.json" in pyproject["tool"]["setuptools"]["package-data"]["lodabench"]
+    assert token_ranks_gpt2.RESOURCE == "token_ranks_gpt2.json"

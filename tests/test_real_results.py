@@ -139,6 +139,7 @@ def test_collapsed_classifier_counts_rederived_from_predictions() -> None:
     assert checked, "the collapse table has no complete cell"
 
 
+@pytest.mark.slow  # one Hydra compose per committed record
 def test_committed_records_agree_with_todays_configs() -> None:
     """Every committed complete record was made with the values its command composes to TODAY
     (the committed overlays): an overlay edited after its runs would make the tables unreproducible

@@ -34,11 +34,9 @@ ARGS = [*TINY_E2E, "decoding.batch_size=2"]
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    """One complete tiny E2E run; tests copy its directory."""
-    results = tmp_path_factory.mktemp("done")
-    run_cli(ARGS, results)
-    (run_dir,) = run_dirs(results)
+def done(tmp_path_factory, complete_run):
+    """One complete tiny E2E run (made once per session, conftest.complete_run); tests copy its directory."""
+    results, run_dir = complete_run(ARGS, tmp_path_factory.mktemp("done") / "results")
     return {"results": results, "run_dir": run_dir}
 
 
@@ -176,6 +174,7 @@ _HOLDER = ("import sys,time; sys.path.insert(0, sys.argv[2]); from lodabench.run
            "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)")
 
 
+@pytest.mark.slow  # needs the module's complete run, plus two CLI launches
 @rel(case="second launch of a run while the first is alive",
      done="another process holds the run directory's lock; launch the same command; kill -9 the holder; launch again",
      expect="exit 2 at once naming the holder's PID and host; after the holder died its stale lock is taken over "
@@ -199,6 +198,7 @@ def test_second_launch_is_refused_then_stale_lock_taken(done, tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad inputs
+@pytest.mark.slow  # a whole CLI run (decoding and scoring)
 @rel(case="trainer.max_steps=0", done="python -m lodabench ... trainer.max_steps=0",
      expect="trains nothing (0 optimizer steps, like trainer.epochs=0) and evaluates the untrained model; "
             "never 'no limit'")
@@ -253,6 +253,7 @@ def test_stsb_label_out_of_range(tmp_path, value):
         read_glue_tsv(SPECS["stsb"], path)
 
 
+@pytest.mark.slow  # needs the module's complete run
 @rel(case="damaged record.json", done="truncate a complete run's record.json; re-run the command",
      expect="exit 2: DataError naming record.json, 'is damaged' and what to do (delete it); no raw JSONDecodeError")
 def test_damaged_record_json(done, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lodabench.run.runlock import RunLock
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -182,11 +182,9 @@ def test_one_spelling_between_single_runs_and_sweeps(tmp_path):
 
 # ----------------------------------------------------------------------------- refused and skipped launches
 @pytest.fixture(scope="module")
-def done(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    """One complete tiny E2E run; tests copy its directory."""
-    results = tmp_path_factory.mktemp("done")
-    run_cli(TINY_E2E, results)
-    (run_dir,) = run_dirs(results)
+def done(tmp_path_factory, complete_run):
+    """One complete tiny E2E run (made once per session, conftest.complete_run); tests copy its directory."""
+    results, run_dir = complete_run(TINY_E2E, tmp_path_factory.mktemp("done") / "results")
     return {"results": results, "run_dir": run_dir}
 
 

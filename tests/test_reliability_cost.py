@@ -95,11 +95,9 @@ def test_old_checkpoint_without_the_new_fields_still_resumes(tmp_path):
 
 # ----------------------------------------------------------------------------- the CLI
 @pytest.fixture(scope="module")
-def done(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    """One complete, uninterrupted tiny E2E run."""
-    results = tmp_path_factory.mktemp("done")
-    run_cli(ARGS, results)
-    (run_dir,) = run_dirs(results)
+def done(tmp_path_factory, complete_run):
+    """One complete, uninterrupted tiny E2E run (made once per session, conftest.complete_run)."""
+    _, run_dir = complete_run(ARGS, tmp_path_factory.mktemp("done") / "results")
     return json.loads((run_dir / "record.json").read_text())
 
 

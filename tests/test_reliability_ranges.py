@@ -49,12 +49,22 @@ OUT_OF_RANGE = [
 ]
 
 
+# A CLI launch per case (~4 s of CPU each): `make test-fast` keeps two (a trainer float, a method
+# field with method= switched), `make test` runs all eleven.
+FAST_CASES = ("trainer.lr=nan", "method.keep=1.5")
+
+
+def _case(args, key, allowed):
+    marks = () if key in FAST_CASES else pytest.mark.slow
+    return pytest.param(args, key, allowed, marks=marks, id=" ".join(args))
+
+
 @rel(case="number outside its field's domain (NaN, inf, probability or ratio above 1, beta >= 1, negative "
           "epochs, zero threads, seed past the RNGs' range)",
      done="python -m lodabench <tiny run> with each of: " + "; ".join(" ".join(a) for a, _, _ in OUT_OF_RANGE),
      expect="exit 2 before any model loads: '<full key>=<value>: must ... Fix: set <full key> to <range> "
             "(default ...)'; no traceback, no checkpoint")
-@pytest.mark.parametrize("args,key,allowed", OUT_OF_RANGE, ids=[" ".join(a) for a, _, _ in OUT_OF_RANGE])
+@pytest.mark.parametrize("args,key,allowed", [_case(*c) for c in OUT_OF_RANGE])
 def test_out_of_range_value_refused_before_training(tmp_path, args, key, allowed):
     _refused(args, tmp_path, f"{key}: must", allowed, f"Fix: set {key.split('=')[0]} to")
 

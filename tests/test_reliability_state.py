@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from lodabench.run.records import RunRecord
 from lodabench.run.spine import FORCE_KEEPS
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -27,11 +27,9 @@ ARGS = [*TINY_E2E, "decoding.batch_size=2"]
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    """One complete tiny E2E run; tests copy its directory."""
-    results = tmp_path_factory.mktemp("done")
-    run_cli(ARGS, results)
-    (run_dir,) = run_dirs(results)
+def done(tmp_path_factory, complete_run):
+    """One complete tiny E2E run (made once per session, conftest.complete_run); tests copy its directory."""
+    results, run_dir = complete_run(ARGS, tmp_path_factory.mktemp("done") / "results")
     return {"results": results, "run_dir": run_dir}
 
 
@@ -106,6 +104,7 @@ def test_force_without_record_does_not_resume(done, tmp_path):
 
 
 # ----------------------------------------------------------------------------- record.json shape
+@pytest.mark.slow  # needs the module's complete run; a CLI launch per case
 @rel(case="record.json of the wrong shape",
      done="a complete run's record.json replaced by a JSON list / given status 5 / seed \"110\" / no status; re-run",
      expect="exit 2: DataError naming record.json, the field (top level / status / seed) and 'delete it'; "
@@ -125,6 +124,7 @@ def test_record_of_wrong_shape(done, tmp_path, mutate, field):
     assert (run_dir / "checkpoints").is_dir() and not (run_dir / "attempts").exists()
 
 
+@pytest.mark.slow  # needs the module's complete run
 @rel(case="record.json with a bare NaN",
      done="a complete run's record.json with wall_time_s: NaN (not JSON); re-run",
      expect="exit 2: record.json is damaged, bare NaN is not JSON; no traceback")

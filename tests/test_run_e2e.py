@@ -15,15 +15,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    results = tmp_path_factory.mktemp("results")
-    proc = run_cli(TINY_E2E, results)
-    (run_dir,) = run_dirs(results)
-    return results, run_dir, proc
+def finished_run(tmp_path_factory, complete_run):
+    """A private copy of the session's complete tiny E2E run (conftest.complete_run)."""
+    results, run_dir = complete_run(TINY_E2E, tmp_path_factory.mktemp("run") / "results")
+    return results, run_dir
 
 
 def test_run_leaves_complete_record(finished_run):
-    _, run_dir, _ = finished_run
+    _, run_dir = finished_run
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "complete"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -44,7 +43,7 @@ def test_run_leaves_complete_record(finished_run):
 
 
 def test_outputs_in_official_formats(finished_run):
-    _, run_dir, _ = finished_run
+    _, run_dir = finished_run
     hyps = (run_dir / "hyp.txt").read_text(encoding="utf-8").split("\n")
     assert hyps[-1] == "" and len(hyps) - 1 == 6          # one line per unique MR
     groups = (run_dir / "refs.txt").read_text(encoding="utf-8").strip("\n").split("\n\n")
@@ -53,7 +52,7 @@ def test_outputs_in_official_formats(finished_run):
 
 
 def test_checkpoint_holds_only_trainable_tensors(finished_run):
-    _, run_dir, _ = finished_run
+    _, run_dir = finished_run
     weights = final_weights(run_dir)
     assert weights and all("lora" in k for k in weights), sorted(weights)[:5]
     # r=8 on q and v of 2 layers of a 64-dim model: 2 layers x 2 matrices x (64*8 + 8*64)
@@ -61,7 +60,7 @@ def test_checkpoint_holds_only_trainable_tensors(finished_run):
 
 
 def test_relaunch_skips_complete_run(finished_run):
-    results, run_dir, _ = finished_run
+    results, run_dir = finished_run
     before = (run_dir / "metrics.json").read_text()
     proc = run_cli(TINY_E2E, results)
     assert "skip (complete)" in proc.stdout
@@ -69,7 +68,7 @@ def test_relaunch_skips_complete_run(finished_run):
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(finished_run, tmp_path):
-    _, reference_dir, _ = finished_run
+    _, reference_dir = finished_run
     crashed = run_cli(TINY_E2E, tmp_path, env={"LODABENCH_FAULT_AFTER_STEP": "3"}, check=False)
     assert crashed.returncode != 0
     (run_dir,) = run_dirs(tmp_path)

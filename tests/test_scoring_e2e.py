@@ -233,6 +233,7 @@ def test_ptb_line_breaking_characters_fail_loudly():
 # --- the CLI ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the scorer CLI in a subprocess, with Java METEOR
 @pytest.mark.java
 def test_cli_module_prints_one_json_object(golden_dir):
     case = golden_dir / "e2e_tiny3"

@@ -10,6 +10,7 @@ from lodabench.scoring.e2e import score_e2e
 REFS = [["The Eagle is a pub near the river."], ["Alimentum serves Chinese food."]]
 
 
+@pytest.mark.slow  # the official E2E scorer (Java METEOR) twice
 @pytest.mark.java
 def test_undefined_nist_raises_when_strict_and_is_none_otherwise():
     hyps = ["", ""]  # no n-grams at all: measure_scores.py -p divides by zero

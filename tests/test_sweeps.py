@@ -33,6 +33,7 @@ def expected_method(row: str) -> tuple[str, int | None, float | None]:
     return row, None, None
 
 
+@pytest.mark.slow  # composes every job of a table grid (54 jobs)
 @pytest.mark.parametrize("data,name", [("e2e", "e2e_table1"), ("dart", "dart_table2")])
 def test_table_presets_list_every_row_times_three_seeds(data: str, name: str) -> None:
     jobs = sweeps.expand(name)
@@ -103,6 +104,7 @@ main()
 """
 
 
+@pytest.mark.slow  # a real 12-job Hydra multirun in a subprocess
 def test_hydra_multirun_runs_exactly_the_listed_jobs(tmp_path: Path) -> None:
     """The real `-m +sweep=...` (Hydra's basic sweeper, the lead's hydra/default.yaml) = sweeps.expand."""
     app = tmp_path / "app.py"

@@ -8,7 +8,7 @@ Inits (Lester et al. Sec. 3.2 / 7):
   pre-training corpus", ../shared/papers/peft_overview_slides.txt). The pool (``vocab_source``):
   - ``counts``: the ``vocab_top_k`` (5,000) most frequent ids of a committed count list. GPT-2's
     byte-level BPE ids are NOT frequency-ordered (the 256 byte symbols, then merges in merge
-    order), and GPT-2's training-text counts are unpublished, so ``token_ranks_gpt2.py`` ranks the
+    order), and GPT-2's training-text counts are unpublished, so ``token_ranks_gpt2.json`` ranks the
     ids by their count in the GLUE training text with the GPT-2 tokenizer (made by
     ``scripts/make_token_ranks.py``, which says why that corpus; ``--check`` reproduces it). Only
     2,699 of those 5,000 ids lie in ``[0, 5000)``.
@@ -149,7 +149,7 @@ class PromptConfig:
             if not has_count_list(model):
                 raise ConfigError(
                     f"method.vocab_source=counts: no committed token-count list for this model's vocabulary "
-                    f"({targets.family(model)}, {vocab} ids; lodabench/methods/token_ranks_gpt2.py covers "
+                    f"({targets.family(model)}, {vocab} ids; lodabench/methods/token_ranks_gpt2.json covers "
                     "GPT-2's 50,257). Fix: method.vocab_source=id_range with vocab_low/vocab_high"
                 )
             from lodabench.methods import token_ranks_gpt2
