@@ -126,7 +126,7 @@ def check_trainer_values(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_int(cfg: Mapping[str, Any], key: str, low: int, required: bool) -> None:
-    value = cfg.get(key)
+    value = getattr(cfg, key)
     if value is None and not required:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
