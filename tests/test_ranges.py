@@ -187,9 +187,22 @@ def test_selection_epochs_need_kept_and_reached_checkpoints():
     (["trainer.max_steps=0"], r"trainer.max_steps=0 trains none"),
 ])
 def test_best_dev_needs_epoch_checkpoints(overrides, match):
+    from lodabench.config.schema import trainer_config
+    trainer = trainer_config(compose([*BASE, *overrides]).trainer)
     with pytest.raises(ConfigError, match=match):
-        check_eval_checkpoint(compose([*BASE, "eval_checkpoint=best_dev", *overrides]))
-    check_eval_checkpoint(compose([*BASE, "eval_checkpoint=last", *overrides]))
+        check_eval_checkpoint("best_dev", trainer)
+    check_eval_checkpoint("last", trainer)
+
+
+def _plan(cfg, task=None, kind="causal_lm", method=None):
+    """The typed groups of a Plan that the position and item checks read (run.preflight.Plan)."""
+    from lodabench.config.schema import trainer_config
+    from lodabench.models.pretrained import model_description
+    from lodabench.tasks.decoding import decoding_config
+    from lodabench.tasks.registry import task_config
+    return SimpleNamespace(model=model_description(cfg.model), method=method, trainer=trainer_config(cfg.trainer),
+                           decoding=decoding_config(cfg.decoding), data=task_config(cfg.data), seed=int(cfg.seed),
+                           task=task, scorer=None, pipeline_cls=SimpleNamespace(model_kind=kind))
 
 
 def _task(name, metrics, **counts):
@@ -205,15 +218,18 @@ def _task(name, metrics, **counts):
 def test_a_metric_needs_enough_items(metrics, select, test, metric):
     cfg = compose([*BASE, "data.max_eval_items=1"])
     with pytest.raises(ConfigError, match=rf"{metric} needs at least 2 scored items, .* gives 1 \(data.max_eval_items=1\)"):
-        check_metric_items(cfg, _task("t", metrics, select=select, test=test))
-    check_metric_items(cfg, _task("t", ("accuracy", "f1"), select=1, test=1))  # defined on one item
+        check_metric_items(_plan(cfg, _task("t", metrics, select=select, test=test)))
+    check_metric_items(_plan(cfg, _task("t", ("accuracy", "f1"), select=1, test=1)))  # defined on one item
 
 
 def test_cider_needs_two_items(data_root):
     from lodabench.tasks import get_task
+    from lodabench.tasks.registry import data_scorer
     cfg = compose([*BASE, "data.max_eval_items=1", "data.eval_split=dev"])
+    plan = _plan(cfg, get_task(cfg.data, data_root))
+    plan.scorer = data_scorer(cfg.data)[1]
     with pytest.raises(ConfigError, match=r"e2e: CIDEr needs at least 2 scored items, but the dev split gives 1"):
-        check_metric_items(cfg, get_task(cfg.data, data_root))
+        check_metric_items(plan)
 
 
 def test_position_table_sizes():
@@ -237,14 +253,14 @@ def test_prompt_longer_than_the_position_table(overrides, match):
     cfg = compose([*BASE, *overrides])
     method, kind = methods.method_config(cfg.method), ("sequence_classification" if "data=sst2" in overrides else "causal_lm")
     with pytest.raises(ConfigError, match=match):
-        check_positions(cfg, method, kind)
+        check_positions(_plan(cfg, kind=kind, method=method))
 
 
 def test_sequences_that_fit_pass():
     from lodabench import methods
     cfg = compose([*BASE, "method=prompt", "trainer.max_length=1004"])
-    check_positions(cfg, methods.method_config(cfg.method), "causal_lm")
-    check_positions(compose([*BASE, "model=tiny-llama", "trainer.max_length=4096"]), None, "causal_lm")
+    check_positions(_plan(cfg, method=methods.method_config(cfg.method)))
+    check_positions(_plan(compose([*BASE, "model=tiny-llama", "trainer.max_length=4096"])))
 
 
 # ------------------------------------------------------------------------------------------ umask

@@ -178,7 +178,7 @@ def test_every_overlay_composes_inside_the_schema_and_passes_the_config_checks(o
     check_trainer_values(cfg.trainer)
     optimizer_name(cfg.trainer)
     selection_config(cfg)
-    check_eval_checkpoint(cfg)
+    check_eval_checkpoint(cfg.eval_checkpoint, cfg.trainer)
     decoding_config(cfg.decoding)
     model_description(cfg.model)
     unread = [k for k in _leaf_keys(cfg) if not _is_read(k)]

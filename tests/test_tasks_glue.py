@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from lodabench.errors import ConfigError
 from lodabench.tasks.glue import SPECS
 from lodabench.errors import CheckpointError
 from lodabench.scoring.glue import TASK_METRICS
@@ -108,7 +109,7 @@ def test_warmup_ratio_is_a_fraction_of_total_steps():
     assert warmup_steps({"warmup_ratio": 0.06, "warmup_steps": 500}, 1000) == 60
     assert warmup_steps({"warmup_ratio": 0.06, "warmup_steps": 500}, 30) == 2   # ceil(1.8), as HF
     assert warmup_steps({"warmup_ratio": None, "warmup_steps": 500}, 30) == 500
-    with pytest.raises(ValueError, match="warmup_ratio"):
+    with pytest.raises(ConfigError, match=r"trainer\.warmup_ratio=6\.0: must lie in \[0, 1\]"):  # the field's domain
         warmup_steps({"warmup_ratio": 6, "warmup_steps": 0}, 10)
 
 

@@ -28,7 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lodabench.errors import ConfigError
 from lodabench.config.ranges import rng
-from lodabench.config.typed import hp
+from lodabench.config.typed import build_config, hp
 
 
 # Training recipe defaults = LoRA paper Table 11 (GPT-2 on E2E) as microsoft/LoRA examples/NLG/README.md
@@ -349,26 +349,10 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
     return cfg
 
 
-def complete(cls: type, values: Any, group: str) -> DictConfig:
-    """``values`` (a partial mapping, or a composed node) over ``cls``'s defaults: every key present and
-    typed, so the code reads attributes and never restates a default. An unknown key or a value of the
-    wrong type is a ConfigError naming ``<group>.<key>``."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.merge(OmegaConf.structured(cls), values if values is not None else {})
-    except OmegaConfBaseException as exc:
-        key = f"{group}.{exc.full_key}" if getattr(exc, "full_key", None) else group
-        raise ConfigError(f"{key}: {str(exc).splitlines()[0]}. Valid keys and types: {cls.__name__} in "
-                          "src/lodabench/config/schema.py") from None
-
-
-def trainer_config(values: Any) -> DictConfig:
+def trainer_config(values: Any) -> TrainerConfig:
     """The ``trainer`` group, complete and typed (Trainer, optimizer and checks read it by attribute)."""
-    if isinstance(values, DictConfig) and OmegaConf.get_type(values) is TrainerConfig:
-        return values
-    return complete(TrainerConfig, values, "trainer")
+    return build_config(TrainerConfig, values, "trainer")
 
 
 __all__ = ["RunConfig", "TrainerConfig", "SelectionConfig", "PathsConfig", "LoggerConfig", "ModelConfig",
-           "SearchConfig", "check_composed", "complete", "compose", "defaults_of", "trainer_config", "mirror", "store_option", "store_schema"]
+           "SearchConfig", "check_composed", "compose", "defaults_of", "trainer_config", "mirror", "store_option", "store_schema"]

@@ -111,18 +111,25 @@ def _annotations(cls: type) -> dict[str, Any]:
         return {}
 
 
-def build_config(config: Any, values: Mapping[str, Any], group: str) -> Any:
+def build_config(config: Any, values: Any, group: str) -> Any:
     """The dataclass instance of ``config`` (a class, or a default instance) with ``values`` set.
 
-    Unknown keys and wrong types raise ``ConfigError`` naming ``<group>.<key>`` and the valid keys;
-    a key not given keeps its default (the default instance's value when an instance is given).
+    The one typing path of the harness: every config group (method, data, trainer, selection,
+    decoding, model) becomes its dataclass here. ``values`` is a plain mapping, a composed
+    DictConfig, a dataclass instance, or None (all defaults); an instance of the class itself is
+    returned as it is (typed once, read many times). Unknown keys and wrong types raise
+    ``ConfigError`` naming ``<group>.<key>`` and the valid keys; a key not given keeps its default
+    (the default instance's value when an instance is given).
     """
+    cls = config if isinstance(config, type) else type(config)
+    if type(values) is cls:
+        return values
+    values = {} if values is None else plain_values(values, group)
     defaults = field_defaults(config)
     unknown = [k for k in values if k not in defaults]
     if unknown:
-        raise ConfigError(f"{group}.{unknown[0]} is not a key of {group}={values.get('name')}. "
-                          f"Valid keys: {', '.join(defaults)}")
-    cls = config if isinstance(config, type) else type(config)
+        of = f"{group}={values['name']}" if "name" in values else group
+        raise ConfigError(f"{group}.{unknown[0]} is not a key of {of}. Valid keys: {', '.join(defaults)}")
     hints = _annotations(cls)
     kwargs = {k: coerce_field(group, k, v, defaults[k], hints.get(k)) for k, v in values.items()}
     from lodabench.config.ranges import check_fields

@@ -131,13 +131,14 @@ def get_spec(name: str) -> MethodSpec:
 
 def method_config(cfg: Any, model: nn.Module | None = None) -> Any:
     """Validated config dataclass for ``cfg["name"]``; with ``model``, also shape/family checks."""
-    values = plain_values(cfg, "method")
-    if "name" not in values:
+    values = cfg if dataclasses.is_dataclass(cfg) else plain_values(cfg, "method")
+    name = getattr(values, "name", None) if dataclasses.is_dataclass(values) else values.get("name")
+    if name is None:
         raise ConfigError(f"method config has no 'name' key. Valid names: {', '.join(REGISTRY)}")
-    spec = get_spec(values["name"])
-    conf = build_config(spec.config_cls, values, "method")
+    spec = get_spec(name)
+    conf = build_config(spec.config_cls, values, "method")  # an instance of config_cls is kept as it is
     if hasattr(conf, "validate"):
-        conf.validate(model)
+        conf.validate(model)  # preflight: the values alone; apply_method: against the model too
     if model is not None:
         from lodabench.methods import targets
 

@@ -28,7 +28,8 @@ ARCHITECTURE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_atte
 
 def recipe_model(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """``conf/model/<model.name>.yaml``: the model the recipe names (None for a model with no file of its own)."""
-    path = CONF_DIR / "model" / f"{model_cfg['name']}.yaml"
+    name = model_cfg["name"] if isinstance(model_cfg, Mapping) else model_cfg.name  # a mapping or ModelConfig
+    path = CONF_DIR / "model" / f"{name}.yaml"
     return read_model_conf(path) if path.is_file() else None
 
 

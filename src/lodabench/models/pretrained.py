@@ -102,9 +102,10 @@ def _hub_kwargs(model_cfg: Any, location: str) -> dict[str, Any]:
 def model_description(values: Mapping[str, Any]) -> Any:
     """The ``model`` group complete and typed (schema.ModelConfig): a description from a YAML file or
     a composed node; an unknown key or a wrong type names model.<key>."""
-    from lodabench.config.schema import ModelConfig, complete
+    from lodabench.config.schema import ModelConfig
+    from lodabench.config.typed import build_config
 
-    return complete(ModelConfig, values, "model")
+    return build_config(ModelConfig, values, "model")
 
 
 def load_model(model_cfg: Mapping[str, Any], *, kind: str | None = None, num_labels: int | None = None,

@@ -1,8 +1,9 @@
 """Everything a run can check before it loads a model or takes an optimizer step.
 
-``preflight(cfg)`` validates the whole composed config (keys against the schema, every number
-against its field's domain (lodabench.config.ranges), the method's values, the trainer, the selection
-rule, the reported checkpoint) and what the chosen pipeline
+``preflight(cfg)`` types the composed config once, group by group (lodabench.config.typed.build_config:
+keys, types, every number against its field's domain; then each group's own checks: the method's
+``validate``, the trainer, the selection rule, the reported checkpoint) into a frozen ``Plan``, and
+checks what the chosen pipeline
 will need at the very end (for generation: decoding values, the scorer and its options; for
 every task: readable, non-empty splits with references, enough items for each metric; sequences
 that fit the model's position table). A bad value fails in seconds with the
@@ -26,57 +27,113 @@ EVAL_CHECKPOINTS = ("last", "best_dev")
 
 @dataclass(frozen=True)
 class Plan:
-    """What preflight validated, handed to the build step so nothing is parsed twice."""
+    """The run, typed once: what preflight validated, handed down so nothing below reads the raw config.
 
+    Each group is its own dataclass (lodabench.config.typed.build_config: one typing path), so the
+    build, train and evaluate steps read attributes (``plan.trainer.lr``) and never restate a
+    default. A pipeline takes the plan where it took the composed config: it reads the same
+    attributes (``trainer``, ``data``, ``decoding``, ``selection``, ``seed``).
+    """
+
+    seed: int
+    model: Any             # config.schema.ModelConfig
+    method_spec: Any       # methods.base.MethodSpec
     method: Any            # the method's config dataclass (methods.method_config)
-    selection: Any         # selection.Selection
-    task: Any              # the task object (data.get_task)
-    pipeline_cls: type     # pipelines.pipeline_class(task)
+    data: Any              # the task's config dataclass (tasks.registry.task_config)
+    task: Any              # the task object (tasks.get_task)
+    pipeline_cls: type     # tasks.pipelines.pipeline_class(task)
+    scorer: Any            # scoring ScorerSpec of data.scorer (None: a task scored by its own metrics)
+    decoding: Any          # tasks.decoding.DecodingConfig (None: the run has no decoding group)
+    trainer: Any           # config.schema.TrainerConfig
+    selection: Any         # train.selection.Selection
+    eval_checkpoint: str   # last | best_dev (EVAL_CHECKPOINTS)
+    init_from: str | None  # warm start source (methods.checkpoint.load_warm_start)
 
 
 def preflight(cfg: DictConfig) -> Plan:
     """Validate the run's config and data; raise ConfigError / DataError naming key, value and fix."""
-    from lodabench import methods
-    from lodabench.tasks import get_task
     from lodabench.models.local_weights import check_local_weights
-    from lodabench.train.optim import optimizer_name
+    from lodabench.config.ranges import check_fields
+    from lodabench.config.schema import RunConfig, SearchConfig, check_composed
+
+    check_composed(cfg)  # a run started from code (not the CLI) gets the schema check too
+    # Every number inside its field's domain (NaN, a beta >= 1, a ratio > 1 refused): the root and
+    # search here, each other group where build_config types it (_typed_plan).
+    check_fields(RunConfig, cfg, "")
+    check_fields(SearchConfig, cfg.search, "search.")
+    check_local_weights(cfg.model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
+    plan = _typed_plan(cfg)
+    plan.pipeline_cls.preflight(plan, plan.task)
+    check_metric_items(plan)
+    check_positions(plan)
+    return plan
+
+
+def _typed_plan(cfg: DictConfig) -> Plan:
+    """Each group typed and validated once (its dataclass, then its cross-group checks)."""
+    from lodabench import methods
+    from lodabench.models.pretrained import model_description
     from lodabench.paths import resolve_data_root
+    from lodabench.tasks import get_task
     from lodabench.tasks.pipelines import pipeline_class
-    from lodabench.run.config_ranges import check_config_ranges
-    from lodabench.config.schema import check_composed
+
+    method = methods.method_config(cfg.method)
+    trainer, selection = _trainer_and_selection(cfg)
+    check_eval_checkpoint(cfg.eval_checkpoint, trainer)
+    data, scorer = _data_and_scorer(cfg.data)
+    task = get_task(data, resolve_data_root(cfg.paths.data_root))
+    return Plan(seed=int(cfg.seed), model=model_description(cfg.model), method_spec=methods.get_spec(method.name),
+                method=method, data=data, task=task, pipeline_cls=pipeline_class(task), scorer=scorer,
+                decoding=_decoding(cfg), trainer=trainer, selection=selection,
+                eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from)
+
+
+def _trainer_and_selection(cfg: DictConfig) -> tuple[Any, Any]:
+    from lodabench.config.schema import trainer_config
+    from lodabench.train.optim import optimizer_name
     from lodabench.train.selection import check_against_trainer, selection_config
     from lodabench.train.trainer import check_trainer_values
 
-    check_composed(cfg)  # a run started from code (not the CLI) gets the schema check too
-    check_config_ranges(cfg)  # every number inside its field's domain (NaN, a beta >= 1, a ratio > 1 refused)
-    check_local_weights(cfg.model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
-    method = methods.method_config(cfg.method)
-    check_trainer_values(cfg.trainer)
-    optimizer_name(cfg.trainer)
+    trainer = trainer_config(cfg.trainer)
+    check_trainer_values(trainer)
+    optimizer_name(trainer)
     selection = selection_config(cfg)
-    check_against_trainer(selection, cfg.trainer)  # epochs kept and reached, the rule's signal computed
-    check_eval_checkpoint(cfg)
-    task = get_task(cfg.data, resolve_data_root(cfg.paths.data_root))
-    pipeline_cls = pipeline_class(task)
-    pipeline_cls.preflight(cfg, task)
-    check_metric_items(cfg, task)
-    check_positions(cfg, method, pipeline_cls.model_kind)
-    return Plan(method, selection, task, pipeline_cls)
+    check_against_trainer(selection, trainer)  # epochs kept and reached, the rule's signal computed
+    return trainer, selection
 
 
-def check_eval_checkpoint(cfg: DictConfig) -> None:
-    value = cfg.eval_checkpoint
+def _data_and_scorer(data_cfg: Any) -> tuple[Any, Any]:
+    """The typed data config and its scorer (a task with no scorer of its own: None)."""
+    from lodabench.tasks.registry import data_scorer, task_config
+
+    try:
+        return data_scorer(data_cfg)
+    except ConfigError:
+        conf = task_config(data_cfg)  # a bad data value fails here, with its own message
+        if getattr(conf, "scorer", None) is not None:
+            raise
+        return conf, None
+
+
+def _decoding(cfg: DictConfig) -> Any:
+    from lodabench.tasks.decoding import decoding_config
+
+    return decoding_config(cfg.decoding) if cfg.get("decoding") is not None else None
+
+
+def check_eval_checkpoint(value: str, trainer: Any) -> None:
+    """``eval_checkpoint`` against the typed trainer group (config.schema.TrainerConfig)."""
     if value not in EVAL_CHECKPOINTS:
         raise ConfigError(f"eval_checkpoint={value!r} is not one of {', '.join(EVAL_CHECKPOINTS)}. Fix: "
                           "eval_checkpoint=last (score the final model) or best_dev (lowest dev loss epoch)")
-    if value == "best_dev" and not cfg.trainer.eval_dev_loss:
+    if value == "best_dev" and not trainer.eval_dev_loss:
         raise ConfigError("eval_checkpoint=best_dev needs trainer.eval_dev_loss=true (it selects on the dev loss)")
-    if value == "best_dev" and not cfg.trainer.keep_epoch_checkpoints:
+    if value == "best_dev" and not trainer.keep_epoch_checkpoints:
         raise ConfigError("eval_checkpoint=best_dev loads the best epoch's checkpoint after training, which "
                           "trainer.keep_epoch_checkpoints=false does not keep. Fix: set "
                           "trainer.keep_epoch_checkpoints=true (or eval_checkpoint=last)")
-    if value == "best_dev" and 0 in (cfg.trainer.epochs, cfg.trainer.max_steps):
-        key = "trainer.epochs" if cfg.trainer.epochs == 0 else "trainer.max_steps"
+    if value == "best_dev" and 0 in (trainer.epochs, trainer.max_steps):
+        key = "trainer.epochs" if trainer.epochs == 0 else "trainer.max_steps"
         raise ConfigError(f"eval_checkpoint=best_dev selects among epoch checkpoints, and {key}=0 trains none. Fix: "
                           f"eval_checkpoint=last (score the untrained model) or {key} > 0")
 
@@ -87,40 +144,40 @@ def check_eval_checkpoint(cfg: DictConfig) -> None:
 MIN_ITEMS = {"pearson": 2, "spearman": 2, "mcc": 2, "CIDEr": 2}
 
 
-def check_metric_items(cfg: DictConfig, task: Any) -> None:
+def check_metric_items(plan: Plan) -> None:
     """Each split the run scores holds at least as many items as each of its metrics needs."""
-    metrics = [m for m in _metric_names(cfg, task) if m in MIN_ITEMS]
-    for split, count in _scored_counts(cfg, task).items():
+    metrics = [m for m in _metric_names(plan) if m in MIN_ITEMS]
+    for split, count in _scored_counts(plan).items():
         for metric in metrics:
             if count < MIN_ITEMS[metric]:
-                raise ConfigError(_too_few(cfg, task, metric, split, count))
+                raise ConfigError(_too_few(plan, metric, split, count))
 
 
-def _too_few(cfg: DictConfig, task: Any, metric: str, split: str, count: int) -> str:
-    need, cap = MIN_ITEMS[metric], cfg.data.get("max_eval_items")
+def _too_few(plan: Plan, metric: str, split: str, count: int) -> str:
+    need, cap = MIN_ITEMS[metric], getattr(plan.data, "max_eval_items", None)
     asked = f" (data.max_eval_items={cap})" if cap is not None else ""
-    return (f"{task.name}: {metric} needs at least {need} scored items, but the {split} split gives {count}{asked}. "
-            f"Fix: set data.max_eval_items >= {need} (or null: every item)")
+    return (f"{plan.task.name}: {metric} needs at least {need} scored items, but the {split} split gives {count}"
+            f"{asked}. Fix: set data.max_eval_items >= {need} (or null: every item)")
 
 
-def _metric_names(cfg: DictConfig, task: Any) -> tuple[str, ...]:
+def _metric_names(plan: Plan) -> tuple[str, ...]:
     """The metrics the run will compute: a GLUE task's own, or those its scorer's module lists (METRICS)."""
-    if hasattr(task, "metric_names"):
-        return tuple(task.metric_names)
+    if hasattr(plan.task, "metric_names"):
+        return tuple(plan.task.metric_names)
     import importlib
 
-    from lodabench.tasks.registry import data_scorer
+    if plan.scorer is None:
+        return ()
+    return tuple(getattr(importlib.import_module(plan.scorer.score.__module__), "METRICS", ()))
 
-    _, scorer = data_scorer(cfg.data)
-    return tuple(getattr(importlib.import_module(scorer.score.__module__), "METRICS", ()))
 
-
-def _scored_counts(cfg: DictConfig, task: Any) -> dict[str, int]:
+def _scored_counts(plan: Plan) -> dict[str, int]:
     """Items per scored split after data slicing (the splits were read by the pipeline's preflight)."""
+    task = plan.task
     if hasattr(task, "protocol_splits"):
-        splits = task.protocol_splits(int(cfg.seed))
+        splits = task.protocol_splits(plan.seed)
         return {"selection": len(splits["select"]), **{s: len(rows) for s, rows in splits["test"].items()}}
-    split = cfg.data.eval_split
+    split = plan.data.eval_split
     return {split: len(task.eval_items(split))}
 
 
@@ -138,29 +195,31 @@ def usable_positions(config: Any) -> int | None:
     return None
 
 
-def check_positions(cfg: DictConfig, method: Any, model_kind: str) -> None:
+def check_positions(plan: Plan) -> None:
     """Virtual tokens + the longest sequence the run builds fit the model's position table.
 
     Training sequences are cut to trainer.max_length; a decoded sequence keeps at least one prompt
     token and adds decoding.max_new_tokens; prompt/prefix tuning shift every real token by
     method.num_virtual_tokens. Past the table a forward fails, often only when decoding, after training.
     """
-    table = _position_table(cfg.model)
+    table = _position_table(plan.model)
     if table is None:
         return
-    parts = _position_parts(cfg, method, model_kind)
+    parts = _position_parts(plan)
     if sum(v for _, v in parts) > table:
         used = " + ".join(f"{k}={v}" if "." in k else f"{v} ({k})" for k, v in parts)
-        raise ConfigError(f"{used} = {sum(v for _, v in parts)} positions, but model={cfg.model.name} has {table}. "
+        raise ConfigError(f"{used} = {sum(v for _, v in parts)} positions, but model={plan.model.name} has {table}. "
                           f"Fix: lower {' or '.join(k for k, _ in parts if '.' in k)} so their sum is "
                           f"at most {table}")
 
 
-def _position_parts(cfg: DictConfig, method: Any, model_kind: str) -> list[tuple[str, int]]:
+def _position_parts(plan: Plan) -> list[tuple[str, int]]:
     """The terms of the longest sequence, as (key, positions)."""
+    method = plan.method
     parts = [("method.num_virtual_tokens", int(method.num_virtual_tokens))] if hasattr(method, "num_virtual_tokens") else []
-    length = int(cfg.trainer.max_length)
-    new = int(cfg.decoding.max_new_tokens) if model_kind == "causal_lm" and cfg.get("decoding") else 0
+    length = int(plan.trainer.max_length)
+    causal = plan.pipeline_cls.model_kind == "causal_lm" and plan.decoding is not None
+    new = int(plan.decoding.max_new_tokens) if causal else 0
     if new + 1 > length:
         return parts + [("a prompt token", 1), ("decoding.max_new_tokens", new)]
     return parts + [("trainer.max_length", length)]
@@ -169,11 +228,11 @@ def _position_parts(cfg: DictConfig, method: Any, model_kind: str) -> list[tuple
 def _position_table(model_cfg: Any) -> int | None:
     """The model's position-table size from its config alone (no weights); None when it cannot be
     known without a download (then the forward's own error stands) or the model has no table."""
-    from omegaconf import OmegaConf
+    import dataclasses
 
     from lodabench.models.params import transformers_config
 
-    values = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    values = dataclasses.asdict(model_cfg)  # the typed model group (config.schema.ModelConfig)
     try:
         config, _ = transformers_config(values)
     except (ConfigError, OSError, ValueError):

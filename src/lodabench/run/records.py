@@ -19,7 +19,7 @@ import resource
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, TypedDict
 
 import torch
 
@@ -37,6 +37,76 @@ PACKAGES = ("lodabench", "torch", "transformers", "datasets", "hydra-core", "ome
 RECORD = "record.json"
 ATTEMPTS_DIR = "attempts"  # force=true moves earlier outputs to attempts/<n>/
 METRICS = "metrics.json"
+
+
+# ----------------------------------------------------------------------------- the record's schema
+# What record.json holds, key by key: the writer below and the readers (results/: tables, reports,
+# claims) share this one description. total=False: a record grows during a run (``status=running``
+# first, ``metrics`` at the end) and older records lack keys added since (ADDED_KEYS, attempts).
+class Metrics(TypedDict, total=False):
+    """metrics.json, and ``record["metrics"]``: the task's scores (``BLEU``, ``accuracy``, ... as its
+    scorer names them) plus these keys the spine adds (run.spine.evaluate)."""
+
+    dev_loss: Optional[float]          # the last epoch's dev loss (null: not computed)
+    checkpoint: str                    # which weights were scored ("last (step 6)", "best_dev (epoch 2, ...)")
+    objective: Optional[float]         # the selection metric's value: what a Hydra sweeper optimises
+    objective_split: str               # reported | selection: where the objective was measured
+    objective_metric: str              # the selection metric's name
+    selection: dict[str, Any]          # selection.epochs runs: the rule, the epochs and the choice (train.selection)
+
+
+class Attempt(TypedDict, total=False):
+    """One launch that worked on the run (``record["attempts"][n - 1]``)."""
+
+    n: int
+    git: dict[str, Any]                # {"commit", "dirty"}
+    lock: str
+    lock_sha256: str
+    packages: dict[str, Optional[str]]
+    machine: dict[str, Any]
+    started_at: str
+    ended_at: Optional[str]
+    outcome: str                       # running | complete | failed | interrupted | preempted | died ...
+    start: str                         # "step 0" | "resume"
+    code_changed: Optional[list[str]]
+    operational: dict[str, Any]        # this attempt's values of OPERATIONAL_KEYS
+    device: str
+    inputs: dict[str, Any]             # sha256 fingerprints (run.fingerprints)
+    cost: dict[str, Any]               # seconds, tokens, peak memory per phase (train.phase_cost)
+
+
+class Record(TypedDict, total=False):
+    """record.json (RunRecord.data)."""
+
+    status: str                        # running | complete | failed | interrupted
+    config: dict[str, Any]             # the resolved config: the run's identity (config_conflicts)
+    seed: int
+    attempts: list[Attempt]
+    git: dict[str, Any]                # these five mirror the latest attempt
+    lock: str
+    lock_sha256: str
+    packages: dict[str, Optional[str]]
+    machine: dict[str, Any]
+    started_at: str
+    last_attempt_at: str
+    finished_at: str
+    failed_at: str
+    interrupted_at: str
+    error: str
+    last_checkpoint: Optional[str]
+    wall_time_s: float
+    peak_memory: dict[str, float]
+    trainable_params: dict[str, Any]   # methods.count_parameters
+    train: dict[str, Any]              # sizes, global_step, train_loss, dev_loss per epoch
+    parallel: dict[str, Any]
+    checkpoint_used: str
+    warm_start: dict[str, Any]
+    rng_restored: dict[str, int]
+    inputs: dict[str, Any]
+    device: str
+    cost: dict[str, Any]
+    sweep: Optional[dict[str, Any]]
+    metrics: Metrics
 
 
 def git_info() -> dict[str, Any]:
@@ -75,7 +145,7 @@ class RunRecord:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RECORD
-        self.data: dict[str, Any] = _read_record(self.path) if self.path.is_file() else {}
+        self.data: Record = _read_record(self.path) if self.path.is_file() else {}  # type: ignore[assignment]
         self._t0 = time.time()
         self._prior_wall = float(self.data.get("wall_time_s") or 0.0)
 
@@ -144,7 +214,7 @@ class RunRecord:
             attempts[-1].update(outcome=outcome, ended_at=_now(), **details)
         self.data["attempts"] = attempts
 
-    def complete(self, metrics: dict[str, Any]) -> None:
+    def complete(self, metrics: Metrics) -> None:
         atomic_write_json(self.run_dir / METRICS, metrics)
         self.end_attempt("complete")
         self.update(status="complete", metrics=metrics, finished_at=_now())

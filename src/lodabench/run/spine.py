@@ -19,7 +19,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,8 +30,12 @@ from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text, finite_json
 from lodabench.train.preemption import (RunInterrupted, RunPreempted, describe_requeue,
                                   hand_off, interrupts_raise)
-from lodabench.run.records import ATTEMPTS_DIR, METRICS, RECORD, RunRecord, config_conflicts
+from lodabench.run.records import ATTEMPTS_DIR, METRICS, RECORD, Metrics, RunRecord, config_conflicts
 from lodabench.run.runlock import LOCK_NAME, RunLock
+from lodabench.run.preflight import Plan
+
+if TYPE_CHECKING:
+    from lodabench.train.trainer import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -331,72 +335,74 @@ class _NoRecord:
 
 
 # ----------------------------------------------------------------------------- the spine
-# config -> preflight -> build -> train -> evaluate; _launch records (RunRecord) around it.
+# config -> preflight -> Plan -> build -> Built -> train -> TrainState -> evaluate -> Metrics;
+# _launch records them (RunRecord, its schema in run/records.py) around it.
 def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
          dctx: D.DistContext = D.SINGLE, ddp_device: torch.device | None = None) -> dict[str, Any] | None:
     from lodabench.run.preflight import preflight
-
     from lodabench.train.device import describe
     set_seed(int(cfg.seed))
     device = ddp_device or pick_device(cfg.trainer.device)
     log.info("device: %s (trainer.device=%s)", describe(device), cfg.trainer.device)
     record.note_device(device)  # the attempt says where it ran: "cpu" / "cuda:<local rank>"
-    plan = preflight(cfg)  # the whole config, the data and what evaluation needs: before anything heavy
-    built = build(cfg, plan, run_dir, record, logger, device, dctx)
+    plan = preflight(cfg)  # the whole config, typed once, the data and what evaluation needs: before anything heavy
+    # Below this line only the Plan is read; the raw config goes on only to the input fingerprints.
+    built = build(plan, run_dir, record, logger, device, dctx, fingerprint_cfg=cfg)
     state = train(built, record, dctx)
     D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
     if not dctx.is_main:
         return None
     from lodabench.train import phase_cost
     with phase_cost.phase(record, "decode", device):  # cost.eval_s, cost.peak_memory_mb.decode
-        return evaluate(cfg, plan, built, state, run_dir, record)
+        return evaluate(plan, built, state, run_dir, record)
 
 
 @dataclass
 class Built:
-    """The objects a run trains and evaluates, made by ``build`` (the model is ``trainer.model``)."""
+    """The objects a run trains and evaluates, made by ``build`` from the Plan (the model is ``trainer.model``)."""
 
     pipeline: Any
     trainer: Any
 
 
-def build(cfg: DictConfig, plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext) -> Built:
+def build(plan: Plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext,
+          fingerprint_cfg: DictConfig) -> Built:
     """Tokenizer, base model + method (+ warm start), pipeline and trainer; records the counts."""
     from lodabench import methods
     from lodabench.models.pretrained import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg.model)
-    model = build_model(cfg, plan, tokenizer, record).to(device)
+    tokenizer = load_tokenizer(plan.model)
+    model = build_model(plan, tokenizer, record, fingerprint_cfg).to(device)
     record.update(trainable_params=methods.count_parameters(model))
-    pipeline = plan.pipeline_cls(cfg, plan.task, tokenizer, device)
-    trainer = build_trainer(cfg, model, pipeline, run_dir, logger, device, dctx)
+    pipeline = plan.pipeline_cls(plan, plan.task, tokenizer, device)  # a pipeline reads the plan's groups
+    trainer = build_trainer(plan, model, pipeline, run_dir, logger, device, dctx)
     from lodabench.train.selection import check_against_training
-    check_against_training(plan.selection, cfg.trainer, trainer.batches_per_epoch, trainer.total_steps)
+    check_against_training(plan.selection, plan.trainer, trainer.batches_per_epoch, trainer.total_steps)
     return Built(pipeline, trainer)
 
 
-def build_model(cfg: DictConfig, plan, tokenizer, record) -> torch.nn.Module:
+def build_model(plan: Plan, tokenizer, record, fingerprint_cfg: DictConfig) -> torch.nn.Module:
     """The base model for the task's pipeline, with the method applied (checked against the model)."""
     from lodabench import methods
     from lodabench.models.pretrained import load_model, weights_read
 
     task, kind = plan.task, plan.pipeline_cls.model_kind
-    model = load_model(cfg.model, kind=kind, num_labels=getattr(task, "num_labels", None),
+    model = load_model(plan.model, kind=kind, num_labels=getattr(task, "num_labels", None),
                        problem_type=("regression" if getattr(task, "is_regression", False) else None))
     if kind == "sequence_classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     # What this attempt read: the task's data (lodabench.tasks) and the weights (path, or hub id + commit).
     # With the sha256 of every file read (lodabench.run.fingerprints); a resume from other bytes is refused.
     from lodabench.run.fingerprints import check_resume, run_inputs
-    inputs = run_inputs(cfg, task, weights_read(cfg.model, model, tokenizer))
+    inputs = run_inputs(fingerprint_cfg, task, weights_read(plan.model, model, tokenizer))
     from lodabench.config.replacements import replaced_builtins  # a plugin's code under a built-in name (replace=True)
     inputs["replaced_builtins"] = replaced_builtins()
     record.note(inputs=inputs)
     check_resume(record, inputs)
-    set_seed(int(cfg.seed))  # adapter init does not depend on how much randomness loading used
+    set_seed(plan.seed)  # adapter init does not depend on how much randomness loading used
     model = methods.apply_method(model, plan.method)
-    if cfg.init_from:
-        _warm_start(model, cfg.init_from, record)
+    if plan.init_from:
+        _warm_start(model, plan.init_from, record)
     return model
 
 
@@ -409,19 +415,19 @@ def _warm_start(model: torch.nn.Module, source: str, record) -> None:
              sorted(warm["dropped"]) or "none")
 
 
-def build_trainer(cfg: DictConfig, model, pipeline, run_dir: Path, logger, device, dctx: D.DistContext):
+def build_trainer(plan: Plan, model, pipeline, run_dir: Path, logger, device, dctx: D.DistContext):
     from lodabench.train.trainer import Trainer
 
     examples = pipeline.train_examples()  # encoded once: the trainer and the length grouping share them
-    lengths = pipeline.example_lengths(examples) if cfg.trainer.group_by_length else None
-    return Trainer(model, cfg.trainer, seed=int(cfg.seed), run_dir=run_dir,
+    lengths = pipeline.example_lengths(examples) if plan.trainer.group_by_length else None
+    return Trainer(model, plan.trainer, seed=plan.seed, run_dir=run_dir,
                    train_examples=examples, collate=pipeline.collate,
                    loss_fn=pipeline.loss, dev_loss_fn=pipeline.dev_loss,
                    logger=logger, device=device, rank=dctx.rank, world_size=dctx.world_size,
                    loss_weight_fn=getattr(pipeline, "loss_weight", None), example_lengths=lengths)
 
 
-def train(built: Built, record, dctx: D.DistContext):
+def train(built: Built, record, dctx: D.DistContext) -> "TrainState":
     """Train (or resume) to the end; the record gets the schedule before and the losses after."""
     trainer = built.trainer
     sizes = {"examples": len(trainer.examples), "batches_per_epoch": trainer.batches_per_epoch,
@@ -441,7 +447,7 @@ def train(built: Built, record, dctx: D.DistContext):
     return state
 
 
-def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) -> dict[str, Any]:
+def evaluate(plan: Plan, built: Built, state: "TrainState", run_dir: Path, record) -> Metrics:
     """Score the selected checkpoint (or each listed epoch, then pick); returns the run's metrics."""
     from lodabench.train.selection import evaluate_epochs
 
@@ -451,8 +457,8 @@ def evaluate(cfg: DictConfig, plan, built: Built, state, run_dir: Path, record) 
         metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric)
         used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
     else:
-        used = _select_checkpoint(cfg, trainer, state)
-        trainer.model = _after_training(plan.method, trainer.model, run_dir)
+        used = _select_checkpoint(plan.eval_checkpoint, trainer, state)
+        trainer.model = _after_training(plan, trainer.model, run_dir)
         _refuse_nonfinite_model(trainer.model)
         metrics = pipeline.evaluate(trainer.model, run_dir)
     record.update(checkpoint_used=used)
@@ -473,10 +479,9 @@ def _refuse_nonfinite_model(model: torch.nn.Module) -> None:
                      "trainer.grad_clip, then re-run with force=true.")
 
 
-def _after_training(method_conf, model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
+def _after_training(plan: Plan, model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
     """The method's own step between training and evaluation (prefix+MLP: merge the projection)."""
-    from lodabench import methods
-    hook = methods.get_spec(method_conf.name).after_training
+    hook = plan.method_spec.after_training
     return model if hook is None else hook(model, run_dir)
 
 
@@ -489,10 +494,10 @@ def _objective(selection, pipeline, model, metrics: dict[str, Any], metric: str)
     return values.get(metric), split
 
 
-def _select_checkpoint(cfg: DictConfig, trainer, state) -> str:
+def _select_checkpoint(eval_checkpoint: str, trainer, state) -> str:
     """Load the weights the reported numbers come from: the last step, or the best dev-loss epoch
     (eval_checkpoint's value was checked in preflight)."""
-    if cfg.eval_checkpoint == "last":
+    if eval_checkpoint == "last":
         return f"last (step {state.global_step})"
     if not state.dev_loss:
         # preflight made sure trainer.eval_dev_loss=true; what is left: no dev split, or nothing trained

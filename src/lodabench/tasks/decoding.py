@@ -137,31 +137,20 @@ class DecodingConfig:
 
 
 def decoding_config(cfg: Mapping[str, Any] | DecodingConfig | None = None, **overrides: Any) -> DecodingConfig:
-    """Build a DecodingConfig from the Hydra ``decoding`` node (or a dict), plus overrides.
+    """The ``decoding`` group (a Hydra node, a dict or a DecodingConfig), plus overrides, typed by
+    the one config path (lodabench.config.typed.build_config: unknown keys, types, domains) and
+    checked by ``DecodingConfig.__post_init__``. ``name`` (the group's own label) is ignored, and a
+    null ``extra_eos``/``stop_strings`` means none."""
+    from lodabench.config.typed import build_config, plain_values
 
-    Unknown keys raise ConfigError listing the valid ones; ``name`` (the group's own label) is
-    ignored.
-    """
-    if isinstance(cfg, DecodingConfig):
-        values = dataclasses.asdict(cfg)
-    else:
-        values = {str(k): v for k, v in dict(cfg or {}).items() if k != "name"}
+    if isinstance(cfg, DecodingConfig) and not overrides:
+        return cfg
+    values = {str(k): v for k, v in plain_values(cfg or {}, "decoding").items() if k != "name"}
     values.update(overrides)
-    valid = {f.name for f in dataclasses.fields(DecodingConfig)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown decoding key(s) {unknown} (conf/decoding/*.yaml); valid keys: {sorted(valid)}"
-        )
     for key in ("extra_eos", "stop_strings"):
-        if key in values:
-            seq = values[key]
-            if seq is None:
-                seq = ()
-            if isinstance(seq, str):
-                raise ConfigError(f"decoding.{key}={seq!r} must be a list of strings, e.g. ['\\n\\n']")
-            values[key] = tuple(str(s) for s in seq)
-    return DecodingConfig(**values)
+        if key in values and values[key] is None:
+            values[key] = ()
+    return build_config(DecodingConfig, values, "decoding")
 
 
 # ----------------------------------------------------------------------------- tokens <-> text

@@ -38,6 +38,14 @@ def _maybe_inject_fault(chunks_done: int) -> None:
         os._exit(76)
 
 
+def _data_and_scorer(cfg: Any) -> tuple[Any, Any]:
+    """The typed data config and its scorer: the run's Plan has them (typed once in preflight); a
+    composed config (tests, reference tools) is typed here."""
+    if getattr(cfg, "scorer", None) is not None:
+        return cfg.data, cfg.scorer
+    return data_scorer(cfg.data)
+
+
 class GenerationPipeline:
     model_kind = "causal_lm"
 
@@ -46,7 +54,7 @@ class GenerationPipeline:
         self.max_length = int(cfg.trainer.max_length)
         self.label_smoothing = float(cfg.trainer.label_smoothing)
         self.collator = C.CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
-        self.data_config, self.scorer = data_scorer(cfg.data)
+        self.data_config, self.scorer = _data_and_scorer(cfg)
 
     @classmethod
     def preflight(cls, cfg: DictConfig, task) -> None:
@@ -56,7 +64,7 @@ class GenerationPipeline:
         from lodabench.tasks.pipelines import require_rows
 
         decoding_config(cfg.decoding)
-        conf, scorer = data_scorer(cfg.data)
+        conf, scorer = _data_and_scorer(cfg)
         if scorer.ready is not None:
             scorer.ready(conf)
         fix = f"check the {task.name} files under the data root (paths.data_root) and data.max_* slicing"

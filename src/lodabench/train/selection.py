@@ -39,9 +39,10 @@ class Selection:
 
 def selection_config(cfg: Mapping[str, Any]) -> Selection:
     """The validated ``selection`` group (key, value and fix on a bad value), before anything loads."""
-    from lodabench.config.schema import SelectionConfig, complete
+    from lodabench.config.schema import SelectionConfig
+    from lodabench.config.typed import build_config
 
-    node = complete(SelectionConfig, cfg.get("selection"), "selection")  # unknown keys and types
+    node = build_config(SelectionConfig, cfg.get("selection"), "selection")  # unknown keys and types
     if node.rule not in RULES:
         raise ConfigError(f"selection.rule={node.rule!r}: choose one of {', '.join(RULES)}")
     if node.aggregate not in AGGREGATES:

@@ -1,0 +1,56 @@
+"""One typing path (issue #28): every config group becomes its dataclass through
+lodabench.config.typed.build_config, and preflight hands the run down as one frozen, typed Plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lodabench.config.schema import ModelConfig, TrainerConfig, compose, trainer_config
+from lodabench.config.typed import build_config
+from lodabench.errors import ConfigError
+from lodabench.models.pretrained import model_description
+from lodabench.tasks.decoding import DecodingConfig, decoding_config
+
+
+def test_every_group_is_its_dataclass():
+    cfg = compose(["model=tiny-gpt2", "method=lora", "trainer.lr=0.001"])
+    trainer = trainer_config(cfg.trainer)
+    assert type(trainer) is TrainerConfig and trainer.lr == 0.001
+    assert type(model_description(cfg.model)) is ModelConfig
+    assert type(decoding_config(cfg.decoding)) is DecodingConfig
+
+
+def test_a_typed_group_is_not_typed_again():
+    trainer = trainer_config({"epochs": 2})
+    assert build_config(TrainerConfig, trainer, "trainer") is trainer
+    assert trainer_config(trainer) is trainer
+
+
+@pytest.mark.parametrize("group,values,match", [
+    ("trainer", {"lrr": 1}, r"trainer\.lrr is not a key of trainer\. Valid keys: optimizer, lr"),
+    ("trainer", {"lr": "abc"}, r"trainer\.lr='abc' has the wrong type: expected float"),
+    ("trainer", {"weight_decay": -1.0}, r"trainer\.weight_decay=-1\.0"),
+    ("model", {"name": "m", "kind": 3}, r"model\.kind=3 has the wrong type: expected str"),
+])
+def test_the_one_path_names_group_and_key(group, values, match):
+    cls = {"trainer": TrainerConfig, "model": ModelConfig}[group]
+    with pytest.raises(ConfigError, match=match):
+        build_config(cls, values, group)
+
+
+def test_preflight_returns_a_frozen_typed_plan(data_root):
+    from lodabench.run.preflight import Plan, preflight
+    from lodabench.train.selection import Selection
+
+    cfg = compose(["model=tiny-gpt2", "method=lora", "method.r=8", "data.max_eval_items=6",
+                   f"paths.data_root={data_root}"])
+    plan = preflight(cfg)
+    assert isinstance(plan, Plan)
+    assert (plan.method.name, plan.method.r, plan.method_spec.name) == ("lora", 8, "lora")
+    assert type(plan.trainer) is TrainerConfig and type(plan.model) is ModelConfig
+    assert type(plan.decoding) is DecodingConfig and isinstance(plan.selection, Selection)
+    assert plan.data.name == "e2e" and plan.scorer is not None and plan.seed == 110
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.seed = 1  # type: ignore[misc]
