@@ -27,7 +27,6 @@ the run directories; a missing cell on the paper's setting names the command tha
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
