@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from lodabench.results.render import (DAGGER, MISSING, STD_NOTE, Cell, _footnotes, _latex, _markdown, _n_text, _num,
-                                      _order, _tex_escape, cost_means, fmt_params, make_cell)
+from lodabench.results.cells import _footnotes, _n_text, _order, cost_means, make_cell
+from lodabench.results.render import DAGGER, MISSING, STD_NOTE, Cell, _latex, _markdown, _num, _tex_escape, fmt_params
 from lodabench.results.runs import Row, _seedlist
 from lodabench.results.vocab import GENERATION_TABLES, glue_columns, primary_metric, table_metrics
 

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from lodabench.errors import LodabenchError
-from lodabench.results.render import DAGGER, MISSING, Cell, _markdown, _num, fmt_params, make_cell
+from lodabench.results.cells import make_cell
+from lodabench.results.render import DAGGER, MISSING, Cell, _markdown, _num, fmt_params
 from lodabench.results.runs import Row
 from lodabench.results.setting import NOT_PAPER_SETTING
 from lodabench.results.vocab import display_metric

@@ -19,6 +19,7 @@ from typing import Any
 from lodabench.errors import LodabenchError
 from lodabench.io import read_json
 from lodabench.results.render import _tex_escape
+from lodabench.results.setting import _key, paper_setting_gaps
 from lodabench.results.vocab import method_label, method_tex_label
 
 # Overrides that do not distinguish table rows (they are shown elsewhere or change nothing computed).
@@ -98,7 +99,6 @@ class Row:
         """Why this row is not on the paper's setting (``paper_setting_gaps`` of each seed that has a
         config; [] = it is). Computed once: the parameter check builds the model on the meta device."""
         if self._gaps is None:
-            from lodabench.results.setting import paper_setting_gaps  # it reads Row's overrides
             gaps = [g for s in self.seeds if s.record.get("config")
                     for g in paper_setting_gaps(s.record, self.overrides, s.status == "complete")]
             self._gaps = list(dict.fromkeys(gaps))
@@ -133,10 +133,6 @@ class Row:
                 errs = "; ".join(sorted({s.error for s in group if s.error}))
                 parts.append(f"{len(group)} {what} (seeds {_seedlist(group)}{': ' + errs if errs else ''})")
         return ", ".join(parts)
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _seedlist(seeds: Sequence[Seed]) -> str:

@@ -13,9 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from lodabench.errors import LodabenchError
-from lodabench.results.runs import _key
 
 NOT_PAPER_SETTING = "not the paper's setting"
+
+
+def _key(override: str) -> str:
+    """The key an override sets (``+a.b=1`` -> ``a.b``)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
 # Keys that cut a run short, null = the whole recipe: trainer.max_steps ("tests/demos") and
 # trainer.max_dev_batches ("quick runs") in src/lodabench/config/schema.py; every data.max_* key
 # (DataConfig.max_train_examples / max_eval_items, "Slicing for tests/demos", data/tasks.py).

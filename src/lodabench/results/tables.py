@@ -51,8 +51,8 @@ from lodabench.results.paper import (ALPHA, ASSUMED_PAPER_N, PAPER_COLUMNS, PAPE
                                      SUBSPACE_COLUMNS, Spread, Verdict, compare, compare_markdown, display_scale,
                                      load_paper, load_paper_subspace, match_rows, published_text, welch_verdict)
 from lodabench.results.plots import sweep_plots
-from lodabench.results.render import (DAGGER, MISSING, PAPER_MB, SELECTED_ON_TEST, STD_NOTE, Cell, _footnotes, _num,
-                                      _write, cost_means, fmt_params, make_cell)
+from lodabench.results.cells import SELECTED_ON_TEST, _footnotes, cost_means, make_cell
+from lodabench.results.render import DAGGER, MISSING, PAPER_MB, STD_NOTE, Cell, _num, _write, fmt_params
 from lodabench.results.runs import Row, Seed, add_expected, load_runs
 from lodabench.results.setting import NOT_PAPER_SETTING, paper_setting_gaps
 from lodabench.results.stats import paired_ttest, summarize
