@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lodabench.results import tables as T
+from lodabench.results.vocab import method_label, primary_metric
 from lodabench.errors import LodabenchError
 from lodabench.io import atomic_write_text, write_csv
 from lodabench.train.phase_cost import cost_columns  # runs_summary.csv: cost_* columns, blank for older records
@@ -166,7 +167,7 @@ def ttests(grid, rows: list[T.Row]) -> tuple[list[dict[str, Any]], str]:
     recs, lines = [], ["### Paired t-tests (scipy.stats.ttest_rel over the seeds both runs have)", "",
                        "| task | A | B | metric | n | seeds | mean(A − B) | t | p |",
                        "|---|---|---|---|---|---|---|---|---|"]
-    label = lambda m: T.METHOD_LABELS.get(m, (m,))[0]  # noqa: E731
+    label = method_label
     for task in grid.tasks:
         metric = grid.metric[task]
         scale = 100.0 if task == "e2e" else 1.0   # E2E BLEU is stored on 0-1; GLUE metrics are x100 already
@@ -195,20 +196,19 @@ def majority(task: str) -> float | None:
     """Dev-set score of always predicting the most frequent TRAIN label (x100), from the data files."""
     from lodabench.tasks import get_task
     from lodabench.paths import resolve_data_root
-    from lodabench.scoring.glue import PAPER_METRIC, glue_metrics
+    from lodabench.scoring.glue import glue_metrics
 
     t = get_task({"name": task}, resolve_data_root())
     if t.is_regression:
         return None  # a constant prediction has no Pearson correlation
     top = Counter(r[2] for r in t.rows("train")).most_common(1)[0][0]
     dev = [r[2] for r in t.rows("dev")]
-    return float(glue_metrics(task, [top] * len(dev), dev)[PAPER_METRIC[task]])
+    return float(glue_metrics(task, [top] * len(dev), dev)[primary_metric(task)])
 
 
 def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
     lines = []
     if grid.name == "minilm_glue":
-        from lodabench.scoring.glue import PAPER_METRIC
         lines += ["### Each method vs the majority-class baseline on dev (mean over complete seeds)", "",
                   "| method | " + " | ".join(grid.tasks) + " |", "|---|" + "---|" * len(grid.tasks)]
         maj = {t: majority(t) for t in grid.tasks}
@@ -218,13 +218,13 @@ def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
             cells = []
             for t in grid.tasks:
                 r = next((x for x in rows if x.data == t and x.method == m.name and x.seeds), None)
-                s = summarize(list(r.values(PAPER_METRIC[t]).values())) if r else None
+                s = summarize(list(r.values(primary_metric(t)).values())) if r else None
                 if not s or not s.n:
                     cells.append("missing")
                     continue
                 verdict = "" if maj[t] is None else (" (>)" if s.mean > maj[t] else " (NOT >)")
                 cells.append(f"{_fmt(s.mean, 1)}{verdict} [n={s.n}]")
-            lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method_label(m.name)} | " + " | ".join(cells) + " |")
         lines += ["", "### Runs whose classifier predicts ONE class for every dev item (collapsed to a constant)",
                   "", "Seeds of each method whose predictions.jsonl holds a single class (`top_class_share` = 1.0 "
                   "in runs_summary.csv); such a run scores the majority or the minority rate by construction.", "",
@@ -237,7 +237,7 @@ def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
                 shares = [v for v in runs.values() if v != ""]
                 cells.append("missing" if not runs else "n/a (regression)" if not shares
                              else f"{sum(v == 1.0 for v in shares)} of {len(shares)}")
-            lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method_label(m.name)} | " + " | ".join(cells) + " |")
     else:
         lines += ["### Each method vs the untuned model (E2E BLEU x100, mean over complete seeds)", "",
                   "| method | BLEU | beats untuned? |", "|---|---|---|"]
@@ -248,10 +248,10 @@ def baselines_md(grid, rows: list[T.Row], summ: list[dict[str, Any]]) -> str:
             r = next((x for x in rows if x.method == m.name and x.seeds), None)
             s = summarize(list(r.values("BLEU", 100).values())) if r else None
             if not s or not s.n:
-                lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | missing | – |")
+                lines.append(f"| {method_label(m.name)} | missing | – |")
                 continue
             verdict = "n/a (untuned missing)" if not (ub and ub.n) else ("yes" if s.mean > ub.mean else "NO")
-            lines.append(f"| {T.METHOD_LABELS.get(m.name, (m.name,))[0]} | {_fmt(s.mean, 1)} [n={s.n}] | {verdict} |")
+            lines.append(f"| {method_label(m.name)} | {_fmt(s.mean, 1)} [n={s.n}] | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -350,13 +350,8 @@ def report(grid, rw) -> int:
     rows = load_rows(grid, rw, sel)
     if grid.name == "minilm_glue":
         # CondLoRA Table 2 layout restricted to the 5 tasks run here (MNLI, QNLI, QQP do not fit the
-        # CPU budget): the table tool reads its column list from T.GLUE_TASKS at call time.
-        saved = T.GLUE_TASKS
-        T.GLUE_TASKS = [(t, h) for t, h in saved if t in grid.tasks]
-        try:
-            df, md, tex = T.glue_table(rows, grid.model)
-        finally:
-            T.GLUE_TASKS = saved
+        # CPU budget).
+        df, md, tex = T.glue_table(rows, grid.model, tasks=grid.tasks)
         n = len(grid.tasks)
         md, tex = (x.replace("MNLI matched accuracy, ", "").replace("all 8 tasks", f"all {n} tasks run here")
                    for x in (md, tex))

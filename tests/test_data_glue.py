@@ -11,6 +11,8 @@ import pytest
 from lodabench.tasks import Row, get_task, holdout_split, subsample
 from lodabench.tasks.glue import SPECS, read_glue_tsv
 from lodabench.errors import ConfigError, DataError
+from lodabench.scoring.glue import glue_metrics
+from lodabench.tasks.registry import task_spec
 
 # (task, split, rows) from the MANIFEST GLUE table
 MANIFEST_ROWS = [
@@ -51,9 +53,22 @@ def test_task_metadata(data_root):
     assert mnli.test_splits == ("dev_matched", "dev_mismatched")
     stsb = get_task({"name": "stsb"}, data_root)
     assert (stsb.is_regression, stsb.num_labels, stsb.primary_metric) == (True, 1, "pearson")
+    assert stsb.metric_names == ("pearson", "spearman")
     cola = get_task({"name": "cola"}, data_root)
-    assert (cola.num_labels, cola.primary_metric, cola.test_splits) == (2, "matthews_correlation", ("dev",))
+    # "mcc" is the key scoring.glue returns; "matthews_correlation" left CoLA's selection objective None
+    assert (cola.num_labels, cola.primary_metric, cola.test_splits) == (2, "mcc", ("dev",))
     assert get_task({"name": "qnli"}, data_root).label_names == ("entailment", "not_entailment")
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_declared_metrics_are_keys_glue_metrics_returns(name):
+    """Each task's declared metrics, primary and selection metric are keys of what its scorer returns."""
+    declared = task_spec(name).metrics
+    regression = SPECS[name].label_names is None
+    preds, labels = ([0.5, 2.0, 4.5, 3.0], [1.0, 2.5, 4.0, 2.0]) if regression else ([0, 1, 1, 0], [0, 1, 0, 0])
+    got = glue_metrics(name, preds, labels)
+    assert set(declared.names) <= set(got)
+    assert {declared.primary_metric, declared.selection_metric} <= set(got)
 
 
 def test_format_quirks(data_root):

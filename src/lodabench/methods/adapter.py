@@ -231,6 +231,8 @@ SPECS = [
         apply=apply_adapter_h,
         merge=None,
         description="Houlsby adapters after the attention and FFN sublayers of every block",
+        label="Adapter^H",
+        tex_label=r"Adapter$^{\mathrm{H}}$",
     ),
     MethodSpec(
         name="adapter_l",
@@ -238,5 +240,7 @@ SPECS = [
         apply=apply_adapter_l,
         merge=None,
         description="Lin et al. adapter (own LayerNorm + bottleneck) on every block output",
+        label="Adapter^L",
+        tex_label=r"Adapter$^{\mathrm{L}}$",
     ),
 ]

@@ -327,11 +327,11 @@ def apply_s(model: nn.Module, cfg: SLoDAConfig) -> nn.Module:
 # The trainable tensors are LoDA's (the approximation of W_proj is frozen): loda.describe names them.
 SPECS = [
     MethodSpec("r_loda", RLoDAConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA",
-               describe=loda.describe),
+               describe=loda.describe, label="R-LoDA"),
     MethodSpec("r_loda_plus", RLoDAPlusConfig, apply_r, None, description="frozen rank-R SVD of W_proj + LoDA+",
-               describe=loda.describe),
+               describe=loda.describe, label="R-LoDA+"),
     MethodSpec("s_loda", SLoDAConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA",
-               describe=loda.describe),
+               describe=loda.describe, label="S-LoDA"),
     MethodSpec("s_loda_plus", SLoDAPlusConfig, apply_s, None, description="frozen magnitude-pruned W_proj + LoDA+",
-               describe=loda.describe),
+               describe=loda.describe, label="S-LoDA+"),
 ]

@@ -34,3 +34,7 @@ class MethodSpec:
     # For error messages about a checkpoint: a short text ("lora with r=4 on ['q', 'v'] ...") when a
     # trainable state dict looks like this method's, else None (methods.describe_state_dict asks each spec).
     describe: Callable[[Mapping[str, torch.Tensor]], str | None] | None = None
+    # How the results tables name the method: Markdown/CSV and LaTeX (the papers' row labels, e.g.
+    # LoDA Table 1's "Adapter^H"); "" = the name (LaTeX: the Markdown label, escaped).
+    label: str = ""
+    tex_label: str = ""

@@ -182,4 +182,4 @@ def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
 
 
 SPECS = [MethodSpec("condlora", CondLoRAConfig, apply, merge, description="CondLoRA: layer-shared maps from W0 to A, B",
-                    describe=describe)]
+                    describe=describe, label="CondLoRA")]

@@ -81,6 +81,6 @@ def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
 
 
 SPECS = [MethodSpec("dora", DoRAConfig, apply, merge, description="DoRA: magnitude x direction of W0 + s B A",
-                    describe=describe)]
+                    describe=describe, label="DoRA")]
 
 __all__ = ["DoRAConfig", "DoRAAdapter", "SPECS", "targets"]

@@ -153,9 +153,11 @@ def describe_bitfit(sd: Mapping[str, torch.Tensor]) -> str | None:
 
 
 SPECS = [
-    MethodSpec("ft", FTConfig, apply_ft, merge_noop, description="full fine-tuning"),
-    MethodSpec("ft_top2", FTTop2Config, apply_top2, merge_noop, description="last two blocks + final norm"),
-    MethodSpec("ft_qv", FTQVConfig, apply_qv, merge_qv, description="only Wq and Wv (no biases)", describe=describe_qv),
+    MethodSpec("ft", FTConfig, apply_ft, merge_noop, description="full fine-tuning", label="FT"),
+    MethodSpec("ft_top2", FTTop2Config, apply_top2, merge_noop, description="last two blocks + final norm",
+               label="FT^Top2", tex_label=r"FT$^{\mathrm{Top2}}$"),
+    MethodSpec("ft_qv", FTQVConfig, apply_qv, merge_qv, description="only Wq and Wv (no biases)", describe=describe_qv,
+               label="FT (q,v)"),
     MethodSpec("bitfit", BitFitConfig, apply_bitfit, merge_noop, families=("gpt2", "bert", "roberta"), description="biases only",
-               describe=describe_bitfit),
+               describe=describe_bitfit, label="BitFit"),
 ]

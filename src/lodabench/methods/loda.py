@@ -164,6 +164,8 @@ def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
 
 
 SPECS = [
-    MethodSpec("loda", LoDAConfig, apply, None, description="LoDA: s*(xA + f1(xA))B", describe=describe),
-    MethodSpec("loda_plus", LoDAPlusConfig, apply, None, description="LoDA+: s*(xAB + f2(f1(xA)B))", describe=describe),
+    MethodSpec("loda", LoDAConfig, apply, None, description="LoDA: s*(xA + f1(xA))B", describe=describe,
+               label="LoDA"),
+    MethodSpec("loda_plus", LoDAPlusConfig, apply, None, description="LoDA+: s*(xAB + f2(f1(xA)B))", describe=describe,
+               label="LoDA+"),
 ]

@@ -75,7 +75,8 @@ def describe(sd: Mapping[str, torch.Tensor]) -> str | None:
 
 
 SPECS = [
-    MethodSpec("lora", LoRAConfig, apply, merge, description="LoRA: W0 + (alpha/r) B A on q, v", describe=describe),
+    MethodSpec("lora", LoRAConfig, apply, merge, description="LoRA: W0 + (alpha/r) B A on q, v", describe=describe,
+               label="LoRA"),
 ]
 
 __all__ = ["LoRAConfig", "LoRAAdapter", "apply", "merge", "SPECS", "targets"]

@@ -318,5 +318,6 @@ SPECS = [
         after_training=merge_after_training,
         description="prefix-layer tuning: trainable key/value prefixes at every layer (PEFT prefix tuning; "
                     "projection=mlp: Li & Liang's MLP reparameterisation, merged after training)",
+        label="PreLayer",  # LoDA Table 1's name for prefix-layer tuning
     )
 ]

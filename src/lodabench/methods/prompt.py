@@ -356,5 +356,6 @@ SPECS = [
         apply=apply_prompt,
         merge=None,
         description="prompt tuning: trainable soft prompt prepended to the input embeddings (optionally an ensemble)",
+        label="PreEmbed",  # LoDA Table 1's name for prompt (embedding-prefix) tuning
     )
 ]

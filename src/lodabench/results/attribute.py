@@ -457,13 +457,13 @@ def attribute(dirs: list[str], paper: str, metric: str | None = None, paper_dir:
               data_root: Path | None = None, trials: int = TRIALS, seed: int = 0) -> dict[str, Any]:
     """The decomposition of ours − paper for one metric (the ``--json`` object)."""
     from lodabench.paths import REPO_ROOT
-    from lodabench.results.claims import MAIN_METRIC
+    from lodabench.results.vocab import primary_metric, task_metrics
 
     if paper not in ("loda", "lora", "condlora"):
         raise ConfigError(f"--paper {paper!r}: loda, lora or condlora")
     prefix = metric.rsplit("/", 1)[0] + "/" if metric and "/" in metric else ""
     ours = load_ours(dirs, prefix)
-    metric = metric or MAIN_METRIC.get(ours.data, "")
+    metric = metric or (primary_metric(ours.data) if task_metrics(ours.data) else "")  # the task spec's primary
     proto = protocol(paper, ours.data, ours.method)
     pub = published_cell(ours, paper, metric, paper_dir or REPO_ROOT / "results" / "paper")
     data_root = data_root if data_root is not None else _data_root(ours)

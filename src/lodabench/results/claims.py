@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from lodabench.results.vocab import claim_metrics, lower_is_better, primary_metric
+
 SUPPORTED, NOT_SUPPORTED, NOT_RUN = "supported", "not supported", "not run"
 
 
@@ -43,7 +45,7 @@ class Claim:
     a: tuple[str, ...] = ()
     b: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = ()     # empty: each dataset's main metric (MAIN_METRIC); ("*",): all of them
+    metrics: tuple[str, ...] = ()     # empty: each dataset's primary metric (its TaskSpec); ("*",): all of them
     alpha: float = 0.05
     at_least: int | None = None
     reading: str = ""                 # how the sentence is read, where it is not literal
@@ -87,11 +89,8 @@ class Outcome:
     detail: str
 
 
-# Higher is better except TER; the main metric of each dataset (the paper tables' first column).
-LOWER_IS_BETTER = {"TER"}
-MAIN_METRIC = {"e2e": "BLEU", "dart": "BLEU", "cola": "mcc", "sst2": "accuracy", "mrpc": "accuracy",
-               "qqp": "accuracy", "stsb": "pearson", "mnli": "accuracy", "qnli": "accuracy", "rte": "accuracy"}
-DATASET_METRICS = {"e2e": ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"), "dart": ("BLEU", "METEOR", "TER")}
+# Which metrics are lower-is-better, each dataset's main metric (the paper tables' first column) and
+# "all of them" are the tasks' declared metrics (TaskSpec.metrics, read through lodabench.results.vocab).
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def compare_entries(a: Entry, b: Entry, data: str, metric: str, a_name: str, b_n
     va, vb = a.values.get(metric) or {}, b.values.get(metric) or {}
     if not va or not vb:
         return None
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    sign = -1.0 if lower_is_better(data, metric) else 1.0
     diff = sign * (_mean(va) - _mean(vb))
     shared = sorted(set(va) & set(vb)) if a.seeded and b.seeded else []
     p = math.nan
@@ -131,8 +130,8 @@ def compare_entries(a: Entry, b: Entry, data: str, metric: str, a_name: str, b_n
 
 def _metrics(claim: Claim, data: str) -> tuple[str, ...]:
     if claim.metrics == ("*",):
-        return DATASET_METRICS.get(data, (MAIN_METRIC[data],))
-    return claim.metrics or (MAIN_METRIC[data],)
+        return claim_metrics(data)
+    return claim.metrics or (primary_metric(data),)
 
 
 def _pairs(claim: Claim, res: Results) -> tuple[list[Comparison], list[str]]:
@@ -266,7 +265,7 @@ def _subspace(claim: Claim, res: Results) -> Outcome:
 # The claims of each paper (quotes: ../shared/papers/<source_file>)
 
 LODA_BASELINES = ("ft", "adapter_l", "adapter_h", "prefix", "ft_top2", "ft_qv", "lora")
-E2E_METRICS = DATASET_METRICS["e2e"]
+E2E_METRICS = ("*",)   # "all 5 evaluation metrics": every metric the e2e task declares
 GLUE = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
 
 CLAIMS: dict[str, tuple[Claim, ...]] = {

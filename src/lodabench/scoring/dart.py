@@ -60,6 +60,9 @@ from lodabench.scoring.pyter_compat import ter as pyter_ter
 from lodabench.scoring.registry import ScorerSpec
 
 MODES = ("lora", "official")
+# The keys score_run returns unprefixed (the lora mode's, the headline numbers; the official mode's
+# are these with an ``official_`` prefix): the scorer's declared keys, checked by register_task.
+METRICS = ("BLEU", "BLEU_NLTK", "METEOR", "TER")
 LORA_NUM_REFS = 6  # eval.py -nr 6
 OFFICIAL_NUM_REFS = 3  # reference0..2.lex
 OFFICIAL_METEOR_REFS = 8  # prepare_files.py pads to 8, meteor -r 8

@@ -14,7 +14,9 @@ mrpc, qqp                  accuracy, f1 (positive = 1)     accuracy (LoRA/RoBERT
 stsb                       pearson, spearman               pearson
 =========================  ==============================  ======================
 
-``PAPER_METRIC[task]`` names the key the paper tables report; every value is on the 0-100 scale.
+``TASK_METRICS[task]`` declares the keys returned (what ``register_task`` checks a GLUE task's declared
+metrics against); which one the paper tables report is the task's ``TaskMetrics.primary_metric``
+(``lodabench.tasks.glue``). Every value is on the 0-100 scale.
 Classification predictions/labels are class ids; STS-B predictions/labels are real scores.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from lodabench.errors import ScoringError
 
+# The keys glue_metrics returns per task: the scorer's declared keys.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "cola": ("mcc",),
     "sst2": ("accuracy",),
@@ -36,20 +39,6 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "mnli_mm": ("accuracy",),
     "qnli": ("accuracy",),
     "rte": ("accuracy",),
-}
-
-# The metric reported in the LoRA paper's RoBERTa GLUE table (Hu et al. 2021, Table 2 caption:
-# "Matthew's correlation for CoLA, Pearson correlation for STS-B, and accuracy for other tasks").
-PAPER_METRIC: dict[str, str] = {
-    "cola": "mcc",
-    "sst2": "accuracy",
-    "mrpc": "accuracy",
-    "qqp": "accuracy",
-    "stsb": "pearson",
-    "mnli": "accuracy",
-    "mnli_mm": "accuracy",
-    "qnli": "accuracy",
-    "rte": "accuracy",
 }
 
 SCALE = 100.0  # papers print percentages / correlations x 100

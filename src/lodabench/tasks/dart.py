@@ -58,7 +58,7 @@ from typing import Any
 
 from lodabench.tasks.hub import PARQUET_EXPORT, DataSource, as_source
 from lodabench.tasks.registry import TaskSpec
-from lodabench.tasks.specs import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
+from lodabench.tasks.specs import DATA_ROOT_HINT, DataConfig, GenerationTask, Metric, Pair, TaskMetrics
 from lodabench.errors import ConfigError, DataError
 from lodabench.config.typed import hp
 
@@ -271,4 +271,9 @@ DESCRIPTION = ("DART v1.1.1: lodabench/tasks/dart.py. Triples linearised as LoRA
                "(\"subj : predicate.lower() : obj | ...\"); eval items = unique linearised triplesets. Local "
                "files: <data_root>/dart/dart-v1.1.1-full-{train,dev,test}.json; data_root null -> data.hub_id "
                "(Yale-LILY/dart, its parquet export).")
-TASKS = [TaskSpec(NAME, DartDataConfig(), build_task, "generation", DESCRIPTION)]
+# What LoDA Table 2 / LoRA Table 13 print (the dart scorer's lora-mode keys, records' scales): BLEU 0-100
+# with one decimal, METEOR and TER 0-1 with two; TER is an error rate (lower is better).
+METRICS = TaskMetrics((Metric("BLEU"), Metric("METEOR", "MET", decimals=2),
+                       Metric("TER", decimals=2, lower_is_better=True)), label="DART")
+
+TASKS = [TaskSpec(NAME, DartDataConfig(), build_task, "generation", DESCRIPTION, METRICS)]

@@ -74,7 +74,7 @@ from pathlib import Path
 from lodabench.tasks.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
 from lodabench.tasks.hub import PARQUET_EXPORT, DataSource, as_source
 from lodabench.tasks.registry import TaskSpec
-from lodabench.tasks.specs import DATA_ROOT_HINT, DataConfig, GenerationTask, Pair
+from lodabench.tasks.specs import DATA_ROOT_HINT, DataConfig, GenerationTask, Metric, Pair, TaskMetrics
 from lodabench.errors import ConfigError, DataError
 from lodabench.config.typed import hp
 
@@ -372,4 +372,9 @@ def build_task(conf: E2EDataConfig, data_root: Path | None) -> GenerationTask:
 DESCRIPTION = ("E2E NLG Challenge, original (not cleaned) data: lodabench/tasks/e2e.py. Local files: "
                "<data_root>/e2e/{trainset.csv,devset.csv,testset_w_refs.csv}; data_root null -> data.hub_id "
                "(tuetschek/e2e_nlg, its parquet export).")
-TASKS = [TaskSpec(NAME, E2EDataConfig(), build_task, "generation", DESCRIPTION)]
+# What LoDA Table 1 prints (the e2e scorer's keys): BLEU, METEOR, ROUGE-L x100 with one decimal,
+# NIST and CIDEr raw with two; BLEU leads and is what selection maximises (LoRA's E2E protocol).
+METRICS = TaskMetrics((Metric("BLEU", scale=100), Metric("NIST", decimals=2), Metric("METEOR", "MET", scale=100),
+                       Metric("ROUGE_L", "ROUGE-L", scale=100), Metric("CIDEr", decimals=2)), label="E2E")
+
+TASKS = [TaskSpec(NAME, E2EDataConfig(), build_task, "generation", DESCRIPTION, METRICS)]

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from lodabench.tasks.hub import DataSource, as_source
 from lodabench.tasks.registry import TaskSpec
-from lodabench.tasks.specs import DATA_ROOT_HINT, ClassificationTask, DataConfig, Row
+from lodabench.tasks.specs import DATA_ROOT_HINT, ClassificationTask, DataConfig, Metric, Row, TaskMetrics
 from lodabench.errors import ConfigError, DataError
 from lodabench.config.ranges import rng
 from lodabench.config.typed import hp
@@ -71,7 +71,7 @@ class GlueSpec:
     label: str | int
     label_names: tuple[str, ...] | None   # None: regression
     file_labels: tuple[str, ...] | None   # the strings in the TSV, in id order
-    metric_names: tuple[str, ...]
+    metrics: TaskMetrics            # keys of scoring.glue.TASK_METRICS[name]; the first is the paper's
     hub_fields: tuple[str, str | None]
     hub_splits: dict[str, str]
     n_columns: int | None = None    # for header-less files
@@ -82,38 +82,48 @@ class GlueSpec:
 
 
 _TRAIN_DEV = {"train": "train.tsv", "dev": "dev.tsv"}
+
+
+def _metrics(label: str, *keys: str) -> TaskMetrics:
+    """``keys`` as scoring.glue returns them (already x100, printed with one decimal); the first is
+    the one the LoRA paper's RoBERTa GLUE table reports (Hu et al. 2021, Table 2 caption: "Matthew's
+    correlation for CoLA, Pearson correlation for STS-B, and accuracy for other tasks"; MRPC and QQP:
+    accuracy, not F1) and the one selection maximises."""
+    return TaskMetrics(tuple(Metric(k) for k in keys), label=label)
+
+
 _HUB_TRAIN_DEV = {"train": "train", "dev": "validation"}
 
 SPECS: dict[str, GlueSpec] = {
     s.name: s
     for s in [
         GlueSpec("cola", "CoLA", _TRAIN_DEV, 3, None, 1, ("unacceptable", "acceptable"),
-                 ("0", "1"), ("matthews_correlation", "accuracy"), ("sentence", None),
+                 ("0", "1"), _metrics("CoLA", "mcc"), ("sentence", None),
                  _HUB_TRAIN_DEV, n_columns=4),
         GlueSpec("sst2", "SST-2", _TRAIN_DEV, "sentence", None, "label", ("negative", "positive"),
-                 ("0", "1"), ("accuracy",), ("sentence", None), _HUB_TRAIN_DEV),
+                 ("0", "1"), _metrics("SST-2", "accuracy"), ("sentence", None), _HUB_TRAIN_DEV),
         GlueSpec("mrpc", "MRPC", _TRAIN_DEV, "#1 String", "#2 String", "Quality",
-                 ("not_equivalent", "equivalent"), ("0", "1"), ("accuracy", "f1"),
+                 ("not_equivalent", "equivalent"), ("0", "1"), _metrics("MRPC", "accuracy", "f1"),
                  ("sentence1", "sentence2"), _HUB_TRAIN_DEV),
         GlueSpec("qqp", "QQP", _TRAIN_DEV, "question1", "question2", "is_duplicate",
-                 ("not_duplicate", "duplicate"), ("0", "1"), ("accuracy", "f1"),
+                 ("not_duplicate", "duplicate"), ("0", "1"), _metrics("QQP", "accuracy", "f1"),
                  ("question1", "question2"), _HUB_TRAIN_DEV),
         GlueSpec("stsb", "STS-B", _TRAIN_DEV, "sentence1", "sentence2", "score", None, None,
-                 ("pearson", "spearmanr"), ("sentence1", "sentence2"), _HUB_TRAIN_DEV),
+                 _metrics("STS-B", "pearson", "spearman"), ("sentence1", "sentence2"), _HUB_TRAIN_DEV),
         GlueSpec("mnli", "MNLI",
                  {"train": "train.tsv", "dev_matched": "dev_matched.tsv",
                   "dev_mismatched": "dev_mismatched.tsv"},
                  "sentence1", "sentence2", "gold_label", ("entailment", "neutral", "contradiction"),
-                 ("entailment", "neutral", "contradiction"), ("accuracy",),
+                 ("entailment", "neutral", "contradiction"), _metrics("MNLI", "accuracy"),
                  ("premise", "hypothesis"),
                  {"train": "train", "dev_matched": "validation_matched",
                   "dev_mismatched": "validation_mismatched"}),
         GlueSpec("qnli", "QNLI", _TRAIN_DEV, "question", "sentence", "label",
-                 ("entailment", "not_entailment"), ("entailment", "not_entailment"), ("accuracy",),
-                 ("question", "sentence"), _HUB_TRAIN_DEV),
+                 ("entailment", "not_entailment"), ("entailment", "not_entailment"),
+                 _metrics("QNLI", "accuracy"), ("question", "sentence"), _HUB_TRAIN_DEV),
         GlueSpec("rte", "RTE", _TRAIN_DEV, "sentence1", "sentence2", "label",
-                 ("entailment", "not_entailment"), ("entailment", "not_entailment"), ("accuracy",),
-                 ("sentence1", "sentence2"), _HUB_TRAIN_DEV),
+                 ("entailment", "not_entailment"), ("entailment", "not_entailment"),
+                 _metrics("RTE", "accuracy"), ("sentence1", "sentence2"), _HUB_TRAIN_DEV),
     ]
 }
 PROTOCOLS = ("official", "holdout")
@@ -247,7 +257,7 @@ def build_task(conf: GlueDataConfig, data_root: Path | None) -> ClassificationTa
         splits=splits,
         label_names=spec.label_names,
         is_regression=spec.label_names is None,
-        metric_names=spec.metric_names,
+        metric_names=spec.metrics.names,
         loader=lambda split: load_split(spec, split, source),
         slicing=conf.slicing(),
         test_splits=tuple(s for s in splits if s != "train"),
@@ -261,9 +271,9 @@ def describe(spec: GlueSpec) -> str:
     """The task's one-paragraph description (shown by docs and `--help`)."""
     files = ",".join(f.removesuffix(".tsv") for f in spec.files.values())
     return (f"GLUE {spec.folder} (original TSV format): lodabench/tasks/glue.py. Reported metric: "
-            f"{spec.metric_names[0]} on the official dev split. Local files: <data_root>/glue/{spec.folder}/"
+            f"{spec.metrics.primary_metric} on the official dev split. Local files: <data_root>/glue/{spec.folder}/"
             f"{{{files}}}.tsv; data_root null -> data.hub_id ({HUB_ID}, {spec.name}/*.parquet).")
 
 
-TASKS = [TaskSpec(name, GlueDataConfig(name=name), build_task, "classification", describe(spec))
+TASKS = [TaskSpec(name, GlueDataConfig(name=name), build_task, "classification", describe(spec), spec.metrics)
          for name, spec in SPECS.items()]

@@ -30,7 +30,7 @@ from lodabench.errors import ConfigError, DataError
 from lodabench.scoring.registry import get_scorer, scorer_of
 from lodabench.tasks.decoding import DecodingConfig
 from lodabench.tasks.pipelines import pipeline_kinds
-from lodabench.tasks.specs import DATA_ROOT_HINT, Task
+from lodabench.tasks.specs import DATA_ROOT_HINT, Task, check_spec_metrics
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class TaskSpec:
     build: Callable[[Any, Path | None], Task]
     pipeline: str
     description: str = ""
+    metrics: Any = None  # lodabench.tasks.specs.TaskMetrics: what the task reports (None: its scorer's primary)
 
 
 def _origin(spec: TaskSpec) -> str:
@@ -71,7 +72,7 @@ def register_task(spec: TaskSpec, *, replace: bool = False) -> TaskSpec:
     config node (config/registry.py).
     """
     _check_spec(spec)
-    # The checks of what the task declares against its scorer (issue #28, metric vocabulary) go here.
+    check_spec_metrics(spec)  # declared metrics must be keys its scorer returns (lodabench.tasks.specs)
     return TASKS.register(spec, replace)
 
 

@@ -25,6 +25,7 @@ Which task a name builds, and the checks of its config, live in ``lodabench.task
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +170,137 @@ class DataConfig:
 
 
 # --------------------------------------------------------------------------------------------
+# what a task reports: its metrics, as the records store them and the papers print them
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a task: its key in record.json ``metrics`` and how the papers print it.
+
+    ``scale``/``decimals``: a record value times ``scale``, rounded to ``decimals``, is the number
+    the paper table prints (LoDA Table 1 prints E2E BLEU x100 with one decimal; the GLUE scorer
+    already returns x100). ``label``/``tex`` head the Markdown/CSV and LaTeX columns ("" = the key).
+    """
+
+    key: str
+    label: str = ""
+    tex: str = ""
+    scale: float = 1.0
+    decimals: int = 1
+    lower_is_better: bool = False
+
+    @property
+    def header(self) -> str:
+        return self.label or self.key
+
+    @property
+    def tex_header(self) -> str:
+        return self.tex or self.header
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """The one vocabulary of a task's metrics, declared on its ``TaskSpec`` (``metrics=``).
+
+    ``metrics``: the keys the task's scorer returns that the task reports, in the paper table's
+    column order; ``primary``: the number the papers lead with ("" = the first metric);
+    ``selection``: the metric ``best_dev`` selection and the sweeps maximise (or minimise, when
+    lower is better) when ``selection.metric`` is null ("" = primary); ``label``: the task's name
+    as the paper tables print it (column head, e.g. "SST-2"; "" = the task name).
+    ``register_task`` checks every name against the scorer's keys (``check_task_metrics``).
+    """
+
+    metrics: tuple[Metric, ...]
+    primary: str = ""
+    selection: str = ""
+    label: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.key for m in self.metrics)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.primary or self.metrics[0].key
+
+    @property
+    def selection_metric(self) -> str:
+        return self.selection or self.primary_metric
+
+    def metric(self, key: str) -> Metric | None:
+        return next((m for m in self.metrics if m.key == key), None)
+
+    def lower_is_better(self, key: str) -> bool:
+        found = self.metric(key)
+        return bool(found and found.lower_is_better)
+
+
+def check_task_metrics(name: str, declared: TaskMetrics | None, scorer_keys: Sequence[str] | None,
+                       scorer: str) -> None:
+    """Every metric a task declares (and its primary and selection metric) is a key its scorer returns.
+
+    ``scorer_keys`` None: the scorer declares no keys (a module-level ``METRICS``), so a task that
+    declares metrics cannot be checked and is refused. A task that declares none is not checked.
+    """
+    if declared is None:
+        return
+    where = f"register_task({name!r})"
+    if not declared.metrics:
+        raise ConfigError(f"{where}: TaskMetrics lists no metrics. Fix: metrics=TaskMetrics((Metric('<key>'),))")
+    if scorer_keys is None:
+        raise ConfigError(f"{where}: its scorer {scorer!r} declares no metric keys, so the task's metrics "
+                          f"{', '.join(declared.names)} cannot be checked. Fix: give the scorer's module a METRICS "
+                          "tuple of the keys it returns (and register the scorer before the task)")
+    wanted = (*declared.names, declared.primary_metric, declared.selection_metric)
+    for key in dict.fromkeys(wanted):
+        if key not in scorer_keys:
+            raise ConfigError(f"{where}: metric {key!r} is not among the keys of its scorer {scorer!r}: "
+                              f"{', '.join(scorer_keys)}. Fix: declare the scorer's key (its METRICS) in the "
+                              "task's TaskMetrics")
+
+
+def check_spec_metrics(spec: Any) -> None:
+    """``register_task``'s check of a spec's ``metrics`` against the keys of the scorer it runs with.
+
+    The scorer is the GLUE scorer's entry for a classification task (``scoring.glue.TASK_METRICS``),
+    else the registered scorer its default config names (``data.scorer``, else the task's name) and
+    that scorer module's ``METRICS``; it must be registered before the task.
+    """
+    declared = getattr(spec, "metrics", None)
+    if declared is not None:
+        scorer, keys = _scorer_keys(spec)
+        check_task_metrics(spec.name, declared, keys, scorer)
+
+
+def _scorer_keys(spec: Any) -> tuple[str, tuple[str, ...] | None]:
+    """(the scorer's name, the metric keys it declares, None if it declares none)."""
+    if spec.pipeline == "classification":
+        from lodabench.scoring.glue import TASK_METRICS
+        return "glue", TASK_METRICS.get(spec.name)
+    if spec.pipeline != "generation":
+        return f"the {spec.pipeline} pipeline", None
+    from lodabench.scoring.registry import get_scorer, scorer_names, scorer_of
+    name = scorer_of(spec.config)
+    if name not in scorer_names():
+        raise ConfigError(f"register_task({spec.name!r}): its scorer {name!r} is not registered yet, so its metrics "
+                          "cannot be checked. Fix: register_scorer before register_task")
+    keys = getattr(importlib.import_module(get_scorer(name).score.__module__), "METRICS", None)
+    return name, tuple(keys) if keys is not None else None
+
+
+def metrics_of(spec: Any) -> TaskMetrics:
+    """A task spec's declared metrics; a spec that declares none (an older plugin) reports its
+    scorer's primary metric, higher is better."""
+    if getattr(spec, "metrics", None) is not None:
+        return spec.metrics
+    if spec.pipeline == "generation":
+        from lodabench.scoring.registry import get_scorer, scorer_of
+        return TaskMetrics((Metric(get_scorer(scorer_of(spec.config)).primary_metric),))
+    raise ConfigError(f"task {spec.name!r} declares no metrics (TaskSpec.metrics) and its pipeline "
+                      f"{spec.pipeline!r} has no scorer to ask. Fix: metrics=TaskMetrics(...)")
+
+
+# --------------------------------------------------------------------------------------------
 # task kinds
 
 
@@ -269,6 +401,6 @@ Task = GenerationTask | ClassificationTask
 
 
 __all__ = [
-    "DATA_ROOT_HINT", "ClassificationTask", "DataConfig", "EvalItem", "GenerationTask", "Pair", "Row",
-    "Slicing", "Task", "group_pairs", "holdout_split", "subsample",
+    "DATA_ROOT_HINT", "ClassificationTask", "DataConfig", "EvalItem", "GenerationTask", "Metric", "Pair", "Row",
+    "Slicing", "Task", "TaskMetrics", "check_spec_metrics", "check_task_metrics", "metrics_of", "group_pairs", "holdout_split", "subsample",
 ]
