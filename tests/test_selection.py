@@ -135,3 +135,26 @@ def test_tables_use_the_recorded_aggregate_and_flag_selection_on_test(tmp_path):
     cell = tables.make_cell(row, "BLEU", 100.0, 1)
     assert cell.mean == pytest.approx(71.0) and "(median)" in cell.text and cell.text.endswith("‡")
     assert any("selected on the reported (test) split" in n for n in tables._footnotes([row]))
+
+
+def test_pick_reads_the_declared_direction_before_the_name():
+    """The task spec's lower_is_better (TaskSpec.metrics) decides; the name is only the fallback."""
+    per = {5: {"length": 3.0, "TER": 0.45}, 10: {"length": 2.0, "TER": 0.47}}
+    sel = Selection((5, 10), "test", None, "mean")
+    assert pick(sel, per, {}, "length") == 5                 # undeclared, by name: higher is better
+    assert pick(sel, per, {}, "length", lower=True) == 10    # declared lower-is-better
+    assert pick(sel, per, {}, "TER", lower=False) == 10      # a declaration overrides the name
+
+
+def test_the_run_takes_the_direction_from_the_task_spec():
+    from types import SimpleNamespace
+
+    from lodabench.run.spine import declared_lower
+
+    def plan(task):
+        return SimpleNamespace(data=SimpleNamespace(name=task))
+
+    assert declared_lower(plan("dart"), "TER") is True
+    assert declared_lower(plan("e2e"), "BLEU") is False
+    assert declared_lower(plan("cola"), "mcc") is False
+    assert declared_lower(plan("dart"), "official_TER") is None   # a scorer extra: the name decides

@@ -454,7 +454,7 @@ def evaluate(plan: Plan, built: Built, state: "TrainState", run_dir: Path, recor
     selection, trainer, pipeline = plan.selection, built.trainer, built.pipeline
     metric = selection.metric or pipeline.primary_metric
     if selection.epochs:
-        metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric)
+        metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric, declared_lower(plan, metric))
         used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
     else:
         used = _select_checkpoint(plan.eval_checkpoint, trainer, state)
@@ -469,6 +469,21 @@ def evaluate(plan: Plan, built: Built, state: "TrainState", run_dir: Path, recor
     metrics["objective"], metrics["objective_split"] = _objective(selection, pipeline, trainer.model, metrics, metric)
     metrics["objective_metric"] = metric
     return metrics
+
+
+def declared_lower(plan: Plan, metric: str) -> bool | None:
+    """Whether the task spec declares ``metric`` lower-is-better (TaskSpec.metrics, the one vocabulary);
+    None when the spec does not declare it (selection then reads the metric's name)."""
+    from lodabench.errors import ConfigError
+    from lodabench.tasks.registry import task_spec
+    from lodabench.tasks.specs import metrics_of
+
+    try:
+        declared = metrics_of(task_spec(plan.data.name))
+    except ConfigError:  # a plugin task that declares no metrics and has no scorer to ask
+        return None
+    found = declared.metric(metric)
+    return None if found is None else found.lower_is_better
 
 
 def _refuse_nonfinite_model(model: torch.nn.Module) -> None:

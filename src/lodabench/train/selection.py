@@ -93,11 +93,16 @@ def check_against_training(sel: Selection, trainer_cfg: Mapping[str, Any], batch
 
 
 def lower_is_better(metric: str) -> bool:
+    """By name, for a metric no task spec declares (a scorer's extra keys such as official_TER)."""
     return metric in LOWER_IS_BETTER or metric.endswith("TER")
 
 
-def pick(sel: Selection, per_epoch: dict[int, dict[str, Any]], dev_loss: Mapping[str, float], metric: str) -> int:
-    """The epoch whose numbers the run reports. Ties go to the earlier epoch (fewer steps)."""
+def pick(sel: Selection, per_epoch: dict[int, dict[str, Any]], dev_loss: Mapping[str, float], metric: str,
+         lower: bool | None = None) -> int:
+    """The epoch whose numbers the run reports. Ties go to the earlier epoch (fewer steps).
+
+    ``lower``: whether ``metric`` is lower-is-better, as the task spec declares it (the run passes it);
+    None falls back to the metric's name (``lower_is_better``)."""
     if sel.rule == "last":
         return max(per_epoch)
     if sel.rule == "dev_loss":
@@ -106,7 +111,8 @@ def pick(sel: Selection, per_epoch: dict[int, dict[str, Any]], dev_loss: Mapping
         values = {e: (m.get("dev_metrics") or {}).get(metric) for e, m in per_epoch.items()}
     else:
         values = {e: m.get(metric) for e, m in per_epoch.items()}
-    return _best(values, lower=lower_is_better(metric), what=f"{metric} ({sel.rule})")
+    lower = lower_is_better(metric) if lower is None else lower
+    return _best(values, lower=lower, what=f"{metric} ({sel.rule})")
 
 
 def _best(values: dict[int, Any], lower: bool, what: str) -> int:
@@ -117,7 +123,8 @@ def _best(values: dict[int, Any], lower: bool, what: str) -> int:
     return min(sorted(usable), key=lambda e: sign * usable[e])
 
 
-def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, metric: str) -> dict[str, Any]:
+def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, metric: str,
+                    lower: bool | None = None) -> dict[str, Any]:
     """Score each listed epoch once (``epochs/<e>/metrics.json``), then report the one ``sel`` picks."""
     from lodabench.io import atomic_write_json
     from lodabench.state_files import read_state
@@ -136,7 +143,7 @@ def evaluate_epochs(sel: Selection, trainer, state, pipeline, run_dir: Path, met
             scores["dev_metrics"] = pipeline.evaluate_selection_split(trainer.model, out / "selection_split")
         atomic_write_json(done, scores)
         per_epoch[epoch] = scores
-    chosen = pick(sel, per_epoch, state.dev_loss, metric)
+    chosen = pick(sel, per_epoch, state.dev_loss, metric, lower)
     metrics = dict(per_epoch[chosen])
     metrics["selection"] = {
         "rule": sel.rule, "metric": metric, "epochs": list(sel.epochs or ()), "selected_epoch": chosen,
