@@ -64,3 +64,30 @@ def randomize_adapters(model: torch.nn.Module, seed: int = 3, scale: float = 0.1
 def logits(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
         return model(**b).logits
+
+
+class InjectedCrash(RuntimeError):
+    """Raised inside a loss call by ``lora_trainer(crash_at_call=...)``: a crash in mid-step."""
+
+
+def lora_trainer(run_dir, cfg, crash_at_call: int | None = None):
+    """A real Trainer: tiny GPT-2 + LoRA (r=4), 16 random sequences of 10 tokens, LM loss;
+    ``crash_at_call`` raises InjectedCrash inside that loss call (mid-step). ``cfg``: the trainer group."""
+    from lodabench import methods
+    from lodabench.train.trainer import Trainer
+
+    model = methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4, "dropout": 0.0})
+    g = torch.Generator().manual_seed(0)
+    examples = [torch.randint(3, 250, (10,), generator=g) for _ in range(16)]
+    calls = {"n": 0}
+
+    def loss_fn(m, batch):
+        calls["n"] += 1
+        if calls["n"] == crash_at_call:
+            raise InjectedCrash(f"injected at call {calls['n']}")
+        logits = m(input_ids=batch["input_ids"]).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 batch["input_ids"][:, 1:].reshape(-1))
+
+    return Trainer(model, cfg, seed=1, run_dir=run_dir, train_examples=examples,
+                   collate=lambda xs: {"input_ids": torch.stack(xs)}, loss_fn=loss_fn)

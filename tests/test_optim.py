@@ -10,12 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lodabench import methods
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.train.optim import OPTIMIZERS, LoRAAdamW, build_optimizer
 from lodabench.paths import CONF_DIR
 from lodabench.config.schema import defaults_of
-from methods_tiny import tiny
+from methods_tiny import InjectedCrash, lora_trainer
 
 torch.set_num_threads(1)
 
@@ -114,31 +113,11 @@ def test_adamw_without_bias_correction_is_refused_with_the_fix():
 
 
 # ------------------------------------------------------------------ trainer: resume bit-for-bit
-class _Crash(RuntimeError):
-    pass
-
-
 def _trainer(run_dir, optimizer, crash_at_call=None, **over):
     """A real Trainer (tiny GPT-2 + LoRA, 16 random sequences, checkpoint every step)."""
-    from lodabench.train.trainer import Trainer
-
-    model = methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4, "dropout": 0.0})
-    g = torch.Generator().manual_seed(0)
-    examples = [torch.randint(3, 250, (10,), generator=g) for _ in range(16)]
-    calls = {"n": 0}
-
-    def loss_fn(m, batch):
-        calls["n"] += 1
-        if calls["n"] == crash_at_call:
-            raise _Crash(f"injected at call {calls['n']}")
-        logits = m(input_ids=batch["input_ids"]).logits[:, :-1]
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 batch["input_ids"][:, 1:].reshape(-1))
-
     cfg = _cfg(optimizer=optimizer, epochs=2, batch_size=4, warmup_steps=2, lr=1e-2, progress=False,
                eval_dev_loss=False, checkpoint_every=1, keep_epoch_checkpoints=False, **over)
-    return Trainer(model, cfg, seed=1, run_dir=run_dir, train_examples=examples,
-                   collate=lambda xs: {"input_ids": torch.stack(xs)}, loss_fn=loss_fn)
+    return lora_trainer(run_dir, cfg, crash_at_call)
 
 
 def _final(trainer):
@@ -149,7 +128,7 @@ def _final(trainer):
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, optimizer):
     whole = _trainer(tmp_path / "whole", optimizer)
     whole.train()
-    with pytest.raises(_Crash):  # dies during optimizer step 6 (8 steps in all), after step 5's checkpoint
+    with pytest.raises(InjectedCrash):  # dies during optimizer step 6 (8 steps in all), after step 5's checkpoint
         _trainer(tmp_path / "split", optimizer, crash_at_call=6).train()
     resumed = _trainer(tmp_path / "split", optimizer)
     assert resumed.try_resume() and resumed.state.global_step == 5
@@ -164,7 +143,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, optimizer):
 
 
 def test_resume_with_another_optimizer_is_refused(tmp_path):
-    with pytest.raises(_Crash):
+    with pytest.raises(InjectedCrash):
         _trainer(tmp_path, "lora_adamw", crash_at_call=3).train()
     with pytest.raises(CheckpointError) as err:
         _trainer(tmp_path, "adamw").train()

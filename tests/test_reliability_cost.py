@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lodabench import methods
 from lodabench.config.schema import defaults_of
-from methods_tiny import tiny
+from methods_tiny import InjectedCrash, lora_trainer
 from runs_helpers import TINY_E2E, run_cli, run_dirs
 
 torch.set_num_threads(1)
@@ -23,36 +22,16 @@ rel = pytest.mark.reliability
 ARGS = [*TINY_E2E, "decoding.batch_size=2"]
 
 
-class _Crash(RuntimeError):
-    pass
-
-
 def _trainer(run_dir: Path, crash_at_call: int | None = None):
-    """A real Trainer: tiny GPT-2 + LoRA, 16 sequences, batch 4 (4 steps an epoch), 2 epochs, a
-    checkpoint every step; ``crash_at_call`` raises inside that loss call (mid-step)."""
-    from lodabench.train.trainer import Trainer
-
-    model = methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4, "dropout": 0.0})
-    g = torch.Generator().manual_seed(0)
-    examples = [torch.randint(3, 250, (10,), generator=g) for _ in range(16)]
-    calls = {"n": 0}
-
-    def loss_fn(m, batch):
-        calls["n"] += 1
-        if calls["n"] == crash_at_call:
-            raise _Crash(f"injected at call {calls['n']}")
-        logits = m(input_ids=batch["input_ids"]).logits[:, :-1]
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 batch["input_ids"][:, 1:].reshape(-1))
-
+    """Tiny GPT-2 + LoRA, 16 sequences, batch 4 (4 steps an epoch), 2 epochs, a checkpoint every step;
+    ``crash_at_call`` raises inside that loss call (mid-step)."""
     cfg = {**defaults_of("trainer"), "epochs": 2, "batch_size": 4, "warmup_steps": 0, "lr": 1e-2,
            "progress": False, "eval_dev_loss": False, "checkpoint_every": 1, "keep_epoch_checkpoints": False}
-    return Trainer(model, cfg, seed=1, run_dir=run_dir, train_examples=examples,
-                   collate=lambda xs: {"input_ids": torch.stack(xs)}, loss_fn=loss_fn)
+    return lora_trainer(run_dir, cfg, crash_at_call)
 
 
 def _crash_then_resume(run_dir: Path, crash_at_call: int, edit_state=None):
-    with pytest.raises(_Crash):
+    with pytest.raises(InjectedCrash):
         _trainer(run_dir, crash_at_call).train()
     if edit_state is not None:
         latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["dir"]
