@@ -5,6 +5,7 @@ The method library is usable from your own code (see README "Use the methods in 
     import lodabench
     model = lodabench.apply_method(model, "loda", r=4, targets=["q", "v"])
     lodabench.save_adapter(model, "out/"); model = lodabench.load_adapter(fresh_base, "out/")
+    model = lodabench.import_loralib(hf_model, "gpt2_md_lora_e2e.pt", alpha=32)  # the LoRA authors' files
     lodabench.register_method(spec)        # a method of your own (docs/extending.md)
     lodabench.register_task(spec); lodabench.register_scorer(spec)   # a task / scorer of your own
 
@@ -20,6 +21,7 @@ _LAZY = {
     "save_adapter": "lodabench.library",
     "load_adapter": "lodabench.library",
     "merge": "lodabench.library",
+    "import_loralib": "lodabench.library",
     "MethodSpec": "lodabench.methods.base",
     "register_method": "lodabench.methods",
     "method_names": "lodabench.methods",

@@ -111,6 +111,21 @@ def load_adapter(base_model: nn.Module, directory: str | os.PathLike) -> nn.Modu
     return model
 
 
+def import_loralib(model: nn.Module, path: str | os.PathLike, alpha: float, **options: Any) -> nn.Module:
+    """The LoRA authors' checkpoint (microsoft/LoRA, loralib format) on a plain HF ``model``.
+
+    Applies lodabench's ``lora`` with r and targets read from the file (GPT-2's MergedLinear q/v,
+    RoBERTa's query/value) and ``alpha`` (the file does not hold it: 32 for the GPT-2 checkpoints,
+    16 for RoBERTa's, per microsoft/LoRA's README and scripts), loads the factors (and a GLUE head)
+    exactly, and returns the model. ``lodabench.methods.loralib_import`` says how the layouts map.
+    """
+    from lodabench.config.plugin_loader import load_plugins
+    from lodabench.methods.loralib_import import import_loralib as _import
+
+    load_plugins()
+    return _import(model, path, alpha, **options)
+
+
 def merge(model: nn.Module) -> nn.Module:
     """Fold a linear method (lora, dora, ...) into the base weights; ConfigError for the others."""
     from lodabench import methods
@@ -129,5 +144,5 @@ def _method_info(model: nn.Module, caller: str) -> dict[str, Any]:
     return info
 
 
-__all__ = ["apply_method", "method_options", "save_adapter", "read_adapter_config", "load_adapter", "merge",
+__all__ = ["apply_method", "import_loralib", "method_options", "save_adapter", "read_adapter_config", "load_adapter", "merge",
            "ADAPTER_WEIGHTS", "ADAPTER_CONFIG"]

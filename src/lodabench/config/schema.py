@@ -156,7 +156,8 @@ class RunConfig:
     eval_checkpoint: str = hp("last", "last (LoRA's scripts score the final model) | best_dev (lowest dev loss "
                               "over the epoch checkpoints)")
     init_from: Optional[str] = hp(None, "warm start (LoRA Sec. 5.1 / Table 9: MRPC, RTE, STS-B from the MNLI model): "
-                                  "a run directory or trainable.safetensors; see methods/checkpoint.load_warm_start")
+                                  "a run directory or trainable.safetensors, or loralib:PATH for a microsoft/LoRA "
+                                  "checkpoint (methods/loralib_import.py); see methods/checkpoint.load_warm_start")
     run_name: str = hp(RUN_NAME, "deterministic in the command-line overrides: the same command resumes or skips")
     run_dir: str = hp("${paths.runs_dir}/${run_name}", "the run's directory (also Hydra's output dir)")
     search: SearchConfig = field(default_factory=SearchConfig)

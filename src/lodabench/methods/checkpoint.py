@@ -163,11 +163,16 @@ def load_warm_start(model: nn.Module, location: str | os.PathLike) -> dict[str, 
     ``load_state_dict(..., strict=False)``. Only head tensors may be dropped or absent: any other
     mismatch means another method/config and raises CheckpointError, as does another method or rank.
 
+    ``init_from=loralib:PATH`` reads a microsoft/LoRA checkpoint instead (methods/loralib_import.py).
+
     Returns ``{"path", "method", "carried": [names], "dropped": {name: "checkpoint (..) vs model (..)"},
     "fresh": [trainable tensors left at their initialisation: dropped or absent]}`` for the run record.
     """
     from lodabench.methods import _is_head
+    from lodabench.methods import loralib_import
 
+    if str(location).startswith(loralib_import.PREFIX):  # the LoRA authors' own files (loralib_import.py)
+        return loralib_import.load_init_from(model, str(location))
     path = resolve_warm_start(location)
     info = method_of(model)
     if info is None:

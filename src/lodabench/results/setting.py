@@ -41,6 +41,7 @@ def paper_setting_gaps(record: dict[str, Any], overrides: Sequence[str], check_c
       experiment overlay or the defaults, composed from its group overrides);
     - model: config.model's source, gguf_file or config_overrides differ from conf/model/<name>.yaml
       (model.source=config is random weights; model.config_overrides.n_layer=2 another model);
+    - the LoRA authors' checkpoint (``init_from=loralib:``): said instead of the epochs gap;
     - parameters (``check_counts``, a complete run): the record's trainable count or total (both
       without the task head) differs from conf/model/<name>.yaml with the run's method config applied,
       counted from configs on the meta device (lodabench.models.params.count_for, as
@@ -49,8 +50,21 @@ def paper_setting_gaps(record: dict[str, Any], overrides: Sequence[str], check_c
       weights' hashes, not counts.
     """
     cfg = record.get("config") or {}
-    gaps = _limit_gaps(cfg) + _epochs_gaps(cfg, overrides) + _model_gaps(cfg.get("model") or {})
+    # The LoRA authors' own weights (init_from=loralib:, trainer.epochs=0): shown apart under what they are.
+    trained = _authors_checkpoint(record) or _epochs_gaps(cfg, overrides)
+    gaps = _limit_gaps(cfg) + trained + _model_gaps(cfg.get("model") or {})
     return gaps + (_count_gaps(cfg, record.get("trainable_params")) if check_counts else [])
+
+
+def _authors_checkpoint(record: dict[str, Any]) -> list[str]:
+    """A run that scored the LoRA authors' released checkpoint (methods/loralib_import.py): beside the
+    paper's number it separates how we evaluate from how we train; its epochs=0 is not a short run."""
+    warm = record.get("warm_start") or {}
+    if warm.get("source") != "loralib":
+        return []
+    name = str(warm.get("path", "")).rsplit("/", 1)[-1]
+    return [f"the LoRA authors' checkpoint {name} (sha256 {str(warm.get('sha256', ''))[:12]}, r={warm.get('r')}, "
+            f"alpha={warm.get('alpha')}) scored by our pipeline, not trained here"]
 
 
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
