@@ -195,3 +195,37 @@ def test_loda_report_page_from_committed_records(tmp_path: Path) -> None:
                     flags=re.S).group(0)
     assert e2e.count("<circle") == seeds >= 18
     assert re.search(r'<div class="cmp" data-dataset="e2e" data-a="loda" data-b="lora">', text)
+
+
+def test_a_grid_on_another_model_reads_published_rows_on_it() -> None:
+    import pandas as pd
+
+    class R:
+        def __init__(self, model: str):
+            self.model = model
+
+    paper = pd.DataFrame({"model": ["gpt2-medium", "roberta-base"]})
+    assert html_page._other_model([R("smollm2-135m"), R("smollm2-135m")], paper) == "smollm2-135m"
+    assert html_page._other_model([R("gpt2-medium")], paper) is None      # the paper's model: a reproduction
+    assert html_page._other_model([R("a"), R("b")], paper) is None        # several models: each on its own
+    assert html_page._other_model([R("a")], None) is None
+
+
+@pytest.mark.slow
+def test_minilm_grid_page_from_committed_records(tmp_path: Path, data_root: Path) -> None:
+    """`make real-report`'s MiniLM x GLUE page: published GLUE numbers read on MiniLM (never tested as a
+    reproduction), a mark per method and seed, a LoDA-vs-LoRA item comparison per task with the sentences."""
+    from lodabench.results.report_cells import grid_rows
+
+    grid = html_page.REPO_ROOT / "results" / "minilm_glue"
+    out = tmp_path / "index.html"
+    assert html_page.main(["--runs-dir", str(grid / "runs"), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    rows = grid_rows(grid / "runs", grid / "runs_summary.csv")
+    sst2 = re.search(r'<div class="panel" data-dataset="sst2">.*?<svg[^>]*data-axis="params".*?</svg>', text,
+                     flags=re.S).group(0)
+    assert sst2.count("<circle") == sum(len(r.complete) for r in rows if r.data == "sst2")
+    assert "Δ only: a different model" in text and "read on minilm-l6" in text
+    for task in sorted({r.data for r in rows}):
+        assert re.search(rf'<div class="cmp" data-dataset="{task}" data-a="loda" data-b="lora">', text)
+    assert "Inputs not shown" not in text      # the data root (../shared/data) holds the GLUE dev sets
