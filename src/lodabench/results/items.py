@@ -87,8 +87,9 @@ def _task(record: dict[str, Any]) -> tuple[Any | None, str]:
         return None, f"the task's data cannot be read here ({str(exc).splitlines()[0][:160]})"
 
 
-def generation_sources(record: dict[str, Any], n: int) -> tuple[list[str] | None, str]:
-    """The inputs of the ``n`` scored items in hyp.txt order (the task's eval items), or why not."""
+def generation_sources(record: dict[str, Any], keys: Sequence[tuple]) -> tuple[list[str] | None, str]:
+    """The inputs of the scored items (``keys``: (reference group, repeat) in hyp.txt order), from the
+    task's eval items, which must hold the same references in the same order; or why not."""
     task, why = _task(record)
     if task is None:
         return None, why
@@ -96,13 +97,16 @@ def generation_sources(record: dict[str, Any], n: int) -> tuple[list[str] | None
         items = task.eval_items()
     except (LodabenchError, OSError, ValueError) as exc:
         return None, f"the eval items cannot be read here ({str(exc).splitlines()[0][:160]})"
-    if len(items) != n:
-        return None, f"the task gives {len(items)} eval items here but the run scored {n}"
+    if len(items) != len(keys):
+        return None, f"the task gives {len(items)} eval items here but the run scored {len(keys)}"
+    if any(tuple(it.references) != k[0] for it, k in zip(items, keys)):
+        return None, "the task's eval items here do not hold the run's references (other data or text)"
     return [it.source for it in items], ""
 
 
-def glue_inputs(record: dict[str, Any], n: int) -> tuple[list[str] | None, str]:
-    """The sentence (pair) of each of the ``n`` predictions, in ``predictions.jsonl`` order, or why not."""
+def glue_inputs(record: dict[str, Any], labels: Sequence[Any]) -> tuple[list[str] | None, str]:
+    """The sentence (pair) of each prediction, in ``predictions.jsonl`` order (``labels``: theirs, which the
+    task's rows must repeat), or why not."""
     task, why = _task(record)
     if task is None:
         return None, why
@@ -110,8 +114,10 @@ def glue_inputs(record: dict[str, Any], n: int) -> tuple[list[str] | None, str]:
         rows = task.slicing.take(task.rows(task.test_splits[0]), task.slicing.max_eval_items)
     except (LodabenchError, OSError, ValueError) as exc:
         return None, f"the evaluation rows cannot be read here ({str(exc).splitlines()[0][:160]})"
-    if len(rows) != n:
-        return None, f"the task gives {len(rows)} evaluation rows here but the run predicted {n}"
+    if len(rows) != len(labels):
+        return None, f"the task gives {len(rows)} evaluation rows here but the run predicted {len(labels)}"
+    if any(r.label != y for r, y in zip(rows, labels)):
+        return None, "the task's evaluation rows here do not hold the run's labels (other data)"
     return [r.text_a + (f"  ||  {r.text_b}" if r.text_b else "") for r in rows], ""
 
 
@@ -166,7 +172,7 @@ def generation_items(dir_a: Path, dir_b: Path, dataset: str, record: dict[str, A
 
     a, b = _read_run(dir_a).files[""], _read_run(dir_b).files[""]
     keys = [k for k in a if k in b]
-    sources, why = generation_sources(record, len(a))
+    sources, why = generation_sources(record, list(a))
     by_key = dict(zip(a, sources)) if sources else {}
     extra = dart_annotation_sources(record) if dataset == "dart" else {}
     out = []
@@ -188,7 +194,7 @@ def glue_items(dir_a: Path, dir_b: Path, record: dict[str, Any]) -> tuple[list[I
     """Both runs' predictions matched by index; score 1/0 (correct/wrong), STS-B minus the absolute error."""
     a, b = _read_run(dir_a).files.get("", {}), _read_run(dir_b).files.get("", {})
     regression = any(isinstance(y, float) and not float(y).is_integer() for _, y in a.values())
-    sources, why = glue_inputs(record, len(a))
+    sources, why = glue_inputs(record, [a[k][1] for k in sorted(a)])
     out = []
     for k in sorted(set(a) & set(b)):
         (pa, y), (pb, _) = a[k], b[k]
