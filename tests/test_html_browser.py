@@ -124,6 +124,9 @@ def test_offline_sort_filter_hover(driver, page: Path, artefacts: Path) -> None:
     rows = _visible_rows(driver)
     assert len(rows) == 1 and rows[0].get_attribute("data-method") == "lora"
     assert driver.find_element("css selector", ".filters .count").text == "1 of 10 rows"
+    Select(driver.find_element("css selector", ".filters select[name=ours]")).select_by_value("none")
+    assert not _visible_rows(driver)       # every row of these runs links a run
+    Select(driver.find_element("css selector", ".filters select[name=ours]")).select_by_value("")
 
     tip = driver.find_element("id", "tip")
     assert not tip.is_displayed()
@@ -148,6 +151,12 @@ def test_loda_report_in_the_browser(driver, tmp_path: Path, artefacts: Path) -> 
     _offline(driver, paths["html"])
     rows = driver.find_elements("css selector", "#published-vs-ours tbody tr")
     assert len(rows) >= 20 and any(r.get_attribute("data-method") == "loda" for r in rows)
+    from selenium.webdriver.support.ui import Select
+    Select(driver.find_element("css selector", ".filters select[name=ours]")).select_by_value("run")
+    shown = _visible_rows(driver)
+    assert 0 < len(shown) < len(rows)      # the grid's cells, not the paper setting's missing ones
+    assert all(r.find_elements("css selector", 'a[href^="#run-"]') for r in shown)
+    Select(driver.find_element("css selector", ".filters select[name=ours]")).select_by_value("")
     marks = driver.find_elements("css selector", '#pareto .panel[data-dataset="e2e"] svg[data-axis="params"] circle')
     assert len(marks) >= 18
     assert driver.find_elements("css selector", '#items .cmp[data-a="loda"] tr.item')

@@ -211,8 +211,9 @@ def _sort_value(key: str, rec: dict[str, Any]) -> str:
 
 
 def _row_html(rec: dict[str, Any], cols: Sequence[tuple[str, str, str]], runs: RunIndex) -> str:
-    attrs = " ".join(f'data-{f}="{_esc(rec.get(k))}"' for k, _, f in cols if f)
     links = _run_links(rec, runs)
+    attrs = " ".join(f'data-{f}="{_esc(rec.get(k))}"' for k, _, f in cols if f)
+    attrs += f' data-ours="{"run" if links.startswith("<a ") else "none"}"'
     first = links.split('"', 2)[1] if links.startswith("<a ") else ""
     cells = []
     for k, _, _ in cols:
@@ -234,6 +235,8 @@ def _filters(records: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str, s
         values = sorted({str(r.get(k)) for r in records if not _blank(r.get(k))})
         opts = "".join(f'<option value="{_esc(v)}">{_esc(v)}</option>' for v in values)
         boxes.append(f'<label>{_esc(title)} <select name="{f}"><option value="">all</option>{opts}</select></label>')
+    boxes.append('<label>ours <select name="ours"><option value="">all</option><option value="run">with a run'
+                 '</option><option value="none">without</option></select></label>')
     return f'<div class="filters" data-table="{table_id}">{"".join(boxes)}<span class="count"></span></div>'
 
 
