@@ -195,6 +195,7 @@ def test_loda_report_page_from_committed_records(tmp_path: Path) -> None:
                     flags=re.S).group(0)
     assert e2e.count("<circle") == seeds >= 18
     assert re.search(r'<div class="cmp" data-dataset="e2e" data-a="loda" data-b="lora">', text)
+    assert "No stored runs, so no comparison, for: paper setting" in text   # results/runs is not committed
 
 
 def test_a_grid_on_another_model_reads_published_rows_on_it() -> None:

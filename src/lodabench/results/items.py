@@ -322,4 +322,7 @@ def section(sources: Sequence[tuple[str, Path, Sequence[Any]]], prefer: Sequence
               for name, runs_dir, rows in sources for d in dict.fromkeys(r.data for r in rows if r.complete)]
     if not blocks:
         return '<p class="empty">No stored runs: there is no item-level comparison to show.</p>'
-    return "".join(blocks)
+    none = [f"{name} (<code>{_esc(_rel(runs_dir))}</code>)" for name, runs_dir, rows in sources
+            if not any(r.complete for r in rows)]
+    note = f'<p class="empty">No stored runs, so no comparison, for: {", ".join(none)}.</p>' if none else ""
+    return note + "".join(blocks)
