@@ -92,6 +92,21 @@ install-latex: ## pdflatex + booktabs from Debian (CI runs it before make test)
 	  || { echo "could not install LaTeX: run 'sudo apt-get install --no-install-recommends $(LATEX_PACKAGES)'"; exit 1; }; \
 	fi
 
+# CI only (.ci/run), not part of `make install`: headless Chromium and its WebDriver for the results page's
+# browser tests (tests/test_html_browser.py, issue #31; selenium, the driver's client, is in the dev extra).
+# From Debian, not a browser download by selenium-manager or playwright (those fetch from the network at test
+# time). Debian bookworm, --no-install-recommends: 25 packages, 133 MB of archives, 440 MB installed; 21 s on
+# the busy 2-core dev machine (apt lists already fresh, 12 MB of it already in apt's cache).
+BROWSER_PACKAGES ?= chromium chromium-driver
+.PHONY: install-browser
+install-browser: ## headless Chromium + chromedriver from Debian (CI runs it before make test)
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium and chromedriver already installed"; \
+	else \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES)) \
+	  || { echo "could not install Chromium: run 'sudo apt-get install --no-install-recommends $(BROWSER_PACKAGES)'"; exit 1; }; \
+	fi
+
 # Not in CI: the suite against the newest versions pyproject.toml allows, in its own venv, so an
 # upstream release that breaks us is seen before the lock moves to it.
 test-latest: ## run the test suite against the newest allowed versions (.venv-latest, not the lock)
@@ -160,9 +175,11 @@ smollm2-e2e: install ## SmolLM2-135M x E2E grid (issue #10), resumable chunks, t
 	$(PY) scripts/real_weights.py run smollm2_e2e $(or $(CHUNK),all) --jobs $(REAL_JOBS) $(ARGS)
 	$(PY) scripts/real_weights.py report smollm2_e2e
 
-real-report: install ## regenerate results/minilm_glue and results/smollm2_e2e from their records (no training)
+real-report: install ## regenerate results/minilm_glue and results/smollm2_e2e (tables, index.html page) from their records (no training)
 	$(PY) scripts/real_weights.py report minilm_glue
 	$(PY) scripts/real_weights.py report smollm2_e2e
+	$(PY) -m lodabench.results.html_page --runs-dir results/minilm_glue/runs --out results/minilm_glue/index.html
+	$(PY) -m lodabench.results.html_page --runs-dir results/smollm2_e2e/runs --out results/smollm2_e2e/index.html
 
 # Issue #26: a GPU machine with its own CUDA torch and no network (docs/gpu-check.md). gpu-wheels runs
 # here (PyPI); gpu-check runs there with that machine's python3 and never `install` (its own torch).

@@ -264,8 +264,8 @@ def test_published_counts() -> None:
 def test_cli_writes_the_four_files(tmp_path: Path, capsys) -> None:
     assert reports.main(["--paper", "condlora", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "none"),
                          "--grid", str(REPO_ROOT / "results" / "minilm_glue")]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["condlora.csv", "condlora.md", "condlora.png",
-                                                         "condlora_claims.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["condlora.csv", "condlora.html", "condlora.md",
+                                                         "condlora.png", "condlora_claims.csv"]
     assert "# Reproduction report: A Single Linear Layer" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         reports.main(["--paper", "dora"])

@@ -43,6 +43,7 @@ from lodabench.results.report_cells import (Source, _rel, claim_records, cell_re
                                             grid_rows, grid_subspace, published_count, published_results,
                                             published_subspace, rows_results, seed_dirs, split_setting)
 from lodabench.results.report_figure import figure, pareto
+from lodabench.results.html_page import write_report_page
 from lodabench.results.report_specs import DEFAULT_GRIDS, DIFFERENT_MODEL, SEEDS, SPECS, Grid, PaperSpec
 from lodabench.results.runs import load_runs
 from lodabench.results.setting import NOT_PAPER_SETTING
@@ -234,6 +235,7 @@ def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], 
     write_csv(paths["csv"], pd.DataFrame(cells))
     write_csv(paths["claims"], pd.DataFrame(claim_recs))
     atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper_dir, used, apart))
+    paths["html"] = write_report_page(out_dir / f"{spec.key}.html", spec, paper, cells, sources)
     return paths
 
 

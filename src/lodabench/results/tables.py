@@ -51,6 +51,7 @@ from lodabench.results.paper import (ALPHA, ASSUMED_PAPER_N, PAPER_COLUMNS, PAPE
                                      SUBSPACE_COLUMNS, Spread, Verdict, compare, compare_markdown, display_scale,
                                      load_paper, load_paper_subspace, match_rows, published_text, welch_verdict)
 from lodabench.results.plots import sweep_plots
+from lodabench.results.html_page import write_tables_page
 from lodabench.results.cells import SELECTED_ON_TEST, _footnotes, cost_means, make_cell
 from lodabench.results.render import DAGGER, MISSING, PAPER_MB, STD_NOTE, Cell, _num, _write, fmt_params
 from lodabench.results.runs import Row, Seed, add_expected, load_runs
@@ -124,6 +125,7 @@ def build(runs_dir: Path, out_dir: Path, paper_dir: Path | None, sweeps: Sequenc
             written["compare"] = _write(out_dir, "compare", cmp, compare_markdown(cmp), None)
     if plots:
         written["plots"] = sweep_plots(rows, out_dir)
+    written["html"] = [write_tables_page(out_dir / "tables.html", rows, runs_dir, paper_dir if compare_mode != "off" else None)]
     return written
 
 
