@@ -48,6 +48,8 @@ class Plan:
     selection: Any         # train.selection.Selection
     eval_checkpoint: str   # last | best_dev (EVAL_CHECKPOINTS)
     init_from: str | None  # warm start source (methods.checkpoint.load_warm_start)
+    metrics: Any = None    # tasks.specs.TaskMetrics the task spec declares (None: it declares none; selection asks the pipeline)
+    data_root: str | None = None  # paths.data_root as configured (run.fingerprints.root_from says which root chose the data)
 
 
 def preflight(cfg: DictConfig) -> Plan:
@@ -82,10 +84,22 @@ def _typed_plan(cfg: DictConfig) -> Plan:
     check_eval_checkpoint(cfg.eval_checkpoint, trainer)
     data, scorer = _data_and_scorer(cfg.data)
     task = get_task(data, resolve_data_root(cfg.paths.data_root))
-    return Plan(seed=int(cfg.seed), model=model_description(cfg.model), method_spec=methods.get_spec(method.name),
+    return Plan(metrics=declared_metrics(data.name), seed=int(cfg.seed), model=model_description(cfg.model), method_spec=methods.get_spec(method.name),
                 method=method, data=data, task=task, pipeline_cls=pipeline_class(task), scorer=scorer,
                 decoding=_decoding(cfg), trainer=trainer, selection=selection,
-                eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from)
+                eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from, data_root=cfg.paths.data_root)
+
+
+def declared_metrics(task_name: str) -> Any:
+    """The task spec's TaskMetrics (the one vocabulary: selection metric and direction), or None for a
+    plugin task that declares none and has no scorer to ask."""
+    from lodabench.tasks.registry import task_spec
+    from lodabench.tasks.specs import metrics_of
+
+    try:
+        return metrics_of(task_spec(task_name))
+    except ConfigError:
+        return None
 
 
 def _trainer_and_selection(cfg: DictConfig) -> tuple[Any, Any]:
