@@ -92,7 +92,8 @@ class SelectionConfig:
     epochs: Optional[list[int]] = hp(None, "e.g. [5, 10]: evaluate these epoch checkpoints in one run, each "
                                      "decoded/scored once", rng("[1, inf)"))
     rule: str = hp("last", "last | dev_loss | dev_metric | test (test = choose on the reported split, as LoDA §3 does)")
-    metric: Optional[str] = hp(None, "null: the task's main metric (BLEU for E2E/DART, GLUE: the papers' metric per task)")
+    metric: Optional[str] = hp(None, "null: the task spec's declared selection metric (TaskMetrics.selection; "
+                                     "BLEU for E2E/DART, GLUE: the papers' metric per task)")
     aggregate: str = hp("mean", "how a table combines seeds: mean (LoRA GPT-2 tables, LoDA) | median (LoRA GLUE: 5 seeds)")
 
 
