@@ -149,12 +149,46 @@ def test_pick_reads_the_declared_direction_before_the_name():
 def test_the_run_takes_the_direction_from_the_task_spec():
     from types import SimpleNamespace
 
+    from lodabench.run.preflight import declared_metrics
     from lodabench.run.spine import declared_lower
 
-    def plan(task):
-        return SimpleNamespace(data=SimpleNamespace(name=task))
+    def plan(task):  # the spec's metrics, as preflight puts them on the Plan
+        return SimpleNamespace(data=SimpleNamespace(name=task), metrics=declared_metrics(task))
 
     assert declared_lower(plan("dart"), "TER") is True
     assert declared_lower(plan("e2e"), "BLEU") is False
     assert declared_lower(plan("cola"), "mcc") is False
     assert declared_lower(plan("dart"), "official_TER") is None   # a scorer extra: the name decides
+
+
+def test_selection_reads_the_declared_selection_metric_not_the_primary():
+    """A task whose primary metric (the tables' lead) differs from its selection metric selects on the
+    selection one: the spec is the one source; the pipeline's primary_metric is not read."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from lodabench.run.spine import Built, evaluate, selection_metric
+    from lodabench.tasks.specs import Metric, TaskMetrics
+
+    declared = TaskMetrics((Metric("acc"), Metric("f1")), primary="acc", selection="f1")
+
+    class Pipeline:
+        primary_metric = "acc"  # what selection read before
+
+        def evaluate(self, model, run_dir):
+            return {"acc": 0.9, "f1": 0.4}
+
+        def objective(self, model, metrics):
+            return metrics, "reported"
+
+    plan = SimpleNamespace(selection=Selection(None, "last", None, "mean"), metrics=declared, eval_checkpoint="last",
+                           method_spec=SimpleNamespace(after_training=None), data=SimpleNamespace(name="x"))
+    trainer = SimpleNamespace(model=torch.nn.Linear(2, 2))
+    state = SimpleNamespace(global_step=3, dev_loss={})
+    metrics = evaluate(plan, Built(Pipeline(), trainer), state, None, SimpleNamespace(update=lambda **_: None))
+    assert (metrics["objective_metric"], metrics["objective"]) == ("f1", 0.4)
+    no_spec = SimpleNamespace(selection=plan.selection, metrics=None)
+    assert selection_metric(no_spec, Pipeline()) == "acc"  # a task declaring nothing: the pipeline's
+    chosen = SimpleNamespace(selection=Selection(None, "last", "acc", "mean"), metrics=declared)
+    assert selection_metric(chosen, Pipeline()) == "acc"   # selection.metric set: it wins

@@ -54,3 +54,49 @@ def test_preflight_returns_a_frozen_typed_plan(data_root):
     assert plan.data.name == "e2e" and plan.scorer is not None and plan.seed == 110
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.seed = 1  # type: ignore[misc]
+
+
+def test_the_method_node_is_the_methods_own_dataclass():
+    """Hydra's method=<name> node is the registered config dataclass itself (not a mirror of it), so
+    OmegaConf.to_object gives the method's own type and its validate() runs on it."""
+    from omegaconf import OmegaConf
+
+    from lodabench import methods
+    from lodabench.methods.lora import LoRAConfig
+
+    conf = OmegaConf.to_object(compose(["model=tiny-gpt2", "method=lora", "method.r=8"]).method)
+    assert type(conf) is LoRAConfig and conf.r == 8
+    conf.validate()
+    for name in methods.method_names():  # every built-in: no mirror left in the method group
+        node = OmegaConf.to_object(compose(["model=tiny-gpt2", f"method={name}"]).method)
+        assert type(node) is methods.get_spec(name).config_cls
+
+
+def test_a_frozen_option_class_gets_a_mirror():
+    """A frozen dataclass cannot take Hydra's merges: store_option mirrors it (under <group>__<name>)."""
+    from lodabench.config import schema
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        name: str = "frozen_probe"
+        k: int = 1
+
+    schema.store_option("probe_group", "frozen_probe", Frozen)
+    node = schema.node_class("probe_group__frozen_probe")
+    assert node is not Frozen and node.__name__ == "probe_group__frozen_probe"
+    assert [f.name for f in dataclasses.fields(node)] == ["name", "k"]
+
+
+def test_preflight_hands_down_typed_objects_not_typed_again(monkeypatch, data_root):
+    """The Plan's data config reaches the task builder as the object preflight validated: nothing
+    below types or validates it again (tasks.registry.build_task)."""
+    from lodabench.run.preflight import preflight
+    from lodabench.tasks import registry
+
+    calls = []
+    real = registry.task_config
+    monkeypatch.setattr(registry, "task_config", lambda values: calls.append(values) or real(values))
+    plan = preflight(compose(["model=tiny-gpt2", "method=lora", "data=e2e", "data.max_eval_items=4",
+                              f"paths.data_root={data_root}"]))
+    assert len(calls) == 1 and plan.task is not None
+    assert type(plan.method).__name__ == "LoRAConfig" and plan.metrics.selection_metric == "BLEU"

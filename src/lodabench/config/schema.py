@@ -92,7 +92,8 @@ class SelectionConfig:
     epochs: Optional[list[int]] = hp(None, "e.g. [5, 10]: evaluate these epoch checkpoints in one run, each "
                                      "decoded/scored once", rng("[1, inf)"))
     rule: str = hp("last", "last | dev_loss | dev_metric | test (test = choose on the reported split, as LoDA §3 does)")
-    metric: Optional[str] = hp(None, "null: the task's main metric (BLEU for E2E/DART, GLUE: the papers' metric per task)")
+    metric: Optional[str] = hp(None, "null: the task spec's declared selection metric (TaskMetrics.selection; "
+                                     "BLEU for E2E/DART, GLUE: the papers' metric per task)")
     aggregate: str = hp("mean", "how a table combines seeds: mean (LoRA GPT-2 tables, LoDA) | median (LoRA GLUE: 5 seeds)")
 
 
@@ -230,20 +231,38 @@ _NODE_SOURCES: dict[str, tuple[type, Any]] = {}  # node class name -> what it mi
 
 
 def store_option(group: str, name: str, cls: type, defaults: dict[str, Any] | None = None) -> None:
-    """Store ``<group>=<name>`` as the ConfigStore node mirroring ``cls`` (``defaults`` over its own).
+    """Store ``<group>=<name>`` as the ConfigStore node of ``cls`` (``defaults`` over its own).
 
     Called by a registry as a spec registers (config/registry.py): registration is the one source of
-    the code-defined options' nodes."""
+    the code-defined options' nodes. The node is ``cls`` itself where Hydra can hold it (a method's
+    config dataclass: ``OmegaConf.to_object(cfg.method)`` is then the method's own type, and its
+    ``validate`` runs on it); a ``mirror`` only where it cannot (see ``node_source``)."""
     from hydra.core.config_store import ConfigStore
 
     key = f"{group}__{name}"
     if _NODE_SOURCES.get(key) != (cls, defaults):
-        node_cls = mirror(cls, defaults)
-        node_cls.__name__ = node_cls.__qualname__ = key
-        node_cls.__module__ = __name__
-        globals()[key] = node_cls
+        globals()[key] = node_source(key, cls, defaults)
         _NODE_SOURCES[key] = (cls, defaults)
     ConfigStore.instance().store(group=group, name=name, node=option_node(group, name))
+
+
+def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> type:
+    """``cls`` when Hydra can merge into it as it is, else its ``mirror`` named ``key``.
+
+    A mirror is needed for a frozen dataclass (Hydra merges overrides into the node), one with a
+    ``__post_init__`` (its checks belong to preflight, not to every merge), other defaults than the
+    class's own (a task's ``name``), or annotations OmegaConf cannot type."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if not defaults and params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
+        try:
+            OmegaConf.structured(cls)
+            return cls
+        except Exception:  # noqa: BLE001  (OmegaConf's many validation errors: the mirror types it)
+            pass
+    node_cls = mirror(cls, defaults)
+    node_cls.__name__ = node_cls.__qualname__ = key
+    node_cls.__module__ = __name__
+    return node_cls
 
 
 def set_option_values(group: str, name: str, values: DictConfig) -> None:

@@ -60,10 +60,11 @@ LAUNCH_KEYS = ("seed", "trainer.num_threads")
 
 
 def check_launch_values(cfg: Any, keys: tuple[str, ...] = LAUNCH_KEYS) -> None:
-    """Check only ``keys`` (full keys), for values a run uses before preflight checks the rest."""
-    for prefix, cls, values in config_groups(cfg):
+    """Check only ``keys`` (full keys of the root or the trainer group), for values a run uses before
+    preflight checks the rest. Reads no method or data node: those wait for preflight's typing."""
+    for prefix, cls, values in (("", schema.RunConfig, cfg), ("trainer.", schema.TrainerConfig, _group(cfg, "trainer"))):
         names = {k[len(prefix):] for k in keys if k.startswith(prefix) and "." not in k[len(prefix):]}
-        if names:
+        if names and values is not None:
             check_fields(cls, values, prefix, only=names)
 
 

@@ -85,20 +85,25 @@ def folder_entry(path: Path, patterns: tuple[str, ...]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- what a run read
-def run_inputs(cfg: Any, task: Any, weights: dict[str, Any]) -> dict[str, Any]:
-    """The record's ``inputs`` block for a run that has loaded its data and model (run.build_model)."""
-    return {"fingerprinted": True, "data": data_inputs(cfg, task), "weights": weights_inputs(weights),
-            "tokenizer": tokenizer_inputs(cfg.model, weights), "scorer": scorer_inputs(cfg, task),
+def run_inputs(plan: Any, weights: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``inputs`` block for a run that has loaded its data and model (run.build_model).
+
+    Reads the typed plan (run.preflight.Plan: ``task``, ``data``, ``model``, ``data_root``), never the
+    composed config."""
+    task = plan.task
+    return {"fingerprinted": True, "data": data_inputs(plan.data_root, task), "weights": weights_inputs(weights),
+            "tokenizer": tokenizer_inputs(plan.model, weights), "scorer": scorer_inputs(plan.data, task),
             "plugins": plugin_inputs()}
 
 
-def data_inputs(cfg: Any, task: Any) -> dict[str, Any] | None:
-    """``task.inputs`` (the same dict: files read later are still appended) plus base, sha256, root_from."""
+def data_inputs(data_root: str | None, task: Any) -> dict[str, Any] | None:
+    """``task.inputs`` (the same dict: files read later are still appended) plus base, sha256, root_from;
+    ``data_root``: the configured ``paths.data_root``."""
     inputs = getattr(task, "inputs", None)
     if not isinstance(inputs, dict) or "files" not in inputs:
         return inputs
     base = data_base(inputs)
-    inputs["root_from"] = root_from(cfg, inputs)
+    inputs["root_from"] = root_from(data_root, inputs)
     if base is not None:
         inputs["base"] = str(base)
         inputs["sha256"] = hash_files(base, inputs["files"])
@@ -111,13 +116,13 @@ def data_base(inputs: Mapping[str, Any]) -> Path | None:
     return Path(folder) if folder else None
 
 
-def root_from(cfg: Any, inputs: Mapping[str, Any]) -> str:
+def root_from(data_root: str | None, inputs: Mapping[str, Any]) -> str:
     """Which setting chose the data (the config's ``paths.data_root`` alone says null under the env var)."""
     from lodabench.paths import DATA_ROOT_ENV
 
     if inputs.get("source") != "data_root":
         return "hub (no data root set)"
-    if cfg.paths.get("data_root") not in (None, "", "null"):
+    if data_root not in (None, "", "null"):
         return "paths.data_root"
     if os.environ.get(DATA_ROOT_ENV) not in (None, "", "null"):
         return f"${DATA_ROOT_ENV}"
@@ -147,8 +152,9 @@ def tokenizer_inputs(model_cfg: Any, weights: Mapping[str, Any]) -> dict[str, An
     return {"source": "hub", "hub_id": location, "resolved_revision": weights.get("resolved_revision") if same else None}
 
 
-def scorer_inputs(cfg: Any, task: Any) -> dict[str, Any]:
-    """The scorer's name, module (+ sha256), the scoring packages' versions and pycocoevalcap's jars."""
+def scorer_inputs(data: Any, task: Any) -> dict[str, Any]:
+    """The scorer's name, module (+ sha256), the scoring packages' versions and pycocoevalcap's jars
+    (``data``: the typed data group)."""
     from lodabench.run.records import package_versions
 
     versions = package_versions()
@@ -156,7 +162,7 @@ def scorer_inputs(cfg: Any, task: Any) -> dict[str, Any]:
     if getattr(task, "kind", None) != "generation":
         return {"name": "glue metrics (scikit-learn, scipy)", "module": "lodabench.scoring.glue", **out}
     from lodabench.scoring.registry import get_scorer
-    name = cfg.data.get("scorer") or cfg.data.name
+    name = getattr(data, "scorer", None) or data.name
     module = get_scorer(name).score.__module__
     out.update(name=name, module=module, module_file=_module_file_entry(module))
     jars = _pycocoevalcap_dir()

@@ -48,11 +48,14 @@ class Plan:
     selection: Any         # train.selection.Selection
     eval_checkpoint: str   # last | best_dev (EVAL_CHECKPOINTS)
     init_from: str | None  # warm start source (methods.checkpoint.load_warm_start)
+    metrics: Any = None    # tasks.specs.TaskMetrics the task spec declares (None: it declares none; selection asks the pipeline)
+    data_root: str | None = None  # paths.data_root as configured (run.fingerprints.root_from says which root chose the data)
 
 
 def preflight(cfg: DictConfig) -> Plan:
     """Validate the run's config and data; raise ConfigError / DataError naming key, value and fix."""
     from lodabench.models.local_weights import check_local_weights
+    from lodabench.models.pretrained import model_description
     from lodabench.config.ranges import check_fields
     from lodabench.config.schema import RunConfig, SearchConfig, check_composed
 
@@ -61,31 +64,44 @@ def preflight(cfg: DictConfig) -> Plan:
     # search here, each other group where build_config types it (_typed_plan).
     check_fields(RunConfig, cfg, "")
     check_fields(SearchConfig, cfg.search, "search.")
-    check_local_weights(cfg.model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
-    plan = _typed_plan(cfg)
+    model = model_description(cfg.model)  # typed once; every check below reads this object
+    check_local_weights(model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
+    plan = _typed_plan(cfg, model)
     plan.pipeline_cls.preflight(plan, plan.task)
     check_metric_items(plan)
     check_positions(plan)
     return plan
 
 
-def _typed_plan(cfg: DictConfig) -> Plan:
-    """Each group typed and validated once (its dataclass, then its cross-group checks)."""
+def _typed_plan(cfg: DictConfig, model: Any) -> Plan:
+    """Each group typed and validated once (its dataclass, then its cross-group checks); the layers
+    below take these objects (build_task, apply_method) and do not type them again."""
     from lodabench import methods
-    from lodabench.models.pretrained import model_description
     from lodabench.paths import resolve_data_root
-    from lodabench.tasks import get_task
     from lodabench.tasks.pipelines import pipeline_class
+    from lodabench.tasks.registry import build_task
 
     method = methods.method_config(cfg.method)
     trainer, selection = _trainer_and_selection(cfg)
     check_eval_checkpoint(cfg.eval_checkpoint, trainer)
     data, scorer = _data_and_scorer(cfg.data)
-    task = get_task(data, resolve_data_root(cfg.paths.data_root))
-    return Plan(seed=int(cfg.seed), model=model_description(cfg.model), method_spec=methods.get_spec(method.name),
-                method=method, data=data, task=task, pipeline_cls=pipeline_class(task), scorer=scorer,
-                decoding=_decoding(cfg), trainer=trainer, selection=selection,
-                eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from)
+    task = build_task(data, resolve_data_root(cfg.paths.data_root))
+    return Plan(seed=int(cfg.seed), model=model, method_spec=methods.get_spec(method.name), method=method,
+                data=data, task=task, pipeline_cls=pipeline_class(task), scorer=scorer, decoding=_decoding(cfg),
+                trainer=trainer, selection=selection, eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from,
+                metrics=declared_metrics(data.name), data_root=cfg.paths.data_root)
+
+
+def declared_metrics(task_name: str) -> Any:
+    """The task spec's TaskMetrics (the one vocabulary: selection metric and direction), or None for a
+    plugin task that declares none and has no scorer to ask."""
+    from lodabench.tasks.registry import task_spec
+    from lodabench.tasks.specs import metrics_of
+
+    try:
+        return metrics_of(task_spec(task_name))
+    except ConfigError:
+        return None
 
 
 def _trainer_and_selection(cfg: DictConfig) -> tuple[Any, Any]:

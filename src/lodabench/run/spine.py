@@ -346,8 +346,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: RunRecord, logger,
     log.info("device: %s (trainer.device=%s)", describe(device), cfg.trainer.device)
     record.note_device(device)  # the attempt says where it ran: "cpu" / "cuda:<local rank>"
     plan = preflight(cfg)  # the whole config, typed once, the data and what evaluation needs: before anything heavy
-    # Below this line only the Plan is read; the raw config goes on only to the input fingerprints.
-    built = build(plan, run_dir, record, logger, device, dctx, fingerprint_cfg=cfg)
+    # Below this line only the Plan is read (the record keeps the resolved config as data: _launch).
+    built = build(plan, run_dir, record, logger, device, dctx)
     state = train(built, record, dctx)
     D.finish()  # all ranks meet after rank 0's last checkpoint; rank 0 evaluates alone
     if not dctx.is_main:
@@ -365,14 +365,13 @@ class Built:
     trainer: Any
 
 
-def build(plan: Plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext,
-          fingerprint_cfg: DictConfig) -> Built:
+def build(plan: Plan, run_dir: Path, record, logger, device: torch.device, dctx: D.DistContext) -> Built:
     """Tokenizer, base model + method (+ warm start), pipeline and trainer; records the counts."""
     from lodabench import methods
     from lodabench.models.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer(plan.model)
-    model = build_model(plan, tokenizer, record, fingerprint_cfg).to(device)
+    model = build_model(plan, tokenizer, record).to(device)
     record.update(trainable_params=methods.count_parameters(model))
     pipeline = plan.pipeline_cls(plan, plan.task, tokenizer, device)  # a pipeline reads the plan's groups
     trainer = build_trainer(plan, model, pipeline, run_dir, logger, device, dctx)
@@ -381,7 +380,7 @@ def build(plan: Plan, run_dir: Path, record, logger, device: torch.device, dctx:
     return Built(pipeline, trainer)
 
 
-def build_model(plan: Plan, tokenizer, record, fingerprint_cfg: DictConfig) -> torch.nn.Module:
+def build_model(plan: Plan, tokenizer, record) -> torch.nn.Module:
     """The base model for the task's pipeline, with the method applied (checked against the model)."""
     from lodabench import methods
     from lodabench.models.pretrained import load_model, weights_read
@@ -394,7 +393,7 @@ def build_model(plan: Plan, tokenizer, record, fingerprint_cfg: DictConfig) -> t
     # What this attempt read: the task's data (lodabench.tasks) and the weights (path, or hub id + commit).
     # With the sha256 of every file read (lodabench.run.fingerprints); a resume from other bytes is refused.
     from lodabench.run.fingerprints import check_resume, run_inputs
-    inputs = run_inputs(fingerprint_cfg, task, weights_read(plan.model, model, tokenizer))
+    inputs = run_inputs(plan, weights_read(plan.model, model, tokenizer))
     from lodabench.config.replacements import replaced_builtins  # a plugin's code under a built-in name (replace=True)
     inputs["replaced_builtins"] = replaced_builtins()
     record.note(inputs=inputs)
@@ -452,7 +451,7 @@ def evaluate(plan: Plan, built: Built, state: "TrainState", run_dir: Path, recor
     from lodabench.train.selection import evaluate_epochs
 
     selection, trainer, pipeline = plan.selection, built.trainer, built.pipeline
-    metric = selection.metric or pipeline.primary_metric
+    metric = selection_metric(plan, pipeline)
     if selection.epochs:
         metrics = evaluate_epochs(selection, trainer, state, pipeline, run_dir, metric, declared_lower(plan, metric))
         used = f"epoch {metrics['selection']['selected_epoch']} (selection.rule={selection.rule})"
@@ -471,18 +470,19 @@ def evaluate(plan: Plan, built: Built, state: "TrainState", run_dir: Path, recor
     return metrics
 
 
-def declared_lower(plan: Plan, metric: str) -> bool | None:
-    """Whether the task spec declares ``metric`` lower-is-better (TaskSpec.metrics, the one vocabulary);
-    None when the spec does not declare it (selection then reads the metric's name)."""
-    from lodabench.errors import ConfigError
-    from lodabench.tasks.registry import task_spec
-    from lodabench.tasks.specs import metrics_of
+def selection_metric(plan: Plan, pipeline: Any) -> str:
+    """What selection and the sweeps optimise: ``selection.metric``, else the task spec's declared
+    selection metric (TaskMetrics.selection_metric, which may differ from the primary the tables lead
+    with); the pipeline's primary metric only for a task that declares none."""
+    if plan.selection.metric:
+        return plan.selection.metric
+    return plan.metrics.selection_metric if plan.metrics is not None else pipeline.primary_metric
 
-    try:
-        declared = metrics_of(task_spec(plan.data.name))
-    except ConfigError:  # a plugin task that declares no metrics and has no scorer to ask
-        return None
-    found = declared.metric(metric)
+
+def declared_lower(plan: Plan, metric: str) -> bool | None:
+    """Whether the task spec declares ``metric`` lower-is-better (TaskSpec.metrics, the one vocabulary,
+    carried by the plan); None when the spec does not declare it (selection then reads the metric's name)."""
+    found = None if plan.metrics is None else plan.metrics.metric(metric)
     return None if found is None else found.lower_is_better
 
 

@@ -152,7 +152,12 @@ def data_scorer(data_cfg: Any) -> tuple[Any, Any]:
 
 def get_task(data_cfg: Mapping | Any, data_root: Path | str | None) -> Task:
     """Build the task named ``data_cfg["name"]``; ``data_root=None`` loads from the hub."""
-    conf = task_config(data_cfg)
+    return build_task(task_config(data_cfg), data_root)
+
+
+def build_task(conf: Any, data_root: Path | str | None) -> Task:
+    """Build the task of ``conf``, a data config that ``task_config`` has typed and validated already
+    (run.preflight's Plan.data): it is not typed nor validated again."""
     root = Path(data_root) if data_root is not None else None
     if root is not None and not root.is_dir():
         raise DataError(f"data root {str(root)!r} is not a directory. {DATA_ROOT_HINT}.")
@@ -165,7 +170,7 @@ def get_task(data_cfg: Mapping | Any, data_root: Path | str | None) -> Task:
 
 
 __all__ = [
-    "TaskSpec", "data_scorer", "get_task", "register_task", "task_config", "task_names", "task_spec",
+    "TaskSpec", "build_task", "data_scorer", "get_task", "register_task", "task_config", "task_names", "task_spec",
     "unregister_task",
 ]
 
