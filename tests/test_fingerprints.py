@@ -238,6 +238,33 @@ def test_resume_of_a_run_before_fingerprints_goes_on():
     fp.check_resume(_attempts_record({"data": {}}, _inputs("b")), _inputs("b"))
 
 
+# ----------------------------------------------------------------------------- warm-start files
+@pytest.mark.parametrize("prefix", ["", "loralib:"])
+def test_a_warm_start_file_is_fingerprinted_and_a_replacement_is_seen(tmp_path, prefix):
+    ckpt = tmp_path / ("trainable.safetensors" if not prefix else "gpt2_md_lora_e2e.pt")
+    ckpt.write_bytes(b"adapters v1")
+    entry = fp.init_inputs(prefix + str(ckpt))["init"]
+    assert entry["init_from"] == prefix + str(ckpt)
+    assert entry["sha256"] == {ckpt.name: hashlib.sha256(b"adapters v1").hexdigest()}
+    record = SimpleNamespace(run_dir=tmp_path / "run", data={"inputs": {"fingerprinted": True, "init": entry}})
+    assert fp.stale_inputs(record, _cfg()) is None
+    ckpt.write_bytes(b"adapters v2")
+    assert f"init {ckpt.name}: changed (sha256 " in fp.stale_inputs(record, _cfg())
+
+
+def test_no_warm_start_records_no_init_part_and_old_records_still_verify():
+    assert fp.init_inputs(None) == {}
+    assert fp.parts_recorded({"data": {}}, fp.VERIFIED_PARTS) == fp.VERIFIED_PARTS
+    assert fp.parts_recorded({"init": {"sha256": {}}}, ("data",)) == ("data", "init")
+
+
+def test_resume_from_another_warm_start_file_is_refused():
+    first = {**_inputs("a"), "init": {"sha256": {"gpt2_md_lora_e2e.pt": "1111"}}}
+    second = {**_inputs("a"), "init": {"sha256": {"gpt2_md_lora_e2e.pt": "2222"}}}
+    with pytest.raises(ConfigError, match=r"init gpt2_md_lora_e2e.pt sha256 1111 -> 2222"):
+        fp.check_resume(_attempts_record(first, second), second)
+
+
 # ----------------------------------------------------------------------------- verify (no run)
 def test_verify_not_a_run_dir_is_bad_usage(tmp_path, capsys):
     assert cli.main(["verify", str(tmp_path)]) == 2

@@ -51,6 +51,7 @@ SCORER_FILES = ("meteor/meteor-1.5.jar", "meteor/data/paraphrase-en.gz", "spice/
                 "tokenizer/stanford-corenlp-3.4.1.jar")
 SCORER_PACKAGES = ("pycocoevalcap", "sacrebleu", "rouge-score", "nltk", "scikit-learn", "scipy")
 CHECKED_ON_SKIP = ("data", "weights", "tokenizer")  # what makes old numbers wrong for the same command
+OPTIONAL_PARTS = ("init",)  # checked with the above where a record holds them (a warm start's file)
 FORCE_FIX = "force=true re-runs it"
 
 
@@ -93,7 +94,26 @@ def run_inputs(plan: Any, weights: dict[str, Any]) -> dict[str, Any]:
     task = plan.task
     return {"fingerprinted": True, "data": data_inputs(plan.data_root, task), "weights": weights_inputs(weights),
             "tokenizer": tokenizer_inputs(plan.model, weights), "scorer": scorer_inputs(plan.data, task),
-            "plugins": plugin_inputs()}
+            "plugins": plugin_inputs(), **init_inputs(plan.init_from)}
+
+
+def init_inputs(init_from: str | None) -> dict[str, Any]:
+    """``{"init": entry}`` for a warm start: the one file its weights came from (a run directory's chosen
+    checkpoint, a trainable.safetensors, or ``loralib:PATH``), so that replacing it at the same path is
+    seen on skip, resume and verify like any other input; ``{}`` without ``init_from``."""
+    if not init_from:
+        return {}
+    from lodabench.methods.checkpoint import resolve_warm_start
+    from lodabench.methods.loralib_import import PREFIX
+
+    location = str(init_from)
+    path = Path(location[len(PREFIX):]) if location.startswith(PREFIX) else resolve_warm_start(location)
+    return {"init": {"init_from": location, **folder_entry(Path(path), ())}}
+
+
+def parts_recorded(inputs: Mapping[str, Any], parts: Iterable[str]) -> tuple[str, ...]:
+    """``parts`` plus the optional ones this record holds (``init``: only runs with a warm start)."""
+    return (*parts, *(p for p in OPTIONAL_PARTS if isinstance(inputs.get(p), dict)))
 
 
 def data_inputs(data_root: str | None, task: Any) -> dict[str, Any] | None:
@@ -299,7 +319,7 @@ def stale_inputs(record: Any, cfg: Any) -> str | None:
     if not is_fingerprinted(inputs):
         return None
     try:
-        findings = check_inputs(inputs, CHECKED_ON_SKIP, current_bases(cfg, inputs))
+        findings = check_inputs(inputs, parts_recorded(inputs, CHECKED_ON_SKIP), current_bases(cfg, inputs))
     except ConfigError as exc:
         return (f"run directory {record.run_dir} is complete but its record's {exc}; its numbers cannot be tied "
                 f"to its inputs. Fix: {FORCE_FIX}")
@@ -336,7 +356,8 @@ def check_resume(record: Any, inputs: Mapping[str, Any]) -> None:
     base = resumed_attempt_inputs(record)
     if not is_fingerprinted(base) or not is_fingerprinted(inputs):
         return
-    diffs = [d for part in CHECKED_ON_SKIP for d in _digest_diffs(part, base.get(part), inputs.get(part))]
+    diffs = [d for part in parts_recorded(inputs, CHECKED_ON_SKIP)
+             for d in _digest_diffs(part, base.get(part), inputs.get(part))]
     if diffs:
         raise ConfigError(
             f"run directory {record.run_dir} holds unfinished work made from other inputs than this launch read: "
@@ -386,7 +407,7 @@ def verify_run(run_dir: Path) -> tuple[bool, list[str]]:
         return False, [f"{run_dir}: CANNOT VERIFY: made before fingerprints (inputs.fingerprinted is not true); "
                        f"re-run it with {FORCE_FIX.replace(' re-runs it', '')} to record them"]
     try:
-        findings = check_inputs(inputs, VERIFIED_PARTS)
+        findings = check_inputs(inputs, parts_recorded(inputs, VERIFIED_PARTS))
     except ConfigError as exc:
         return False, [f"{run_dir}: NOT TRUSTED: its record's {exc}"]
     return _report(run_dir, findings, inputs)
