@@ -10,10 +10,13 @@ checkpoint in force. Loading uses safetensors and ``torch.load(weights_only=True
 
 The optimizer is ``trainer.optimizer`` (``lodabench.train.optim``): ``lora_adamw``, microsoft/LoRA's own
 AdamW (examples/NLG/src/optimizer.py: ε added to sqrt(v) BEFORE the bias correction, weight decay
-AFTER the Adam step, ``trainer.correct_bias`` honoured), or ``adamw``, ``torch.optim.AdamW`` (ε
+AFTER the Adam step, ``trainer.correct_bias`` honoured; each parameter group updated at once,
+``lora_adamw_loop`` tensor by tensor, the same numbers), or ``adamw``, ``torch.optim.AdamW`` (ε
 added to the bias-corrected sqrt(v), decay first). The two differ by more than the weight-decay
 order: early in training the ε placement dominates (lodabench/train/optim.py says by how much). The
 optimizer state is saved in every checkpoint and restored on resume, for either optimizer.
+``trainer.num_workers`` (collation in DataLoader workers) and ``trainer.compile`` (torch.compile of
+the training forward) are lodabench.train.fast's.
 
 Global batch, accumulation and data parallelism. ``trainer.batch_size`` is the GLOBAL batch of one
 optimizer step, whatever the number of processes: the epoch permutation is the same on every rank,
