@@ -245,6 +245,8 @@ class FusedLoRAAdamW(LoRAAdamW):
             return False
         for p, expected in zip(params, flat["pointers"]):
             state = self.state[p]
+            if "exp_avg" not in state or "exp_avg_sq" not in state:  # state cleared by hand
+                return False
             if (p.data_ptr(), state["exp_avg"].data_ptr(), state["exp_avg_sq"].data_ptr()) != expected:
                 return False
         return True
