@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lodabench.errors import CheckpointError, ConfigError
-from lodabench.train.optim import OPTIMIZERS, LoRAAdamW, build_optimizer
+from lodabench.train.optim import OPTIMIZERS, FusedLoRAAdamW, LoRAAdamW, build_optimizer
 from lodabench.paths import CONF_DIR
 from lodabench.config.schema import defaults_of
 from methods_tiny import InjectedCrash, lora_trainer
@@ -93,7 +93,8 @@ def _cfg(**over):
 
 def test_build_optimizer_picks_the_named_rule():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(build_optimizer(params, _cfg(optimizer="lora_adamw")), LoRAAdamW)
+    assert type(build_optimizer(params, _cfg(optimizer="lora_adamw"))) is FusedLoRAAdamW
+    assert type(build_optimizer(params, _cfg(optimizer="lora_adamw_loop"))) is LoRAAdamW
     assert type(build_optimizer(params, _cfg(optimizer="adamw"))) is torch.optim.AdamW
     assert build_optimizer(params, _cfg(optimizer="lora_adamw", correct_bias=False)).defaults["correct_bias"] is False
 
@@ -179,5 +180,5 @@ def test_cli_refuses_an_unknown_optimizer_before_training(tmp_path):
 
     proc = run_cli([*TINY_E2E, "trainer.optimizer=adam"], tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "trainer.optimizer='adam' is not one of lora_adamw, adamw" in proc.stderr
+    assert "trainer.optimizer='adam' is not one of lora_adamw, lora_adamw_loop, adamw" in proc.stderr
     assert not list(tmp_path.rglob("checkpoints"))

@@ -1,6 +1,6 @@
 """Command line of the benchmark suite (the package docstring says what each suite measures):
 
-    python -m lodabench.bench [--quick] [--suites train,infer,decode,score] [--out results/bench/NAME.json]
+    python -m lodabench.bench [--quick] [--suites train,infer,decode,score,optim] [--out results/bench/NAME.json]
     python -m lodabench.bench cost-claims [...]      # the papers' cost claims (cost_claims.py)
 
 Runs the suites in one process, writes the record (JSON) and its Markdown summary after each
@@ -25,7 +25,7 @@ from lodabench.errors import ConfigError
 from lodabench.io import atomic_write_json, atomic_write_text
 from lodabench.paths import REPO_ROOT
 
-SUITES = ("train", "infer", "decode", "score")
+SUITES = ("train", "infer", "decode", "score", "optim")
 _SUMMARY = "Benchmark suite: the cost of each method measured side by side in ONE process and ONE run."
 
 
@@ -157,6 +157,15 @@ def run_decode(s: Settings, run: Session) -> None:
         warmup=s.warmup, reps=s.reps, device=s.device, log=run.log)))
 
 
+def run_optim(s: Settings, run: Session) -> None:
+    """lora_adamw_loop vs lora_adamw (fused) on GPT-2 M LoRA shapes (optim.py); 200 steps per timed call."""
+    from lodabench.bench.optim import GPT2_MEDIUM, run_optim as measure
+
+    layers = 2 if s.quick else GPT2_MEDIUM["layers"]
+    run.guarded("optim", lambda: run.record.__setitem__("optim", measure(
+        layers, s.warmup, max(s.reps, 3) if not s.quick else s.reps, 20 if s.quick else 200, s.device, run.log)))
+
+
 def run_score(s: Settings, run: Session) -> None:
     """score_e2e needs Java and the E2E data: without them the suite is recorded as skipped."""
     from lodabench.paths import resolve_data_root
@@ -177,7 +186,7 @@ def run_score(s: Settings, run: Session) -> None:
 
 
 SUITE_RUNNERS: dict[str, Callable[[Settings, Session], None]] = {
-    "train": run_train, "infer": run_infer, "decode": run_decode, "score": run_score,
+    "train": run_train, "infer": run_infer, "decode": run_decode, "score": run_score, "optim": run_optim,
 }
 
 

@@ -52,6 +52,10 @@ def evaluate_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
         label = f"r_loda_R{r}"
         goals.append(_goal(f"R-LoDA R={r} q/k/v projection >= 2x faster than dense (with its LoDA adapter)",
                            f"{inf['model']} layer-0 projection {inf['shape']}", sp.get(label), ">=", 2.0))
+    opt = record.get("optim")
+    if opt:
+        goals.append(_goal("lora_adamw (fused) >= 2x faster than lora_adamw_loop per step", f"{opt['shapes']}, "
+                           f"{opt['device']}", opt["speedup_stats"], ">=", 2.0))
     dec = record.get("decode")
     if dec:
         goals.append({"goal": "decoder (hf_compatible) output == transformers generate", "where": dec["model"],
@@ -117,6 +121,13 @@ def markdown(record: dict[str, Any]) -> str:
             lines.append(f"| {'dense (base)' if k == 'base' else k} | {_fmt_stats(st)} | "
                          f"{_fmt_stats(inf['projection_speedup_vs_dense'][k])} |")
         lines.append("")
+    opt = record.get("optim")
+    if opt:
+        lines += [f"## Optimizer step: {opt['shapes']}, {opt['tensors']} tensors, {opt['device']}", "",
+                  "| optimizer | ms per step |", "|---|---|",
+                  f"| lora_adamw_loop | {_fmt_stats(opt['loop_ms_stats'])} |",
+                  f"| lora_adamw (fused) | {_fmt_stats(opt['fused_ms_stats'])} |", "",
+                  f"speed-up loop / fused: {_fmt_stats(opt['speedup_stats'])}; bit-identical: {opt['bit_identical']}", ""]
     dec = record.get("decode")
     if dec:
         lines += [f"## Beam search: {dec['model']}, beam {dec['num_beams']}, {dec['max_new_tokens']} new tokens, "

@@ -36,7 +36,8 @@ from lodabench.config.typed import build_config, hp
 @dataclass
 class TrainerConfig:
     optimizer: str = hp("adamw", "adamw: torch.optim.AdamW | lora_adamw: microsoft/LoRA examples/NLG/src/optimizer.py's "
-                        "AdamW (eps before the bias correction, decay after the step; src/lodabench/train/optim.py). adamw "
+                        "AdamW (eps before the bias correction, decay after the step; src/lodabench/train/optim.py), each "
+                        "parameter group updated at once (FusedLoRAAdamW in optim.py) | lora_adamw_loop: the same tensor by tensor. adamw "
                         "stays the default so existing records keep their meaning; paper overlays choose")
     lr: float = hp(2.0e-4, "LoRA Table 11: learning rate 0.0002", rng("(0, inf)"))
     weight_decay: float = hp(0.01, "LoRA Table 11: weight decay 0.01", rng("[0, inf)"))
@@ -82,6 +83,11 @@ class TrainerConfig:
                              "already (lodabench.train.device.use_deterministic_kernels)")
     num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs", rng("[1, inf)"))
     progress: bool = hp(True, "tqdm bars")
+    num_workers: int = hp(0, "DataLoader worker processes collating training batches (pinned memory on CUDA); "
+                          "0: on the main thread, as LoRA's gpt2_ft.py. Results are bit-identical for any value "
+                          "(src/lodabench/train/fast.py)", rng("[0, inf)"))
+    compile: bool = hp(False, "torch.compile of the training forward (issue #30; off: LoRA's scripts run eager). "
+                       "Matches eager to float tolerance, not bit-for-bit; warm-up cost in docs/benchmarks.md")
 
 
 @dataclass

@@ -302,7 +302,8 @@ ADDED_KEYS: dict[str, Any] = {"model.pooler": "cls", "trainer.group_by_length": 
                               "method.projection": "none", "method.projection_hidden": 512,
                               "method.vocab_source": "auto", "method.vocab_top_k": 5000,
                               "selection.epochs": None, "selection.rule": "last", "selection.metric": None,
-                              "selection.aggregate": "mean", "model.revision": None}
+                              "selection.aggregate": "mean", "model.revision": None,
+                              "trainer.compile": False}
 
 
 def config_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -10,10 +10,13 @@ checkpoint in force. Loading uses safetensors and ``torch.load(weights_only=True
 
 The optimizer is ``trainer.optimizer`` (``lodabench.train.optim``): ``lora_adamw``, microsoft/LoRA's own
 AdamW (examples/NLG/src/optimizer.py: ε added to sqrt(v) BEFORE the bias correction, weight decay
-AFTER the Adam step, ``trainer.correct_bias`` honoured), or ``adamw``, ``torch.optim.AdamW`` (ε
+AFTER the Adam step, ``trainer.correct_bias`` honoured; each parameter group updated at once,
+``lora_adamw_loop`` tensor by tensor, the same numbers), or ``adamw``, ``torch.optim.AdamW`` (ε
 added to the bias-corrected sqrt(v), decay first). The two differ by more than the weight-decay
 order: early in training the ε placement dominates (lodabench/train/optim.py says by how much). The
 optimizer state is saved in every checkpoint and restored on resume, for either optimizer.
+``trainer.num_workers`` (collation in DataLoader workers) and ``trainer.compile`` (torch.compile of
+the training forward) are lodabench.train.fast's.
 
 Global batch, accumulation and data parallelism. ``trainer.batch_size`` is the GLOBAL batch of one
 optimizer step, whatever the number of processes: the epoch permutation is the same on every rank,
@@ -38,6 +41,7 @@ fp32; the loss functions upcast logits to fp32.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -52,11 +56,12 @@ from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule
                           get_linear_schedule_with_warmup)
 
 from lodabench.train import distributed as D
+from lodabench.train import fast
 from lodabench.train import preemption
 from lodabench.errors import CheckpointError, ConfigError, TrainingDiverged
 from lodabench.io import atomic_write_json, atomic_write_with, safe_rmtree
 from lodabench.methods.checkpoint import load_trainable, save_trainable
-from lodabench.train.optim import build_optimizer, optimizer_name
+from lodabench.train.optim import STATE_FAMILY, build_optimizer, optimizer_name
 from lodabench.state_files import (check_resume_state, optimizer_tensors, read_latest, read_state,
                                    refuse_nonfinite)
 
@@ -260,6 +265,8 @@ class Trainer:
         if world_size > 1:
             self.train_model = D.wrap_ddp(model, self.device,
                                           find_unused_parameters=cfg.ddp_find_unused_parameters)
+        if cfg.compile:  # the training forward only (lodabench.train.fast)
+            self.train_model = fast.compiled(self.train_model)
         self.batches_per_epoch = math.ceil(len(train_examples) / self.batch_size)
         epochs = cfg.epochs
         total = self.batches_per_epoch * epochs
@@ -388,7 +395,7 @@ class Trainer:
     def _check_optimizer_name(self, blob: Mapping[str, Any], ckpt: Path) -> None:
         """A checkpoint's moments belong to the optimizer that wrote them (older ones: adamw, the only one then)."""
         saved, now = blob.get("optimizer_name", "adamw"), optimizer_name(self.cfg)
-        if saved != now:
+        if STATE_FAMILY.get(saved, saved) != STATE_FAMILY.get(now, now):  # lora_adamw_loop <-> lora_adamw load
             raise CheckpointError(f"checkpoint {ckpt} was written with trainer.optimizer={saved}, this run uses "
                                   f"trainer.optimizer={now}; set trainer.optimizer={saved} to resume it, or delete "
                                   f"{self.ckpt_dir} to restart from scratch.")
@@ -410,6 +417,16 @@ class Trainer:
         for b in range(self.batches_per_epoch):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield b, [self.examples[i] for i in idx]
+
+    def _epoch_batches(self, epoch: int) -> Iterable[tuple[int, list[Any], list[Batch | None] | None]]:
+        """The batches not yet consumed, with this rank's micro-batches collated by ``trainer.num_workers``
+        worker processes (None: ``_step`` collates them; lodabench.train.fast)."""
+        todo = ((b, ex) for b, ex in self._batches(epoch) if b >= self.state.batch_in_epoch)
+        if not self.cfg.num_workers:
+            return ((b, ex, None) for b, ex in todo)
+        split = functools.partial(rank_chunks, rank=self.rank, world_size=self.world_size, micro_steps=self.micro_steps)
+        return fast.worker_batches(list(todo), split, self.collate, num_workers=self.cfg.num_workers, seed=self.seed,
+                                   epoch=epoch, pin_memory=self.device.type == "cuda")
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -446,10 +463,8 @@ class Trainer:
         while self.state.epoch < epochs and not stop:
             epoch = self.state.epoch
             running, count = self.state.epoch_loss_sum, self.state.epoch_loss_count  # a resume continues the epoch
-            for b, examples in self._batches(epoch):
-                if b < self.state.batch_in_epoch:
-                    continue
-                loss_value = self._step(examples)
+            for b, examples, collated in self._epoch_batches(epoch):
+                loss_value = self._step(examples, collated)
                 running += loss_value
                 count += 1
                 self.state.epoch_loss_sum, self.state.epoch_loss_count = running, count  # checkpointed
@@ -513,14 +528,17 @@ class Trainer:
                     self.state.global_step, self.ckpt_dir)
         raise preemption.RunPreempted(signum, step=self.state.global_step)
 
-    def _step(self, global_batch: list[Any]) -> float:
-        """One optimizer step on a global batch; returns its loss (token-level mean over all ranks)."""
+    def _step(self, global_batch: list[Any], collated: list[Batch | None] | None = None) -> float:
+        """One optimizer step on a global batch (``collated``: its micro-batches, from the workers); returns
+        its loss (token-level mean over all ranks)."""
         c = self.cfg
         ddp = self.world_size > 1
         if ddp:  # dropout masks: distinct per rank, and a function of the step (exact resume)
             torch.manual_seed(self.seed * 1_000_003 + self.state.global_step * self.world_size + self.rank)
         chunks = rank_chunks(global_batch, self.rank, self.world_size, self.micro_steps)
-        batches = [self._to_device(self.collate(ch)) if ch else None for ch in chunks]
+        if collated is None:
+            collated = [self.collate(ch) if ch else None for ch in chunks]
+        batches = [self._to_device(b) if b is not None else None for b in collated]
         weights = [self.loss_weight(b) if b is not None else 0.0 for b in batches]
         total_weight = D.all_reduce_sum(sum(weights), self.device)
         if total_weight <= 0:
@@ -571,4 +589,5 @@ class Trainer:
         self.attempt_tokens += tokens
 
     def _to_device(self, batch: Batch) -> Batch:
-        return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        pinned = self.cfg.num_workers > 0 and self.device.type == "cuda"  # pinned by the loader: async copy
+        return {k: (v.to(self.device, non_blocking=pinned) if torch.is_tensor(v) else v) for k, v in batch.items()}
