@@ -22,6 +22,11 @@ What it reads (nothing else; no number is typed in here):
 Every published cell gets: our value (or ``missing``), n seeds, Δ = ours − paper, a verdict
 (tables.welch_verdict), the exact command of each seed (from the run's .hydra/overrides.yaml) and
 the run directories; a missing cell on the paper's setting names the command that would produce it.
+
+With per-item outputs stored, each row is also paired-tested against the paper's baseline row
+(report_paired: Δ, CI, p, Holm over the table's family, TOST "on par"; ``<paper>_paired.csv``), and
+an attribution section (report_attribution, ``<paper>_attribution.csv``) says how much of ours −
+paper each re-scoring factor explains. ``--no-paired`` / ``--no-attribution`` leave them out.
 """
 
 from __future__ import annotations
