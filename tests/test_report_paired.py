@@ -203,3 +203,33 @@ def test_condlora_report_prints_paired_tests_holm_tost_and_attribution(tmp_path:
     assert sst2.gap.iloc[0] == pytest.approx(81.728 - 93.7, abs=1e-3)   # ours (3 seeds) - CondLoRA Table 2
     assert "one after another in this order: checkpoint → reference text → scorer → aggregation" in md
     assert "interaction" in md and "remainder" in md
+
+
+# --- claims: "on par" by TOST where a seed x item test exists ---------------------------------------------
+
+
+def _claims_results(item_test: dict) -> "C.Results":
+    from lodabench.results import claims as C
+
+    a = C.Entry("condlora", "", 10, {"accuracy": {1: 80.0, 2: 81.0}}, key="row/a")
+    b = C.Entry("lora", "", 20, {"accuracy": {1: 80.5, 2: 81.4}}, key="row/b")
+    res = C.Results("grid", {"sst2": [a, b]})
+    res.paired = {("row/a", "row/b", "sst2", "accuracy"): item_test}
+    return res
+
+
+@pytest.mark.parametrize("equivalent, p_holm, on_par, not_worse", [
+    (True, 0.9, "supported", "supported"),          # lower, but shown within the margin
+    (False, 0.9, "not supported", "not supported"),  # lower and not shown on par: the claim is not supported
+    (False, 0.001, "not supported", "not supported"),
+])
+def test_claims_read_on_par_by_tost(equivalent, p_holm, on_par, not_worse) -> None:
+    from lodabench.results import claims as C
+
+    test = {"p": 0.5, "p_holm": p_holm, "family_m": 3, "margin": 0.7, "margin_source": "SRC", "p_tost": 0.01,
+            "equivalent": equivalent, "delta": -0.45}
+    res = _claims_results(test)
+    par = C.evaluate(C.Claim("x", "q", "w", "on_par", ("condlora",), ("lora",), ("sst2",), alpha=0.01), res)
+    worse = C.evaluate(C.Claim("y", "q", "w", "not_worse", ("condlora",), ("lora",), ("sst2",)), res)
+    assert (par.verdict, worse.verdict) == (on_par, not_worse)
+    assert "by TOST" in par.detail and "±0.7 from SRC" in par.detail and "Holm p" in worse.detail

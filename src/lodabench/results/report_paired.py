@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from lodabench.errors import DataError
+from lodabench.errors import DataError, LodabenchError
 from lodabench.results.paper import display_scale
 from lodabench.results.runs import Row
 from lodabench.results.stats import holm
@@ -101,7 +102,8 @@ def _tested(row: Row, metric: str, r: dict, scale: float, margin: Margin | None)
     rec = {"row_dir": row.row_dir, "row": row.label, "metric": metric, "ours": r["a"] * scale,
            "baseline_value": r["b"] * scale, "delta": r["delta"] * scale, "ci_lo": r["ci95"][0] * scale,
            "ci_hi": r["ci95"][1] * scale, "p": r["p"], "n_items": r["n_items"],
-           "n_seeds": f"{r['n_seeds_a']}x{r['n_seeds_b']}", "note": ""}
+           "n_seeds": f"{r['n_seeds_a']}x{r['n_seeds_b']}",
+           "note": "" if math.isfinite(r["p"]) else "the metric is undefined on every resample: no test"}
     if margin is not None and "p_tost" in r:
         rec.update({"margin": margin.value, "margin_source": margin.source, "p_tost": r["p_tost"],
                     "equivalent": bool(r["equivalent"])})
@@ -303,7 +305,11 @@ def paired_tables(rows: Sequence[Row], runs_dir: Path, out_dir: Path, paper_dir:
     written = {}
     for stem, datasets in tables:
         for model in sorted({r.model for r in rows if r.data in datasets}):
-            recs = table_records(f"{stem}__{model}", datasets, rows, runs_dir, model, settings, margins)
+            try:
+                recs = table_records(f"{stem}__{model}", datasets, rows, runs_dir, model, settings, margins)
+            except LodabenchError as exc:   # unreadable outputs must not cost the tables themselves
+                print(f"lodabench tables: note: no paired tests for {stem}__{model}: {exc}", file=sys.stderr)
+                continue
             if not any(math.isfinite(r["p"]) for r in recs):
                 continue   # no comparison applies: the table's files stay exactly as without tests
             name = f"paired__{stem}__{model}"
