@@ -233,3 +233,15 @@ def test_claims_read_on_par_by_tost(equivalent, p_holm, on_par, not_worse) -> No
     worse = C.evaluate(C.Claim("y", "q", "w", "not_worse", ("condlora",), ("lora",), ("sst2",)), res)
     assert (par.verdict, worse.verdict) == (on_par, not_worse)
     assert "by TOST" in par.detail and "±0.7 from SRC" in par.detail and "Holm p" in worse.detail
+
+
+def test_rows_that_cannot_be_compared_say_why(monkeypatch) -> None:
+    import lodabench.results.compare as compare
+
+    def refuse(*args, **kwargs):
+        raise ConfigError("compare needs runs of one task scored one way")
+
+    monkeypatch.setattr(compare, "compare_family", refuse)
+    recs = _sst2_family(trials=50)
+    assert recs and all(math.isnan(r["p"]) and r["note"].startswith("not comparable: compare needs") for r in recs)
+    assert {r["family_m"] for r in recs} == {0} and RP.cell_text(recs[0]) == recs[0]["note"]

@@ -135,16 +135,19 @@ def _run_family(data, file, metrics, tested, runs_dir, base_dirs, settings, marg
     scales = {m: display_scale(data, m, file)[0] for m in metrics}
     own = {m: margins[(data, m)].value / scales[m] for m in metrics if (data, m) in margins}
     notes: list[str] = []
-    res = compare_family([str(d) for d in base_dirs],
-                         {k: [str(d) for d in _dirs(runs_dir, r)] for k, r in tested.items()},
-                         settings.test, settings.trials, settings.seed, own or None, metrics, notes, strict=False)
+    try:
+        res = compare_family([str(d) for d in base_dirs],
+                             {k: [str(d) for d in _dirs(runs_dir, r)] for k, r in tested.items()},
+                             settings.test, settings.trials, settings.seed, own or None, metrics, notes, strict=False)
+    except LodabenchError as exc:   # e.g. rows scored another way (data.mteval): say so in their cells
+        return [_skip(r, m, f"not comparable: {exc}") for r in tested.values() for m in metrics]
     out = []
     for key, per_metric in res.items():
         for m in metrics:
             if m in per_metric:
                 out.append(_tested(tested[key], m, per_metric[m], scales[m], margins.get((data, m))))
             else:
-                out.append(_skip(tested[key], m, "not computable from the outputs: " + ("; ".join(notes) or "?")))
+                out.append(_skip(tested[key], m, "not computable from the outputs: " + ("; ".join(notes) or "no per-item statistics")))
     return out
 
 
