@@ -21,9 +21,10 @@ PAPER_DIR = REPO_ROOT / "results" / "paper"
 
 @pytest.fixture(scope="module")
 def loda_report(tmp_path_factory) -> dict[str, Path]:
-    """The LoDA report on the committed results (no runs on the paper's setting, the SmolLM2 grid)."""
+    """The LoDA report on the committed results (no runs on the paper's setting, the SmolLM2 grid);
+    the paired tests and attribution sections are tested in test_report_paired.py."""
     out = tmp_path_factory.mktemp("reports")
-    return reports.build("loda", out, out / "no-runs", reports.DEFAULT_GRIDS, PAPER_DIR)
+    return reports.build("loda", out, out / "no-runs", reports.DEFAULT_GRIDS, PAPER_DIR, None, False)
 
 
 def test_loda_report_lists_all_70_table1_cells(loda_report: dict[str, Path]) -> None:
@@ -129,7 +130,7 @@ def test_real_smoke_run_is_not_the_papers_setting(tmp_path: Path, data_root: Pat
 def test_condlora_report_uses_grid_selection_runs(tmp_path: Path) -> None:
     """MiniLM's seed-110 runs are learning-rate selection runs (runs_summary kind 'select'): kept; the
     losing learning rates are not (they would be second rows)."""
-    paths = reports.build("condlora", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS, PAPER_DIR)
+    paths = reports.build("condlora", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS, PAPER_DIR, None, False)
     cells = pd.read_csv(paths["csv"], keep_default_na=False)
     grid = cells[(cells.source == "minilm_glue") & (cells.n > 0)]
     assert set(grid.n) == {3} and len(grid) == len(grid.drop_duplicates(["row", "dataset", "metric"]))
@@ -263,7 +264,7 @@ def test_published_counts() -> None:
 
 def test_cli_writes_the_four_files(tmp_path: Path, capsys) -> None:
     assert reports.main(["--paper", "condlora", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "none"),
-                         "--grid", str(REPO_ROOT / "results" / "minilm_glue")]) == 0
+                         "--grid", str(REPO_ROOT / "results" / "minilm_glue"), "--no-paired", "--no-attribution"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["condlora.csv", "condlora.html", "condlora.md",
                                                          "condlora.png", "condlora_claims.csv"]
     assert "# Reproduction report: A Single Linear Layer" in capsys.readouterr().out

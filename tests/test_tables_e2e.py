@@ -41,6 +41,12 @@ def test_multirun_two_methods_two_seeds_then_tables(tmp_path, data_root, gpt2_to
     assert float(df[df.method == "LoRA"]["BLEU_mean"].iloc[0]) == pytest.approx(sum(lora_bleu) / 2)
     for suffix in (".md", ".tex"):
         assert (out / f"table1_e2e__tiny-gpt2{suffix}").is_file()
+    # The paired seed x item test against LoRA (report_paired): delta = difference of the recorded means.
+    paired = pd.read_csv(out / "paired__table1_e2e__tiny-gpt2.csv")
+    bleu = paired[paired.metric == "BLEU"].iloc[0]
+    loda_bleu = [100 * r["metrics"]["BLEU"] for r in records if r["config"]["method"]["name"] == "loda"]
+    assert bleu.delta == pytest.approx((sum(loda_bleu) - sum(lora_bleu)) / 2)
+    assert bleu.ci_lo <= bleu.delta <= bleu.ci_hi and bleu.family_m == paired.p.notna().sum()
 
 
 def test_killed_job_leaves_others_intact_and_is_marked(tmp_path, data_root, gpt2_tokenizer_dir):

@@ -430,10 +430,10 @@ def _ci(d: np.ndarray) -> list[float] | None:
 
 def published_cell(ours: Ours, paper: str, metric: str, paper_dir: Path) -> dict[str, Any]:
     """The paper's number for our dataset, method (and Approx) and metric, as the reports read it."""
-    from lodabench.results import reports
     from lodabench.results import tables as T
+    from lodabench.results.report_specs import SPECS   # not reports: it runs the attribution section
 
-    spec = reports.SPECS[paper]
+    spec = SPECS[paper]
     df = T.load_paper(paper_dir)
     df = df[df["file"].isin(spec.files) & (df["dataset"] == ours.data) & (df["metric"] == metric)]
     row = T.Row("", ours.data, ours.model, ours.method, ours.method_cfg, [])

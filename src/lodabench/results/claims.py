@@ -8,10 +8,12 @@ on which datasets and metrics, and by what rule (``kind``):
   (dataset, metric); a tie is not "better". ``at_least=k``: ``a`` needs to beat only k of the
   ``b`` methods ("several baselines"); ``not run`` while too few of them were run to decide.
 - ``not_worse``: "better than or at least on-par": every mean of ``a`` is >= the one of ``b``, or
-  lower by a difference a paired t-test over the shared seeds does not find significant (p >= alpha).
+  lower but equivalent by TOST at the stated margin where a seed x item test exists (report_paired),
+  else lower by a difference a paired t-test over the shared seeds does not find significant (p >= alpha).
   A lower mean that cannot be tested (no seeds: the published numbers) leaves the claim ``not run``.
-- ``on_par``: a paired t-test over the shared seeds finds no significant difference (p > alpha) on
-  any (dataset, metric) — CondLoRA §4.1's own test (p > 0.01 on every task).
+- ``on_par``: on every (dataset, metric), TOST shows equivalence at the stated margin where a seed x
+  item test exists (report_paired); elsewhere a paired t-test over the shared seeds finds no
+  significant difference (p > alpha) — CondLoRA §4.1's own test (p > 0.01 on every task).
 - ``fewer_params``: ``a`` trains fewer parameters than ``b`` (counts from the records).
 - ``subspace_above_random``: phi(LoRA, CondLoRA) of the value module's A, B and ΔW, averaged over
   layers, is above that of random Gaussian matrices of the same shapes (CondLoRA Table 3).
@@ -26,7 +28,7 @@ on another model than the paper's the Approx is matched loosely (a narrower mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,7 @@ class Entry:
     values: dict[str, dict[Any, float]]          # metric -> seed -> value
     seeded: bool = True                          # keys are real seeds (paired tests possible)
     label: str = ""                              # how the report names it (the paper's row label)
+    key: str = ""                                # the run row it comes from (report_paired records name it)
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Results:
     entries: dict[str, list[Entry]] = field(default_factory=dict)
     loose_approx: bool = False                   # another model than the paper's
     subspace: Any = None                         # DataFrame: slot, kind, layer, phi, phi_random
+    # (row a, row b, dataset, metric) -> report_paired record: the seed x item test, Holm, TOST
+    paired: dict = field(default_factory=dict)
 
     def pick(self, data: str, spec: str) -> list[Entry]:
         """Every entry of ``spec`` (``method`` or ``method@approx``) on ``data``; two published rows
@@ -102,10 +107,27 @@ class Comparison:
     diff: float          # oriented: > 0 means a is better
     p: float             # paired t-test over shared seeds; NaN when not testable
     n: int
+    item_test: dict | None = None   # report_paired record (seed x item test, Holm p, TOST) when both stored outputs
 
     def text(self) -> str:
-        test = f", paired p={self.p:.3g} (n={self.n})" if not math.isnan(self.p) else ""
+        t = self.item_test
+        if t is not None:
+            eq = f", TOST ±{t['margin']:g} p={t['p_tost']:.3g}" if "margin" in t else ", no margin set"
+            test = f", seed x item p={t['p']:.3g}, Holm p={t['p_holm']:.3g} (m={t['family_m']}){eq}"
+        else:
+            test = f", paired p={self.p:.3g} (n={self.n})" if not math.isnan(self.p) else ""
         return f"{self.a} vs {self.b} {self.data} {self.metric}: {self.diff + 0.0:+.3g}{test}"  # + 0.0: no "-0"
+
+    @property
+    def on_par(self) -> bool | None:
+        """TOST at the stated margin (None: no per-item test or no margin: read by the t-test instead)."""
+        t = self.item_test
+        return None if t is None or "equivalent" not in t else bool(t["equivalent"])
+
+    def lower_significant(self, alpha: float) -> bool:
+        """Significantly worse: Holm-adjusted seed x item p where there is one, else the seed t-test's p."""
+        p = self.item_test["p_holm"] if self.item_test is not None else self.p
+        return self.diff < 0 and p < alpha
 
 
 def _mean(v: dict[Any, float]) -> float:
@@ -151,7 +173,7 @@ def _pairs(claim: Claim, res: Results) -> tuple[list[Comparison], list[str]]:
                             if c is None:
                                 absent.append(f"{metric} of {a}/{b} on {data}")
                             else:
-                                comps.append(c)
+                                comps.append(replace(c, item_test=res.paired.get((ea.key, eb.key, data, metric))))
     return comps, sorted(set(absent))
 
 
@@ -189,25 +211,50 @@ def _evaluate(claim: Claim, res: Results) -> Outcome:
     if claim.kind == "not_worse":
         return _not_worse(claim, comps, absent)
     if claim.kind == "on_par":
-        untested = [c for c in comps if math.isnan(c.p)]
-        if len(untested) == len(comps):
-            return Outcome(NOT_RUN, _detail(["no seeds shared by both methods: no t-test possible"], absent))
-        differ = [c for c in comps if not math.isnan(c.p) and c.p <= claim.alpha]
-        lines = [f"{len(comps) - len(differ) - len(untested)} of {len(comps)} with paired p > {claim.alpha}"]
-        lines += [c.text() for c in differ] + [f"untested: {c.text()}" for c in untested]
-        return Outcome(_judge(not differ), _detail(lines, absent))
+        return _on_par(claim, comps, absent)
     raise ValueError(f"claim {claim.id}: unknown kind {claim.kind!r}")
 
 
+def _on_par(claim: Claim, comps: list[Comparison], absent: list[str]) -> Outcome:
+    """TOST decides where both rows stored per-item outputs and a margin is set (on par = equivalent);
+    elsewhere the paper's own reading: the seed t-test finds no difference (p > alpha)."""
+    tost = [c for c in comps if c.on_par is not None]
+    rest = [c for c in comps if c.on_par is None]
+    untested = [c for c in rest if math.isnan(c.p)]
+    if len(untested) == len(comps):
+        return Outcome(NOT_RUN, _detail(["no seeds shared by both methods: no t-test possible"], absent))
+    differ = [c for c in rest if not math.isnan(c.p) and c.p <= claim.alpha]
+    not_par = [c for c in tost if not c.on_par]
+    lines = []
+    if tost:
+        lines.append(f"{len(tost) - len(not_par)} of {len(tost)} on par by TOST (seed x item, margins: "
+                     f"{_margin_sources(tost)})")
+    if rest:
+        lines.append(f"{len(rest) - len(differ) - len(untested)} of {len(rest)} with paired p > {claim.alpha}")
+    lines += [f"not shown on par: {c.text()}" for c in not_par]
+    lines += [c.text() for c in differ] + [f"untested: {c.text()}" for c in untested]
+    return Outcome(_judge(not differ and not not_par), _detail(lines, absent))
+
+
+def _margin_sources(comps: list[Comparison]) -> str:
+    return "; ".join(sorted({f"{c.metric} ±{c.item_test['margin']:g} from {c.item_test['margin_source']}"
+                             for c in comps}))
+
+
 def _not_worse(claim: Claim, comps: list[Comparison], absent: list[str]) -> Outcome:
-    """Lower and significantly so (paired p < alpha) refutes; a lower mean without a test (no
-    seeds, e.g. the published numbers) can neither support nor refute 'on-par'."""
+    """Lower and significantly so (Holm-adjusted seed x item p, else the seed t-test's p < alpha)
+    refutes; where a seed x item test with a margin exists, a lower mean is "on par" only when TOST
+    shows it (else it refutes: on par was not shown); a lower mean without any test (no seeds, e.g.
+    the published numbers) can neither support nor refute 'on-par'."""
     lower = [c for c in comps if c.diff < 0]
-    bad = [c for c in lower if c.p < claim.alpha]
-    untested = [c for c in lower if math.isnan(c.p)]
+    bad = [c for c in lower if c.lower_significant(claim.alpha) or c.on_par is False]
+    untested = [c for c in lower if math.isnan(c.p) and c.item_test is None]
     lines = [f"{len(comps) - len(lower)} of {len(comps)} means not lower"]
-    lines += [f"significantly lower: {c.text()}" for c in bad]
-    lines += [f"lower, not significant: {c.text()}" for c in lower if c not in bad and c not in untested]
+    lines += [f"lower, on par by TOST: {c.text()}" for c in lower if c.on_par]
+    lines += [f"{'significantly lower' if c.lower_significant(claim.alpha) else 'lower, not shown on par'}: "
+              f"{c.text()}" for c in bad]
+    lines += [f"lower, not significant: {c.text()}" for c in lower
+              if c not in bad and c not in untested and not c.on_par]
     lines += [f"lower, untestable without seeds: {c.text()}" for c in untested]
     verdict = NOT_SUPPORTED if bad else (NOT_RUN if untested else SUPPORTED)
     return Outcome(verdict, _detail(lines, absent))
@@ -278,7 +325,9 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
               "with LoRA and other baselines.", "§3, Table 1", "not_worse",
               ("r_loda@R=300", "r_loda_plus@R=300", "s_loda_plus@p=0.4"), LODA_BASELINES, ("e2e",), E2E_METRICS,
               source_file="loda_liu2023.txt",
-              reading="on-par = lower but not significantly (paired t-test over seeds, p >= 0.05)"),
+              reading="on-par = lower but equivalent by TOST at the margin of results/paper/margins/equivalence.csv "
+                      "(seed x item test, vs LoRA); where no per-item test exists: lower but not significantly "
+                      "(paired t-test over seeds, p >= 0.05)"),
         Claim("dart-loda-beats-lora-ftqv", "LoDA and especially LoDA+ again outperform LoRA and FT^{W_q,W_v} .",
               "App. A.2, Table 2", "beats", ("loda", "loda_plus"), ("lora", "ft_qv"), ("dart",), ("BLEU",),
               source_file="loda_liu2023.txt",
@@ -300,13 +349,17 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
         Claim("lora-on-par-ft", "LoRA performs on-par or better than fine-tuning in model quality on RoBERTa, "
               "DeBERTa, GPT-2, and GPT-3", "abstract (arXiv:2106.09685; not in ../shared/papers)", "not_worse",
               ("lora",), ("ft",), ("e2e",) + GLUE, (), source_file=None,
-              reading="on each dataset's main metric; on-par = lower but not significantly (paired p >= 0.05)"),
+              reading="on each dataset's main metric; on-par = lower but equivalent by TOST at the margin of "
+                      "results/paper/margins/equivalence.csv (seed x item test); without one: lower but not "
+                      "significantly (paired t-test, p >= 0.05)"),
     ),
     "condlora": (
         Claim("condlora-on-par", "The p-values were over 0.01 in all the tasks, indicating that CondLoRA achieves "
               "competitive performance compared to LoRA.", "§4.1, Table 2", "on_par", ("condlora",), ("lora",),
               GLUE, alpha=0.01, source_file="condlora_kim2024.txt",
-              reading="paired t-test over seeds per task, CondLoRA vs LoRA, p > 0.01 on every task run"),
+              reading="on par on every task run: TOST equivalence at the margin of results/paper/margins/"
+                      "equivalence.csv (seed x item test) where both stored per-item outputs; else the paper's "
+                      "own reading, paired t-test over seeds, p > 0.01"),
         Claim("condlora-beats-3", "CondLoRA outperforms LoRA in SST-2, MRPC, and STS-B tasks.", "§4.1, Table 2",
               "beats", ("condlora",), ("lora",), ("sst2", "mrpc", "stsb"), source_file="condlora_kim2024.txt"),
         Claim("condlora-fewer-params", "CondLoRA maintains a performance on par with LoRA, despite the fact that the "

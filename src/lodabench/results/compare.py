@@ -1,7 +1,7 @@
 """``lodabench compare``: paired seed x item tests of two systems' finished runs.
 
     lodabench compare --a RUN_DIR... --b RUN_DIR... [--test bootstrap|ar] [--trials N] [--seed S]
-                      [--margin M] [--metrics M...] [--json]
+                      [--margin M | --margin METRIC=M ...] [--metrics M...] [--json]
 
 Each side is one or more run directories (its seeds) of the same task. Items are matched by
 identity on the items every run scored: a classification run's ``predictions.jsonl`` rows by their
@@ -220,37 +220,108 @@ def _value(run: Run, name: str, metric, stats: np.ndarray, n_common: int, prefix
     return float(recorded)
 
 
+def margin_for(margins: float | dict[str, float] | None, name: str) -> float | None:
+    """One global margin, or the metric's own (``--margin BLEU=0.5``); None: no TOST for it."""
+    return margins.get(name) if isinstance(margins, dict) else margins
+
+
 def _one_metric(name: str, entry, runs_a: list[Run], runs_b: list[Run], args, notes: list[str]) -> dict:
     metric, stats, n_items, prefix = entry
     s_a = len(runs_a)
+    margin = margin_for(args.margin, name)
     sides = Sides(stats[:s_a], stats[s_a:], args.paired_seeds)
-    res = compare_metric(metric, sides, args.test, args.trials, args.seed, args.margin, CI_TRIALS_AR)
+    res = compare_metric(metric, sides, args.test, args.trials, args.seed, margin, CI_TRIALS_AR)
     a = float(np.mean([_value(r, name, metric, s, n_items, prefix, notes) for r, s in zip(runs_a, stats[:s_a])]))
     b = float(np.mean([_value(r, name, metric, s, n_items, prefix, notes) for r, s in zip(runs_b, stats[s_a:])]))
     out = {"a": a, "b": b, "delta": a - b, "ci95": res.ci95, "p": res.p, "test": res.test,
            "n_items": n_items, "n_seeds_a": s_a, "n_seeds_b": len(runs_b), "se": res.se, "trials": res.trials,
-           "seeds_paired": args.paired_seeds}
-    if args.margin is not None:
-        out.update({"margin": args.margin, "p_tost": res.p_tost, "equivalent": res.equivalent})
+           "seeds_paired": args.paired_seeds, "seed": args.seed}
+    if margin is not None:
+        out.update({"margin": margin, "p_tost": res.p_tost, "equivalent": res.equivalent})
     return out
 
 
+def _numeric(run: Run) -> list[str]:
+    return [k for k, v in run.recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def check_margins(margins: float | dict[str, float] | None, runs: list[Run]) -> None:
+    """Per-metric margins must name metrics of metrics.json (a typo would silently skip TOST)."""
+    if not isinstance(margins, dict):
+        return
+    valid = _numeric(runs[0])
+    unknown = sorted(set(margins) - set(valid))
+    if unknown:
+        raise ConfigError(f"--margin {', '.join(unknown)}: no such metric in {runs[0].path / 'metrics.json'}; "
+                          f"valid names (as in metrics.json): {', '.join(valid)}")
+
+
+def _per_item(runs: list[Run], metrics: list[str] | None, notes: list[str], strict: bool = True) -> dict:
+    per_item = (_classification_stats if runs[0].kind == "classification" else _generation_stats)(runs, metrics, notes)
+    missing = [m for m in metrics or () if m not in per_item]
+    if missing and metrics and strict:
+        raise ConfigError(f"--metrics {' '.join(missing)}: not computable for these runs (recorded: "
+                          f"{', '.join(_numeric(runs[0]))})" + (f"; {'; '.join(notes)}" if notes else ""))
+    return per_item
+
+
+def _namespace(paired: bool, test: str, trials: int | None, seed: int, margin) -> argparse.Namespace:
+    return argparse.Namespace(paired_seeds=paired, test=test, trials=trials or DEFAULT_TRIALS.get(test, 2000),
+                              seed=seed, margin=margin)
+
+
 def compare_runs(dirs_a: list[str], dirs_b: list[str], test: str = "bootstrap", trials: int | None = None,
-                 seed: int = 0, margin: float | None = None, metrics: list[str] | None = None,
+                 seed: int = 0, margin: float | dict[str, float] | None = None, metrics: list[str] | None = None,
                  notes: list[str] | None = None) -> dict[str, dict]:
-    """``{metric: {...}}`` as ``compare --json`` prints it (library entry; notes collect the skips)."""
+    """``{metric: {...}}`` as ``compare --json`` prints it (library entry; notes collect the skips).
+    ``margin``: one value for every metric, or ``{metric: margin}`` (metrics.json names and scales)."""
     notes = [] if notes is None else notes
     runs_a, runs_b, paired = paired_by_seed([load_run(p) for p in dirs_a], [load_run(p) for p in dirs_b])
     runs = runs_a + runs_b
     _check_same_task(runs)
-    args = argparse.Namespace(paired_seeds=paired, test=test, trials=trials or DEFAULT_TRIALS.get(test, 2000), seed=seed, margin=margin)
-    per_item = (_classification_stats if runs[0].kind == "classification" else _generation_stats)(runs, metrics, notes)
-    missing = [m for m in metrics or () if m not in per_item]
-    if missing and metrics:
-        raise ConfigError(f"--metrics {' '.join(missing)}: not computable for these runs (recorded: "
-                          f"{', '.join(k for k, v in runs[0].recorded.items() if isinstance(v, (int, float)))})"
-                          + (f"; {'; '.join(notes)}" if notes else ""))
+    check_margins(margin, runs)
+    args = _namespace(paired, test, trials, seed, margin)
+    per_item = _per_item(runs, metrics, notes)
     return {name: _one_metric(name, entry, runs_a, runs_b, args, notes) for name, entry in per_item.items()}
+
+
+def _slice(entry, lo: int, hi: int, base: int) -> tuple:
+    metric, stats, n_items, prefix = entry
+    return metric, [*stats[lo:hi], *stats[base:]], n_items, prefix
+
+
+def compare_family(baseline: list[str], others: dict[str, list[str]], test: str = "bootstrap",
+                   trials: int | None = None, seed: int = 0, margin: float | dict[str, float] | None = None,
+                   metrics: list[str] | None = None, notes: list[str] | None = None,
+                   strict: bool = True) -> dict[str, dict[str, dict]]:
+    """``{name: compare_runs(others[name], baseline)}`` with the per-item statistics computed once for
+    every run (one METEOR/PTB pass instead of one per pair), on the items *every* run scored; the
+    reports' families of comparisons against one baseline use it. Same numbers as compare_runs
+    whenever all runs scored the same items (a test checks it). ``strict=False``: a metric the
+    outputs cannot give (no Java for METEOR) is left out, with a note, instead of an error."""
+    notes = [] if notes is None else notes
+    base = [load_run(p) for p in baseline]
+    loaded = {k: [load_run(p) for p in dirs] for k, dirs in others.items()}
+    runs = [r for rs in loaded.values() for r in rs] + base
+    _check_same_task(runs)
+    if strict:
+        check_margins(margin, runs)
+    per_item = _per_item(runs, metrics, notes, strict)
+    out, start = {}, 0
+    for name, rs in loaded.items():
+        a, b, paired = paired_by_seed(rs, base)
+        order = [rs.index(r) for r in a] + [len(rs) + base.index(r) for r in b]
+        args = _namespace(paired, test, trials, seed, margin)
+        sub = {m: _reorder(_slice(e, start, start + len(rs), len(runs) - len(base)), order)
+               for m, e in per_item.items()}
+        out[name] = {m: _one_metric(m, e, a, b, args, notes) for m, e in sub.items()}
+        start += len(rs)
+    return out
+
+
+def _reorder(entry, order: list[int]) -> tuple:
+    metric, stats, n_items, prefix = entry
+    return metric, [stats[i] for i in order], n_items, prefix
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -265,7 +336,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="p from the nested paired bootstrap (default) or approximate randomization")
     p.add_argument("--trials", type=int, default=None, help="resamples / AR trials (default 2000 / 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
-    p.add_argument("--margin", type=float, default=None, help="equivalence margin, metric's own scale: adds TOST")
+    p.add_argument("--margin", action="append", default=None, metavar="[METRIC=]M",
+                   help="equivalence margin in the metric's own scale (adds TOST): one value for every metric, "
+                        "or METRIC=M per metric, repeatable (--margin BLEU=0.005 --margin ROUGE_L=0.01)")
     p.add_argument("--metrics", nargs="+", default=None, help="metric names as in metrics.json (default: all)")
     p.add_argument("--json", action="store_true", help="print {metric: {...}} as JSON")
     return p
@@ -280,10 +353,34 @@ def _line(name: str, r: dict) -> str:
             f"{r['n_items']} items, {r['n_seeds_a']}x{r['n_seeds_b']} seeds){eq}")
 
 
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--margin {flag}: {text!r} is not a number (the margin in the metric's own scale)") from None
+
+
+def parse_margins(values: list[str] | None) -> float | dict[str, float] | None:
+    """``--margin 0.5`` (every metric) or ``--margin BLEU=0.5 --margin ROUGE_L=0.01`` (per metric)."""
+    if not values:
+        return None
+    named = [v for v in values if "=" in v]
+    if not named:
+        if len(values) > 1:
+            raise ConfigError(f"--margin given {len(values)} times without metric names; give one value for "
+                              "every metric, or METRIC=M for each (--margin BLEU=0.005 --margin ROUGE_L=0.01)")
+        return _number(values[0], values[0])
+    if len(named) != len(values):
+        raise ConfigError("--margin: mix of a global value and METRIC=M; name the metric of every margin")
+    pairs = [v.split("=", 1) for v in values]
+    return {k.strip(): _number(m, v) for (k, m), v in zip(pairs, values)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     notes: list[str] = []
-    result = compare_runs(args.a, args.b, args.test, args.trials, args.seed, args.margin, args.metrics, notes)
+    margin = parse_margins(args.margin)
+    result = compare_runs(args.a, args.b, args.test, args.trials, args.seed, margin, args.metrics, notes)
     for note in notes:
         print(f"lodabench compare: note: {note}", file=sys.stderr)
     if args.json:

@@ -188,11 +188,15 @@ def _tol(d: float) -> float:
 def p_two_sided(null_deltas: np.ndarray, d: float) -> float:
     """``(1 + #{|null| >= |d|}) / (R + 1)``; NaN replicates (undefined metric) are left out."""
     null = null_deltas[np.isfinite(null_deltas)]
+    if null.size == 0 or not math.isfinite(d):   # the metric is undefined on every resample: no test
+        return math.nan
     return float((1 + np.sum(np.abs(null) >= abs(d) - _tol(d))) / (null.size + 1))
 
 
 def percentile_ci(deltas: np.ndarray, level: float = 0.95) -> list[float]:
     d = deltas[np.isfinite(deltas)]
+    if d.size == 0:
+        return [math.nan, math.nan]
     lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
     return [float(lo), float(hi)]
 
@@ -202,6 +206,8 @@ def tost(deltas: np.ndarray, d: float, margin: float) -> float:
     if not margin > 0:
         raise ConfigError(f"--margin {margin}: an equivalence margin must be > 0 (in the metric's own scale)")
     z = deltas[np.isfinite(deltas)] - d
+    if z.size == 0 or not math.isfinite(d):
+        return math.nan
     p_low = (1 + np.sum(z >= d + margin - _tol(d))) / (z.size + 1)
     p_high = (1 + np.sum(z <= d - margin + _tol(d))) / (z.size + 1)
     return float(max(p_low, p_high))
@@ -234,5 +240,6 @@ def compare_metric(metric: ItemMetric, sides: Sides, test: str = "bootstrap", tr
     boot = bootstrap_deltas(metric, sides, trials if test == "bootstrap" else ci_trials, rng)
     p = p_two_sided(boot - d, d) if test == "bootstrap" else p_two_sided(ar_deltas(metric, sides, trials, rng), d)
     p_eq = None if margin is None else tost(boot, d, margin)
-    return PairedResult(a, b, d, percentile_ci(boot), float(np.nanstd(boot, ddof=1)) if boot.size > 1 else float("nan"),
+    finite = boot[np.isfinite(boot)]
+    return PairedResult(a, b, d, percentile_ci(boot), float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan,
                         p, test, trials, p_eq, None if p_eq is None else bool(p_eq < ALPHA))

@@ -180,7 +180,7 @@ def rows_results(name: str, rows: Sequence[Row], paper: pd.DataFrame, loose: boo
                 values[metric] = r.values(metric, scale)
         label = method_label(r.method) + (f" [{r.approx}]" if r.approx != "–" else "")
         res.entries.setdefault(r.data, []).append(
-            C.Entry(r.method, "" if r.approx == "–" else r.approx, r.params, values, True, label))
+            C.Entry(r.method, "" if r.approx == "–" else r.approx, r.params, values, True, label, r.row_dir))
     return res
 
 
@@ -237,7 +237,7 @@ def cell_records(spec: PaperSpec, paper: pd.DataFrame, src: Source) -> list[dict
         approx = x["approx"] if isinstance(x["approx"], str) else ""
         out.append({"paper": spec.key, "source": src.name, "file": x["file"], "table": x["table"],
                     "dataset": x["dataset"], "paper_model": x["model"], "our_model": x["ours_model"],
-                    "row": x["row_label"], "method": x["method"], "approx": approx, "metric": x["metric"],
+                    "row": x["row_label"], "row_dir": x["our_row"] if row else "", "method": x["method"], "approx": approx, "metric": x["metric"],
                     "published": published_text(x, display_scale(x["dataset"], x["metric"], x["file"])[1]),
                     "paper_value": x["paper_value"], "paper_pm": x["paper_pm"], "paper_params": x["paper_params"],
                     "ours": x["ours"], "ours_mean": x["ours_mean"], "ours_std": x["ours_std"], "n": x["n"],
@@ -254,7 +254,9 @@ def cell_records(spec: PaperSpec, paper: pd.DataFrame, src: Source) -> list[dict
 
 
 def claim_records(spec: PaperSpec, paper: pd.DataFrame, sources: Sequence[Source], paper_dir: Path,
-                  grids: dict[str, Grid]) -> list[dict[str, Any]]:
+                  grids: dict[str, Grid], paired: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every claim read on the published numbers and on each source; ``paired`` (report_paired records)
+    lets "on par" be read by TOST where both rows stored per-item outputs."""
     readings: list[tuple[str, C.Results]] = []
     for model in sorted(set(paper["model"])):
         res = published_results(paper, model)
@@ -264,6 +266,8 @@ def claim_records(spec: PaperSpec, paper: pd.DataFrame, sources: Sequence[Source
     for src in sources:
         loose = src.model is not None
         res = rows_results(src.name, src.rows, paper, loose)
+        res.paired = {(r["row_dir"], r["baseline_dir"], r["dataset"], r["metric"]): r for r in paired or ()
+                      if r["source"] == src.name and math.isfinite(r["p"])}
         if loose and src.name in grids:
             res.subspace = grid_subspace(grids[src.name]) if spec.subspace_file else None
             where = f"{src.model_text} grid ({src.name}): a different model, the claim is read on it, not the paper's"

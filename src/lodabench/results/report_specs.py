@@ -18,6 +18,9 @@ class PaperSpec:
     panels: tuple[tuple[str, str], ...]    # (dataset, metric) plotted against trainable parameters
     notes: tuple[str, ...]                 # captions: how the paper's numbers were obtained
     subspace_file: str | None = None
+    # the row every other row of a table is paired-tested against (report_paired): the method the
+    # paper's own comparison is made with (LoDA Table 1 and CondLoRA §4.1 against LoRA; LoRA against FT)
+    baseline: str = "lora"
 
 
 SEEDS = "110,111,112"
@@ -50,7 +53,7 @@ SPECS = {
          "**Selection on the reported set**: 'the result for each run is taken from the best epoch' (App. D) — "
          "E2E/DART are scored on their test sets and GLUE on dev, the sets the tables report, and no other "
          "split is named for choosing the epoch.",
-         "Parameter counts are the LoRA paper's (10^6 units).")),
+         "Parameter counts are the LoRA paper's (10^6 units)."), baseline="ft"),
     "condlora": PaperSpec(
         "condlora", "A Single Linear Layer Yields Task-Adapted Low-Rank Matrices — CondLoRA (Kim et al., "
         "LREC-COLING 2024; arXiv:2403.14946)",

@@ -22,6 +22,11 @@ What it reads (nothing else; no number is typed in here):
 Every published cell gets: our value (or ``missing``), n seeds, Δ = ours − paper, a verdict
 (tables.welch_verdict), the exact command of each seed (from the run's .hydra/overrides.yaml) and
 the run directories; a missing cell on the paper's setting names the command that would produce it.
+
+With per-item outputs stored, each row is also paired-tested against the paper's baseline row
+(report_paired: Δ, CI, p, Holm over the table's family, TOST "on par"; ``<paper>_paired.csv``), and
+an attribution section (report_attribution, ``<paper>_attribution.csv``) says how much of ours −
+paper each re-scoring factor explains. ``--no-paired`` / ``--no-attribution`` leave them out.
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ from lodabench.results.report_cells import (Source, _rel, claim_records, cell_re
                                             published_subspace, rows_results, seed_dirs, split_setting)
 from lodabench.results.report_figure import figure, pareto
 from lodabench.results.html_page import write_report_page
+from lodabench.results import report_paired as RP
 from lodabench.results.report_specs import DEFAULT_GRIDS, DIFFERENT_MODEL, SEEDS, SPECS, Grid, PaperSpec
 from lodabench.results.runs import load_runs
+from lodabench.results.vocab import method_label
 from lodabench.results.setting import NOT_PAPER_SETTING
 from lodabench.paths import REPO_ROOT
 
@@ -94,7 +101,8 @@ def _short_dirs(dirs: str) -> str:
 
 def markdown(spec: PaperSpec, cells: list[dict[str, Any]], claim_recs: list[dict[str, Any]],
              sources: Sequence[Source], png: Path, paper_dir: Path, grids: dict[str, Grid],
-             apart: Source | None = None) -> str:
+             apart: Source | None = None, paired: Sequence[dict[str, Any]] | None = None,
+             settings: RP.PairedSettings | None = None, extra: Sequence[str] = ()) -> str:
     own = [c for c in cells if c["source"] == "paper setting"]
     have = sum(1 for c in own if c["n"])
     apart = apart if apart is not None and apart.rows else None
@@ -139,10 +147,12 @@ def markdown(spec: PaperSpec, cells: list[dict[str, Any]], claim_recs: list[dict
               "two-sided Welch t-test from the summary statistics where both sides print a ±, else the "
               "difference alone, labelled so (lodabench.results.tables.welch_verdict). `missing` = no run of ours.", ""]
     lines += _table(["table", "dataset", "model", "row", "Approx", "metric", "published", "params (paper)", "ours",
-                     "n", "Δ", "verdict", "params (ours)", "checkpoint", "command", "run dirs"],
+                     "n", "Δ", "verdict", f"paired vs {method_label(spec.baseline)}", "params (ours)", "checkpoint",
+                     "command", "run dirs"],
                     [[c["table"], c["dataset"], c["paper_model"], c["row"], c["approx"], c["metric"], c["published"],
-                      c["paper_params"], c["ours"], c["n"], _delta(c), c["verdict"], c["ours_params"], c["checkpoint"],
-                      _short_cmd(c["command"]), _short_dirs(c["run_dirs"])] for c in own]) + [""]
+                      c["paper_params"], c["ours"], c["n"], _delta(c), c["verdict"], c.get("paired", ""),
+                      c["ours_params"], c["checkpoint"], _short_cmd(c["command"]), _short_dirs(c["run_dirs"])]
+                     for c in own]) + [""]
     for s in sources[1:]:
         mine = [c for c in cells if c["source"] == s.name and c["n"]]
         lines += [f"## The same rows on {s.model_text} ({s.name}): a different model, not a reproduction", "",
@@ -150,10 +160,14 @@ def markdown(spec: PaperSpec, cells: list[dict[str, Any]], claim_recs: list[dict
                   f"(any Approx: a narrower model scales R and p; the grid's README gives its recipe). "
                   "Δ is printed for orientation only.", ""]
         lines += _table(["table", "dataset", "row (paper)", "metric", "published", "params (paper)",
-                         f"ours ({s.model})", "n", "Δ", "params (ours)", "checkpoint", "command", "run dirs"],
+                         f"ours ({s.model})", "n", "Δ", f"paired vs {method_label(spec.baseline)} ({s.model})",
+                         "params (ours)", "checkpoint", "command", "run dirs"],
                         [[c["table"], c["dataset"], c["row"], c["metric"], c["published"], c["paper_params"], c["ours"],
-                          c["n"], _delta(c), c["ours_params"], c["checkpoint"], _short_cmd(c["command"]),
-                          _short_dirs(c["run_dirs"])] for c in mine]) + [""]
+                          c["n"], _delta(c), c.get("paired", ""), c["ours_params"], c["checkpoint"],
+                          _short_cmd(c["command"]), _short_dirs(c["run_dirs"])] for c in mine]) + [""]
+    if paired is not None and settings is not None:
+        lines += RP.section(paired, sources, spec.baseline, settings, _table)
+    lines += list(extra)
     if spec.subspace_file:
         lines += _subspace_md(paper_dir, spec.subspace_file, grids)
     if apart:
@@ -206,7 +220,9 @@ def _subspace_md(paper_dir: Path, file: str, grids: dict[str, Grid]) -> list[str
 # CLI
 
 
-def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], paper_dir: Path) -> dict[str, Path]:
+def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], paper_dir: Path,
+          paired: RP.PairedSettings | None = RP.PairedSettings(), attribution: bool = True) -> dict[str, Path]:
+    """Writes the report; ``paired=None`` leaves out the paired tests, ``attribution=False`` the attribution."""
     if paper_key not in SPECS:
         raise LodabenchError(f"unknown paper {paper_key!r}; choose one of {', '.join(SPECS)} "
                              "(make report PAPER=loda|lora|condlora).")
@@ -227,14 +243,29 @@ def build(paper_key: str, out_dir: Path, runs_dir: Path, grids: Sequence[Grid], 
             sources.append(Source(g.name, g.path / "runs", rows, g.model, g.model_text))
             used[g.name] = g
     cells = [c for s in (*sources, apart) for c in cell_records(spec, paper, s)]
-    claim_recs = claim_records(spec, paper, sources, paper_dir, used)   # never read on runs apart
+    tests = None if paired is None else [r for s in sources for r in RP.source_records(
+        spec.files, paper, s, spec.baseline, paired, RP.load_margins(paper_dir))]
+    if tests is not None:
+        RP.annotate(cells, tests, spec.baseline)
+    claim_recs = claim_records(spec, paper, sources, paper_dir, used, tests)   # never read on runs apart
     out_dir.mkdir(parents=True, exist_ok=True)
     png = figure(spec, paper, sources, out_dir / f"{spec.key}.png")
     paths = {"md": out_dir / f"{spec.key}.md", "csv": out_dir / f"{spec.key}.csv",
              "claims": out_dir / f"{spec.key}_claims.csv", "png": png}
     write_csv(paths["csv"], pd.DataFrame(cells))
     write_csv(paths["claims"], pd.DataFrame(claim_recs))
-    atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper_dir, used, apart))
+    if tests is not None:
+        paths["paired"] = out_dir / f"{spec.key}_paired.csv"
+        write_csv(paths["paired"], pd.DataFrame(tests, columns=RP.CSV_COLUMNS))
+    extra: list[str] = []
+    if attribution:
+        from lodabench.results import report_attribution as RA
+        recs = RA.attributions(spec.key, paper, sources, paper_dir, (paired or RP.PairedSettings()).trials)
+        paths["attribution"] = out_dir / f"{spec.key}_attribution.csv"
+        write_csv(paths["attribution"], pd.DataFrame(RA.flat(recs)))
+        extra = RA.section(recs, _table)
+    atomic_write_text(paths["md"], markdown(spec, cells, claim_recs, sources, png, paper_dir, used, apart,
+                                            tests, paired, extra))
     paths["html"] = write_report_page(out_dir / f"{spec.key}.html", spec, paper, cells, sources)
     return paths
 
@@ -250,9 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a grid on another model (results/<name>/ with runs/ and runs_summary.csv); "
                         "repeatable; default: results/smollm2_e2e and results/minilm_glue")
     p.add_argument("--paper-dir", type=Path, default=REPO_ROOT / "results" / "paper", help="default: %(default)s")
+    p.add_argument("--trials", type=int, default=RP.PairedSettings.trials,
+                   help="bootstrap replicates of the paired tests and the attribution (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=RP.PairedSettings.seed, help="resampling seed (default: %(default)s)")
+    p.add_argument("--no-paired", action="store_true", help="leave out the paired tests (faster)")
+    p.add_argument("--no-attribution", action="store_true", help="leave out the attribution section (faster)")
     args = p.parse_args(list(argv) if argv is not None else None)
     grids = DEFAULT_GRIDS if args.grid is None else tuple(_grid_from_dir(d) for d in args.grid)
-    paths = build(args.paper, args.out, args.runs_dir, grids, args.paper_dir)
+    paired = None if args.no_paired else RP.PairedSettings(trials=args.trials, seed=args.seed)
+    paths = build(args.paper, args.out, args.runs_dir, grids, args.paper_dir, paired, not args.no_attribution)
     print(paths["md"].read_text(encoding="utf-8").split("## Figure")[0])
     print("wrote:", *(str(q) for q in paths.values()), sep="\n  ")
     return 0

@@ -29,6 +29,9 @@ What it writes (into --out-dir):
   the difference alone, labelled so, where the paper prints no ±) and both parameter counts; a run
   cut short or not of the paper's model (paper_setting_gaps) is never tested against a published
   number: its line says "not the paper's setting: <why>" (column ``setting``);
+- ``paired__<table>__<model>.{csv,md}``: where a LoRA row and other rows of a dataset stored per-item
+  outputs, each row against LoRA by the nested seed x item bootstrap (report_paired): delta, CI, p,
+  Holm-adjusted p over the table's family, TOST "on par" at results/paper/margins/equivalence.csv;
 - ``sweep__<data>__<model>__<key>.{png,pdf}``: metric vs rank / keep fraction, when a method was
   run at two or more values of ``r``, ``rank`` or ``keep``.
 """
@@ -52,6 +55,7 @@ from lodabench.results.paper import (ALPHA, ASSUMED_PAPER_N, PAPER_COLUMNS, PAPE
                                      load_paper, load_paper_subspace, match_rows, published_text, welch_verdict)
 from lodabench.results.plots import sweep_plots
 from lodabench.results.html_page import write_tables_page
+from lodabench.results.report_paired import PairedSettings, paired_tables
 from lodabench.results.cells import SELECTED_ON_TEST, _footnotes, cost_means, make_cell
 from lodabench.results.render import DAGGER, MISSING, PAPER_MB, STD_NOTE, Cell, _num, _write, fmt_params
 from lodabench.results.runs import Row, Seed, add_expected, load_runs
@@ -100,9 +104,11 @@ def ttest_report(rows: Sequence[Row], a: str, b: str, metric: str, data: str | N
 # CLI
 
 def build(runs_dir: Path, out_dir: Path, paper_dir: Path | None, sweeps: Sequence[str] = (), plots: bool = True,
-          params_csv: Path | None = None, compare_mode: str = "auto") -> dict[str, list[Path]]:
+          params_csv: Path | None = None, compare_mode: str = "auto",
+          paired: PairedSettings | None = PairedSettings()) -> dict[str, list[Path]]:
     """Write every table (and plots) for the runs found; returns {table name: files written}.
-    Without a runs directory only ``sweeps`` gives rows (each missing): a to-do list in the papers' layout."""
+    Without a runs directory only ``sweeps`` gives rows (each missing): a to-do list in the papers' layout.
+    ``paired``: the seed x item tests against LoRA (report_paired.paired_tables); None leaves them out."""
     rows = load_runs(runs_dir) if runs_dir.is_dir() or not sweeps else []
     if sweeps:
         rows = add_expected(rows, sweeps)
@@ -123,6 +129,8 @@ def build(runs_dir: Path, out_dir: Path, paper_dir: Path | None, sweeps: Sequenc
         if compare_mode == "on" or not paper.empty:
             cmp = compare(rows, paper)
             written["compare"] = _write(out_dir, "compare", cmp, compare_markdown(cmp), None)
+    if paired is not None:
+        written.update(paired_tables(rows, runs_dir, out_dir, paper_dir, paired))
     if plots:
         written["plots"] = sweep_plots(rows, out_dir)
     written["html"] = [write_tables_page(out_dir / "tables.html", rows, runs_dir, paper_dir if compare_mode != "off" else None)]
@@ -146,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="always write compare.{csv,md} (default: when results/paper has rows)")
     cmp.add_argument("--no-compare", dest="compare", action="store_const", const="off")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-paired", action="store_true",
+                   help="leave out paired__*.{csv,md} (seed x item tests against LoRA, Holm per table)")
+    p.add_argument("--paired-trials", type=int, default=PairedSettings.trials,
+                   help="bootstrap replicates of the paired tests; default %(default)s")
+    p.add_argument("--paired-seed", type=int, default=PairedSettings.seed, help="their resampling seed; default %(default)s")
     p.add_argument("--ttest", nargs=2, metavar=("A", "B"),
                    help="paired t-test over matching seeds; A/B = method, experiment name or run dir (without seed)")
     p.add_argument("--metric", default="BLEU", help="metric for --ttest (record key, e.g. BLEU, accuracy); default BLEU")
@@ -191,7 +204,8 @@ def _run(args: argparse.Namespace) -> int:
         print(ttest_report(rows, args.ttest[0], args.ttest[1], args.metric, args.data, args.model), end="")
         return 0
     written = build(args.runs_dir, args.out_dir, args.paper_dir, args.sweep, plots=not args.no_plots,
-                    params_csv=args.params_csv, compare_mode=args.compare or "auto")
+                    params_csv=args.params_csv, compare_mode=args.compare or "auto",
+                    paired=None if args.no_paired else PairedSettings(trials=args.paired_trials, seed=args.paired_seed))
     for name, paths in written.items():
         md = next((q for q in paths if q.suffix == ".md"), None)
         if name == "compare":
