@@ -257,7 +257,7 @@ def checkpoint_step(ours: Ours, state: State, proto: Protocol, metric: str) -> t
             return state, step
         lacking = [r.path for r, d in zip(ours.runs, dirs) if not d]
         step.status, step.note = "not evaluable", (
-            f"{len(lacking)} of {len(dirs)} runs (e.g. {lacking[0]}) keep no per-epoch outputs under epochs/<e>/ "
+            f"{len(lacking)} of {len(dirs)} runs (e.g. {_shown(lacking[0])}) keep no per-epoch outputs under epochs/<e>/ "
             "(selection.epochs=[...] with trainer.keep_epoch_checkpoints=true keeps them)")
         return state, step
     picks = [_pick_epoch(d, proto.checkpoint, metric) for d in dirs]
@@ -275,6 +275,14 @@ def checkpoint_step(ours: Ours, state: State, proto: Protocol, metric: str) -> t
     return replace(state, outputs=tuple(outs), recorded=recorded), step
 
 
+def _shown(path: Any) -> str:
+    """A run path as a committed report shows it: relative to the repository when under it (no home dirs)."""
+    from lodabench.paths import REPO_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def _text_map(ours: Ours, data_root: Path | None) -> tuple[dict[str, str] | None, str]:
     from lodabench.tasks import e2e
 
@@ -289,7 +297,8 @@ def _text_map(ours: Ours, data_root: Path | None) -> tuple[dict[str, str] | None
     rows, pairs = e2e.read_e2e_csv(official), e2e.read_lora_txt(lora)
     if len(rows) != len(pairs):
         return None, f"{official} has {len(rows)} rows but {lora} {len(pairs)}: not the same rows"
-    return {ref.strip(): p.target for (_, ref), p in zip(rows, pairs)}, f"mapped by row from {official} and {lora}"
+    return {ref.strip(): p.target for (_, ref), p in zip(rows, pairs)}, (f"mapped by row from <data root>/{official.relative_to(data_root)} and "
+                                                                f"<data root>/{lora.relative_to(data_root)}")
 
 
 def text_step(ours: Ours, state: State, proto: Protocol, data_root: Path | None) -> tuple[State, Step]:
