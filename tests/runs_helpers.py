@@ -136,12 +136,20 @@ def _restore_logger(logger: logging.Logger, state: tuple) -> None:
 
 def _registry_state() -> list[tuple]:
     from lodabench.config.registry import _GROUPS
-    return [(reg, dict(reg.modules), dict(reg.specs), dict(reg.builtin), reg.loaded) for reg in _GROUPS.values()]
+    return [(reg, {name: dict(getattr(reg, name)) for name in _REGISTRY_DICTS}, reg.loaded)
+            for reg in _GROUPS.values()]
+
+
+# Restored in place: modules keep aliases of these dicts (lodabench.methods.REGISTRY is METHODS.modules).
+_REGISTRY_DICTS = ("modules", "builtin_modules", "specs", "builtin")
 
 
 def _restore_registries(saved: list[tuple]) -> None:
-    for reg, modules, specs, builtin, loaded in saved:
-        reg.modules, reg.specs, reg.builtin, reg.loaded = modules, specs, builtin, loaded
+    for reg, dicts, loaded in saved:
+        for name, content in dicts.items():
+            getattr(reg, name).clear()
+            getattr(reg, name).update(content)
+        reg.loaded = loaded
 
 
 def assert_refused(proc: subprocess.CompletedProcess, *words: str) -> str:

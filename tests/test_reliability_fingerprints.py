@@ -71,7 +71,8 @@ def test_changed_training_file_is_not_answered(case):
     refused(proc, "e2e/trainset.csv: changed", f"sha256 {old[:12]} -> {sha256_file(case['train'])[:12]}",
             str(case["run_dir"]))
     assert (case["run_dir"] / "record.json").read_bytes() == before
-    run_cli([*args_for(case["weights"]), "force=true"], case["results"], env=env_for(case["data"]))  # trains: a subprocess
+    # force=true trains: a real subprocess (run_cli raises unless it exits 0)
+    run_cli([*args_for(case["weights"]), "force=true"], case["results"], env=env_for(case["data"]))
     assert record_of(case["run_dir"])["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == sha256_file(case["train"])
 
 
