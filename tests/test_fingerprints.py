@@ -24,7 +24,7 @@ from lodabench import cli, plugins
 from lodabench.run import fingerprints as fp
 from lodabench.errors import ConfigError
 from lodabench.paths import DATA_ROOT_ENV, REPO_ROOT
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
 
 
 # ----------------------------------------------------------------------------- helpers (also used by
@@ -302,7 +302,7 @@ def test_tiny_run_records_sha256_and_a_changed_training_file_is_not_answered(
     assert verify(run_dir).returncode == 0
     flip_byte(data / "e2e" / "trainset.csv", offset=-3)
     before = (run_dir / "record.json").read_bytes()
-    proc = run_cli(args_for(weights), results, env=env_for(data), check=False)
+    proc = run_cli_here(args_for(weights), results, env=env_for(data), check=False)
     assert proc.returncode == 2 and "skip (complete)" not in proc.stdout, proc.stdout[-1500:]
     assert "e2e/trainset.csv: changed" in proc.stderr and "force=true" in proc.stderr
     assert (run_dir / "record.json").read_bytes() == before  # a refused launch writes nothing

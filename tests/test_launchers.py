@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 import lodabench.config.run_names  # noqa: F401  (registers the lb_slug resolver used by run_name)
 from lodabench.paths import CONF_DIR, REPO_ROOT
+from runs_helpers import run_cli_here
 
 
 def lodabench_cli(args: list[str], results: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -29,8 +30,8 @@ def lodabench_cli(args: list[str], results: Path, timeout: int = 300) -> subproc
 
 
 def test_submitit_slurm_preset_composes_without_slurm(tmp_path):
-    proc = lodabench_cli(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu-a100",
-                          "hydra.launcher.timeout_min=90", "--cfg", "hydra"], tmp_path)
+    proc = run_cli_here(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu-a100",
+                         "hydra.launcher.timeout_min=90", "--cfg", "hydra"], tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     launcher = OmegaConf.create(proc.stdout).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
@@ -40,8 +41,8 @@ def test_submitit_slurm_preset_composes_without_slurm(tmp_path):
 
 
 def test_submitit_slurm_preset_is_type_checked(tmp_path):
-    proc = lodabench_cli(["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=ninety", "--cfg", "hydra"],
-                         tmp_path)
+    proc = run_cli_here(["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=ninety", "--cfg", "hydra"],
+                        tmp_path, check=False)
     assert proc.returncode != 0 and "timeout_min" in proc.stderr
 
 

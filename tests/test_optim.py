@@ -176,9 +176,9 @@ def test_e2e_loda_composes_with_lora_adamw_and_builds_it():
 
 
 def test_cli_refuses_an_unknown_optimizer_before_training(tmp_path):
-    from runs_helpers import TINY_E2E, run_cli
+    from runs_helpers import TINY_E2E, run_cli_here
 
-    proc = run_cli([*TINY_E2E, "trainer.optimizer=adam"], tmp_path, check=False, timeout=300)
+    proc = run_cli_here([*TINY_E2E, "trainer.optimizer=adam"], tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "trainer.optimizer='adam' is not one of lora_adamw, lora_adamw_loop, adamw" in proc.stderr
     assert not list(tmp_path.rglob("checkpoints"))

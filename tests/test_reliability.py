@@ -36,7 +36,7 @@ from lodabench.io import atomic_write_json, atomic_write_text, atomic_write_with
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from lodabench.config.schema import defaults_of
 from methods_tiny import tiny
-from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
+from runs_helpers import TINY_E2E, final_weights, run_cli, run_cli_here, run_dirs
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -286,7 +286,7 @@ def test_unwritable_results_dir(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a directory")
     bad = blocker / "sub"
-    proc = run_cli([*REF_ARGS, f"paths.results_dir={bad}"], tmp_path / "unused", check=False, timeout=120)
+    proc = run_cli_here([*REF_ARGS, f"paths.results_dir={bad}"], tmp_path / "unused", check=False, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"results directory {bad} is not writable (Not a directory" in proc.stderr
     assert "set paths.results_dir=<writable dir>" in proc.stderr
@@ -350,7 +350,7 @@ def test_changed_config_is_not_skipped_or_resumed(reference, tmp_path):
     record["config"]["trainer"]["lr"] = 0.5
     atomic_write_json(run_dir / "record.json", record)
     before = (run_dir / "record.json").read_bytes()
-    proc = run_cli(args, tmp_path, check=False, timeout=300)
+    proc = run_cli_here(args, tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"run directory {run_dir}" in proc.stderr and "trainer.lr: recorded 0.5, now 0.01" in proc.stderr
     assert "delete or move that directory" in proc.stderr
@@ -359,7 +359,7 @@ def test_changed_config_is_not_skipped_or_resumed(reference, tmp_path):
     record["config"]["trainer"]["lr"] = 1e-2
     record["config"]["trainer"]["progress"] = True
     atomic_write_json(run_dir / "record.json", record)
-    proc = run_cli(args, tmp_path, timeout=300)
+    proc = run_cli_here(args, tmp_path, timeout=300)
     assert "[lodabench] skip (complete)" in proc.stdout
 
 
@@ -399,7 +399,7 @@ def test_config_conflicts_catch_an_added_key_set_away_from_the_old_behaviour():
      expect="exit 2 before Hydra starts: 'Could not find <group>/<name>' and the list of available options; "
             "no run directory")
 def test_unknown_group_choice(override, group, choice, tmp_path):
-    proc = run_cli([override], tmp_path, check=False, timeout=120)
+    proc = run_cli_here([override], tmp_path, check=False, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and proc.stderr.startswith("lodabench: error: ")
     name = override.split("=")[1]
@@ -412,7 +412,7 @@ def test_unknown_group_choice(override, group, choice, tmp_path):
      expect="exit 2 before Hydra starts, one line naming trainer.lrr and its schema (Key 'lrr' not in "
             "'TrainerConfig'); no run directory")
 def test_mistyped_trainer_key(tmp_path):
-    proc = run_cli(["trainer.lrr=1"], tmp_path, check=False, timeout=120)
+    proc = run_cli_here(["trainer.lrr=1"], tmp_path, check=False, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2
     assert "Could not override 'trainer.lrr'" in out and "Key 'lrr' not in 'TrainerConfig'" in out
@@ -424,7 +424,7 @@ def test_mistyped_trainer_key(tmp_path):
      expect="exit 2 before Hydra makes a directory: 'unknown config key method.rr' listing method=lora's keys "
             "(the schema check of the composed config); no run directory, no checkpoints")
 def test_unknown_method_key(tmp_path):
-    proc = run_cli([*REF_ARGS, "+method.rr=4"], tmp_path, check=False, timeout=300)
+    proc = run_cli_here([*REF_ARGS, "+method.rr=4"], tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "unknown config key method.rr: not in the schema of its group. Valid keys there: name, r, alpha" in proc.stderr
     assert not run_dirs(tmp_path) and not (tmp_path / "runs").exists()
@@ -499,7 +499,7 @@ def test_missing_split_file_fails_before_training(tmp_path, data_root):
     (root / "e2e").mkdir(parents=True)
     for name in ("trainset.csv", "devset.csv"):
         (root / "e2e" / name).symlink_to(data_root / "e2e" / name)
-    proc = run_cli([*REF_ARGS, "data.eval_split=test", f"paths.data_root={root}"], tmp_path / "results",
+    proc = run_cli_here([*REF_ARGS, "data.eval_split=test", f"paths.data_root={root}"], tmp_path / "results",
                    check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"E2E file not found: {root / 'e2e' / 'testset_w_refs.csv'}" in proc.stderr

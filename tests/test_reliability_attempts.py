@@ -26,7 +26,7 @@ from lodabench.paths import REPO_ROOT
 from lodabench.run.records import RunRecord
 from lodabench.run.spine import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise
 from lodabench.run.runlock import RunLock
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -87,7 +87,7 @@ def test_resume_under_other_commit_is_refused(done, tmp_path):
     rec["status"], rec["attempts"][-1]["git"]["commit"] = "failed", "0" * 40
     (run_dir / "record.json").write_text(json.dumps(rec))
     (run_dir / "metrics.json").unlink()
-    proc = run_cli(ARGS, results, check=False)
+    proc = run_cli_here(ARGS, results, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "000000000000 ->" in proc.stderr and "force=true" in proc.stderr and "allow_code_change=true" in proc.stderr
     run_cli([*ARGS, "allow_code_change=true"], results)
@@ -185,12 +185,12 @@ def test_second_launch_is_refused_then_stale_lock_taken(done, tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        proc = run_cli(ARGS, results, check=False)
+        proc = run_cli_here(ARGS, results, check=False)
         assert proc.returncode == 2 and f"PID {holder.pid}" in proc.stderr and "in use" in proc.stderr
     finally:
         holder.kill()
         holder.wait()
-    proc = run_cli(ARGS, results)
+    proc = run_cli_here(ARGS, results)
     assert "[lodabench] skip (complete)" in proc.stdout
     lock = RunLock(run_dir)
     lock.acquire()  # released again by the finished launch
@@ -223,7 +223,7 @@ def test_bad_lr_refused_before_training(tmp_path, data_root, gpt2_tokenizer_dir)
     with pytest.raises(ConfigError, match="trainer.max_steps=-1"):
         check_trainer_values({"lr": 1e-3, "epochs": 1, "batch_size": 8, "max_steps": -1})
     results = tmp_path / "results"
-    proc = run_cli([*ARGS, "trainer.lr=0"], results, check=False)
+    proc = run_cli_here([*ARGS, "trainer.lr=0"], results, check=False)
     assert proc.returncode == 2 and "trainer.lr=0" in proc.stderr and "> 0" in proc.stderr
     assert not list(results.rglob("checkpoints"))
 
@@ -233,7 +233,7 @@ def test_bad_lr_refused_before_training(tmp_path, data_root, gpt2_tokenizer_dir)
 def test_seed_not_integer(tmp_path):
     for args in (["seed=abc"], ["-m", "seed=110,abc"]):
         results = tmp_path / "results"
-        proc = run_cli([*ARGS, *args], results, check=False)
+        proc = run_cli_here([*ARGS, *args], results, check=False)
         assert proc.returncode == 2 and "'abc' is not an integer" in proc.stderr
         assert not list(results.rglob("seedabc")) and not list(results.rglob("seed110"))
 
@@ -260,7 +260,7 @@ def test_damaged_record_json(done, tmp_path):
     results, run_dir = _copy(done, tmp_path)
     text = (run_dir / "record.json").read_text()
     (run_dir / "record.json").write_text(text[: len(text) // 2])
-    proc = run_cli(ARGS, results, check=False)
+    proc = run_cli_here(ARGS, results, check=False)
     assert proc.returncode == 2 and "record.json is damaged" in proc.stderr and "delete it" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -281,7 +281,7 @@ def test_damaged_checkpoint_json(done, tmp_path, victim):
     target = ckpt / victim if victim == "latest.json" else ckpt / json.loads(
         (ckpt / "latest.json").read_text())["dir"] / victim
     target.write_text('{"dir": "step-')
-    proc = run_cli(ARGS, results, check=False)
+    proc = run_cli_here(ARGS, results, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{victim} is damaged" in proc.stderr and "delete" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lodabench.run.fingerprints import sha256_file
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import assert_refused, run_cli, run_cli_here, run_dirs
 from test_fingerprints import args_for, copy_data_root, env_for, flip_byte, make_weights_dir, record_of, verify
 
 torch.set_num_threads(1)
@@ -48,15 +48,14 @@ def case(done, tmp_path):
 
 
 def relaunch(case, *extra: str, data: Path | None = None):
-    return run_cli([*args_for(case["weights"]), *extra], case["results"], env=env_for(data or case["data"]),
-                   check=False)
+    """The same command again, in this process (refusals and skips; run_cli_here)."""
+    return run_cli_here([*args_for(case["weights"]), *extra], case["results"], env=env_for(data or case["data"]),
+                        check=False)
 
 
 def refused(proc, *needles: str) -> None:
-    assert proc.returncode == 2 and "skip (complete)" not in proc.stdout, (proc.stdout[-1500:], proc.stderr[-1500:])
-    assert "Traceback" not in proc.stderr and "force=true" in proc.stderr, proc.stderr[-1500:]
-    for needle in needles:
-        assert needle in proc.stderr, proc.stderr[-1500:]
+    assert_refused(proc, "force=true", *needles)
+    assert "skip (complete)" not in proc.stdout, proc.stdout[-1500:]
 
 
 @rel(case="training file changed after a complete run (same size, same mtime)",
@@ -72,7 +71,8 @@ def test_changed_training_file_is_not_answered(case):
     refused(proc, "e2e/trainset.csv: changed", f"sha256 {old[:12]} -> {sha256_file(case['train'])[:12]}",
             str(case["run_dir"]))
     assert (case["run_dir"] / "record.json").read_bytes() == before
-    assert relaunch(case, "force=true").returncode == 0
+    # force=true trains: a real subprocess (run_cli raises unless it exits 0)
+    run_cli([*args_for(case["weights"]), "force=true"], case["results"], env=env_for(case["data"]))
     assert record_of(case["run_dir"])["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == sha256_file(case["train"])
 
 

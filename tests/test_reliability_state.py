@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from lodabench.run.records import RunRecord
 from lodabench.run.spine import FORCE_KEEPS
-from runs_helpers import TINY_E2E, run_cli
+from runs_helpers import TINY_E2E, assert_refused, run_cli, run_cli_here
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -53,12 +53,7 @@ def _step_dir(run_dir: Path) -> Path:
 
 
 def _refused(results: Path, *words: str, args=ARGS) -> str:
-    proc = run_cli(args, results, check=False)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    for word in words:
-        assert word in proc.stderr, (word, proc.stderr[-3000:])
-    return proc.stderr
+    return assert_refused(run_cli_here(args, results, check=False), *words)
 
 
 # ----------------------------------------------------------------------------- unrecorded work

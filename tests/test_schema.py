@@ -28,7 +28,7 @@ from lodabench.config import schema
 from lodabench.tasks import task_names
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR, REPO_ROOT
-from runs_helpers import TINY_E2E, run_cli
+from runs_helpers import TINY_E2E, run_cli, run_cli_here
 
 SRC = REPO_ROOT / "src" / "lodabench"
 # Every runnable overlay; a *_common file holds what its task overlays share and is composed through them.
@@ -236,7 +236,7 @@ def test_defaults_live_in_one_place():
 
 # ------------------------------------------------------------------------------ the bar, end to end
 def test_bad_decoding_value_fails_before_any_checkpoint(tmp_path):
-    proc = run_cli([*TINY_E2E, "decoding.num_beams=0"], tmp_path, check=False, timeout=300)
+    proc = run_cli_here([*TINY_E2E, "decoding.num_beams=0"], tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "decoding.num_beams=0" in proc.stderr
     assert not list(tmp_path.rglob("checkpoints")), "a checkpoint was written before the bad value failed"
@@ -244,7 +244,7 @@ def test_bad_decoding_value_fails_before_any_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("override", ["+trainer.lrr=1", "decoding.num_beams=abc"])
 def test_unknown_or_mistyped_key_fails_before_hydra_makes_a_directory(tmp_path, override):
-    proc = run_cli([*TINY_E2E, override], tmp_path, check=False, timeout=300)
+    proc = run_cli_here([*TINY_E2E, override], tmp_path, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("lodabench: error:") and override.lstrip("+").split("=")[0] in proc.stderr
     assert not (tmp_path / "runs").exists()

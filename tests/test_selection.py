@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from lodabench.train.selection import Selection, pick, selection_config
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
 
 # 16 training examples at batch 8: 2 optimizer steps per epoch, 2 epochs.
 TWO_EPOCHS = [*[a for a in TINY_E2E if not a.startswith(("trainer.max_steps", "data.max_train_examples"))],
@@ -95,7 +95,7 @@ def test_two_epochs_scored_in_one_run_and_selected_on_test(tmp_path, data_root, 
 
 def test_unreachable_epoch_refused_before_training(tmp_path, data_root, gpt2_tokenizer_dir):
     results = tmp_path / "results"
-    proc = run_cli([*TWO_EPOCHS, "selection.epochs=[3]"], results, check=False)
+    proc = run_cli_here([*TWO_EPOCHS, "selection.epochs=[3]"], results, check=False)
     assert proc.returncode == 2 and "epoch(s) [3] are never completed" in proc.stderr
     assert not list(results.rglob("checkpoints"))
 
