@@ -146,8 +146,8 @@ def test_loda_report_in_the_browser(driver, tmp_path: Path, artefacts: Path) -> 
     per method and seed of the committed grid and an item-level comparison."""
     from lodabench.results import reports
 
-    paths = reports.build("loda", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS,
-                          reports.REPO_ROOT / "results" / "paper")
+    paths = reports.build("loda", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS,  # the page's
+                          reports.REPO_ROOT / "results" / "paper", paired=None, attribution=False)  # own parts
     _offline(driver, paths["html"])
     rows = driver.find_elements("css selector", "#published-vs-ours tbody tr")
     assert len(rows) >= 20 and any(r.get_attribute("data-method") == "loda" for r in rows)

@@ -182,8 +182,8 @@ def test_loda_report_page_from_committed_records(tmp_path: Path) -> None:
     from lodabench.results import reports
     from lodabench.results.report_cells import grid_rows
 
-    paths = reports.build("loda", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS,
-                          reports.REPO_ROOT / "results" / "paper")
+    paths = reports.build("loda", tmp_path, tmp_path / "no-runs", reports.DEFAULT_GRIDS,  # the page's
+                          reports.REPO_ROOT / "results" / "paper", paired=None, attribution=False)  # own parts
     text = paths["html"].read_text(encoding="utf-8")
     body = re.search(r'id="cells">.*?<tbody>(.*?)</tbody>', text, flags=re.S).group(1)
     rows = re.findall(r"<tr [^>]*>", body)
