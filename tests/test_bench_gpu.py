@@ -80,3 +80,13 @@ def test_the_script_installs_nothing_when_the_wheel_folder_is_absent(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.install(tmp_path / "no-wheels", tmp_path / "site") == "nothing to install"
+
+
+def test_loda_ops_bench_counts_batched_below_per_slot():
+    """bench/loda_ops.py: the batched path's count is what the record says it is, and below per slot."""
+    from lodabench.bench.loda_ops import measure
+
+    rec = measure(reps=1)
+    c = rec["op_counts"]
+    assert c["loda"] < c["loda_per_slot"] and c["loda_plus"] < c["loda_plus_per_slot"]
+    assert rec["goal_loda_ops_within_10pct"] == (c["loda"] <= 1.10 * c["lora"])

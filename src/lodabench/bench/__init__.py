@@ -13,7 +13,8 @@ Suites (each in its own module, all timed round-robin, see timing.py):
 ``python -m lodabench.bench`` runs them (the command line is cli.py). ``python -m lodabench.bench
 cost-claims`` is separate: the papers' cost claims (CondLoRA Table 4 training speed, LoDA App. A.4
 S-LoDA inference) with their verdicts, record ``results/bench/<stamp>-cost-claims.json``
-(cost_claims.py). ``python -m lodabench.bench.gpu`` is ``make bench-gpu``'s (gpu.py).
+(cost_claims.py). ``python -m lodabench.bench.gpu`` is ``make bench-gpu``'s (gpu.py); ``python -m lodabench.bench.loda_ops``: LoDA's batched
+path vs per slot, aten calls per train step and CPU step ratios (loda_ops.py).
 
 The record (``results/bench/<name>.json``) holds the machine, thread count, versions, every
 median with its spread, and the goals of report.py (met / not met, by how much); a Markdown

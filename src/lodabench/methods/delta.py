@@ -13,6 +13,10 @@ adapter, GPT-2's k columns never receive a delta (unlike a single LoRA over the 
 
 Dropout is applied once to the input and shared by the slices of one wrapper, as loralib's
 ``MergedLinear`` does for GPT-2.
+
+When all adapted slices of one wrapper have adapters of one type with a ``batched`` classmethod
+(LoDA(+)), their deltas are computed together in one chain (fewer operator launches, issue #30);
+otherwise, and for every other method, each slice's adapter runs alone as above.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ class DeltaAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: DeltaContext) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def batched(cls, adapters: list["DeltaAdapter"], x: torch.Tensor) -> list[torch.Tensor] | None:
+        """The deltas of several same-type adapters reading the same input, computed together (fewer
+        operator launches), or None when the method has no batched path (each adapter runs alone)."""
+        return None
 
     def merged_weight(self, w0: torch.Tensor) -> torch.Tensor:
         """The slice's new weight (out, in) once the update is folded in."""
@@ -85,14 +95,18 @@ class AdaptedProjection(nn.Module):
             return out
         xd = self.dropout(x)
         dropout_active = self.training and isinstance(self.dropout, nn.Dropout)
+        order = [(n, se) for n, se in sorted(self.slices.items(), key=lambda kv: kv[1][0]) if n in self.adapters]
+        deltas = self._batched_deltas([n for n, _ in order], xd)
         # Walk the output columns in order, adding the delta to adapted slices only.
         pieces, pos = [], 0
-        for name, (s, e) in sorted(self.slices.items(), key=lambda kv: kv[1][0]):
-            if name not in self.adapters:
-                continue
+        for i, (name, (s, e)) in enumerate(order):
             if s > pos:
                 pieces.append(out[..., pos:s])
             base = out[..., s:e]
+            if deltas is not None:
+                pieces.append(base + deltas[i].to(base.dtype))
+                pos = e
+                continue
             ctx = DeltaContext(
                 base_out=base,
                 weight=lambda n=name: self.slice_weight(n),
@@ -105,6 +119,15 @@ class AdaptedProjection(nn.Module):
         if pos < out.shape[-1]:
             pieces.append(out[..., pos:])
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+
+    def _batched_deltas(self, names: list[str], xd: torch.Tensor) -> list[torch.Tensor] | None:
+        """One batched computation for all slices when their adapters are of one type that has one
+        (LoDA: q and v read the same x, so their chains run as one; issue #30's launch count)."""
+        adapters = [self.adapters[n] for n in names]
+        kind = type(adapters[0])
+        if len(adapters) < 2 or any(type(a) is not kind for a in adapters):
+            return None
+        return kind.batched(adapters, xd)
 
     @torch.no_grad()
     def merge(self) -> nn.Module:
