@@ -24,10 +24,11 @@ SUBCOMMANDS = {
     "models": ("lodabench.models.download", "download the weights and tokenizer a recipe needs (for offline nodes)"),
     "params": ("lodabench.models.params", "trainable-parameter counts of model x method, from configs only"),
     "tables": ("lodabench.results.tables", "aggregate results/runs into the paper-style tables and comparisons"),
+    "report": ("lodabench.results.reports", "one paper's reproduction report: Markdown, CSV, <paper>.html (--paper loda|lora|condlora)"),
     "score": ("lodabench.scoring.cli", "score hypotheses with the official E2E / DART metrics"),
     "compare": ("lodabench.results.compare", "paired seed x item test of two systems' runs (bootstrap / AR, TOST)"),
     "plan-seeds": ("lodabench.results.seed_plan", "seeds a difference needs for 80 % power, from runs' seed and item variance"),
-    "attribute": ("lodabench.results.attribute", "how much of ours - paper each no-retraining factor explains, with CIs"),
+    "attribute": ("lodabench.results.attribute_cli", "how much of ours - paper each no-retraining factor explains, with CIs"),
     "verify": ("lodabench.run.fingerprints", "re-hash a run's data, weights, tokenizer, scorer and plugins: trusted?"),
 }
 

@@ -1,0 +1,5 @@
+import sys
+
+from lodabench.results.reports import main
+
+sys.exit(main())
