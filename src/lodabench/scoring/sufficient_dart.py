@@ -98,7 +98,8 @@ def nltk_rows(hyps_tok: Sequence[str], refs_tok: Sequence[Sequence[str]]) -> np.
 
 
 def nltk_bleu_score(s: np.ndarray) -> np.ndarray:
-    """corpus_bleu (weights 0.25 x 4, method3) on summed rows."""
+    """corpus_bleu (weights 0.25 x 4, method3) on summed rows (nltk/translate/bleu_score.py:
+    corpus_bleu, brevity_penalty, SmoothingFunction.method3)."""
     num, den, hyp_len, ref_len = s[..., 0:4], s[..., 4:8], s[..., 8], s[..., 9]
     k = np.cumsum(num == 0, axis=-1)  # method3: the k-th order without a match gets 1 / (2^k * den)
     p = np.where(num == 0, 1.0 / (2.0 ** k * den), num / den)
@@ -114,7 +115,9 @@ def nltk_bleu_score(s: np.ndarray) -> np.ndarray:
 
 def meteor_rows(hyps_per_run: Sequence[Sequence[str]], refs_per_item: Sequence[Sequence[str]],
                 num_refs: int) -> list[np.ndarray]:
-    """The jar's ``-ssOut`` statistics of every run's segments, one JVM for all runs."""
+    """The jar's ``-ssOut`` statistics of every run's segments, one JVM for all runs (MeteorCLI:
+    "-ssOut  Output sufficient statistics instead of scores", one ``MeteorStats.toString()`` line
+    per segment; the system score is ``computeMetrics`` of their ``addStats`` aggregate)."""
     flat_hyps = [h for hyps in hyps_per_run for h in hyps]
     cmd, out = dart.run_meteor_15(flat_hyps, [g for _ in hyps_per_run for g in refs_per_item], num_refs, ["-ssOut"])
     lines = [line for line in out.splitlines() if line.strip()]
@@ -154,9 +157,10 @@ SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def _lora_stats(hyps_per_run, refs, names) -> dict[str, list[np.ndarray]]:
     out: dict[str, list[np.ndarray]] = {m: [] for m in names}
     columns = [list(col) for col in zip(*dart.pad_lora_refs(refs))]
-    n = len(refs)
-    flat, refs_tok = dart.lora_tokenized([h for hyps in hyps_per_run for h in hyps], refs)  # one shared cache
-    hyps_tok = [flat[r * n:(r + 1) * n] for r in range(len(hyps_per_run))]
+    n, hyps_tok, refs_tok = len(refs), [], []
+    if set(names) - {"BLEU"}:  # METEOR, TER and BLEU_NLTK read nltk-tokenized text; one cache for all runs
+        flat, refs_tok = dart.lora_tokenized([h for hyps in hyps_per_run for h in hyps], refs)
+        hyps_tok = [flat[r * n:(r + 1) * n] for r in range(len(hyps_per_run))]
     if "METEOR" in names:
         out["METEOR"] = meteor_rows(hyps_tok, refs_tok, dart.LORA_NUM_REFS)
     for r, hyps in enumerate(hyps_per_run):
