@@ -168,10 +168,8 @@ def _classification_stats(runs: list[Run], wanted: list[str] | None, notes: list
     return out
 
 
-def _java_or_note(names: list[str], notes: list[str]) -> list[str]:
-    from lodabench.scoring.sufficient import COCO
-
-    if not set(names) & set(COCO):
+def _java_or_note(names: list[str], java_names: tuple[str, ...], notes: list[str]) -> list[str]:
+    if not set(names) & set(java_names):
         return names
     try:
         from lodabench.scoring.java import java_executable
@@ -179,42 +177,59 @@ def _java_or_note(names: list[str], notes: list[str]) -> list[str]:
         java_executable()
         return names
     except LodabenchError as exc:
-        notes.append(f"METEOR, ROUGE_L, CIDEr skipped: they need Java (the PTB tokenizer and METEOR jars): {exc}")
-        return [m for m in names if m not in COCO]
+        skipped = [m for m in names if m in java_names]
+        notes.append(f"{', '.join(skipped)} skipped: they need Java (the METEOR 1.5 jar, the PTB tokenizer): {exc}")
+        return [m for m in names if m not in java_names]
+
+
+def _generation_parts(run: Run):
+    """(metric names, the ones needing Java, the per-item statistics function) of the run's scorer."""
+    from lodabench.scoring import sufficient, sufficient_dart
+
+    if run.scorer == "dart":
+        return sufficient_dart.DART_METRICS, sufficient_dart.METEOR, sufficient_dart.dart_item_metrics
+    return (tuple(sufficient.E2E_SCORES), sufficient.COCO,
+            lambda hyps, refs, names: sufficient.generation_metrics(hyps, refs, names, run.mteval))
 
 
 def _generation_stats(runs: list[Run], wanted: list[str] | None, notes: list[str]) -> dict:
-    from lodabench.scoring.sufficient import E2E_SCORES, generation_metrics, unsupported_generation
+    from lodabench.scoring.sufficient import unsupported_generation
 
     why = unsupported_generation(runs[0].scorer, runs[0].mteval)
-    names = [m for m in E2E_SCORES if m in runs[0].recorded and (wanted is None or m in wanted)]
-    if why and runs[0].scorer != "e2e":
+    if why:
         notes.append(f"every metric skipped: {why}")
         return {}
-    if why:
-        notes.append(why)
-        names = [m for m in names if m not in ("BLEU", "NIST")]
-    names = _java_or_note(names, notes)
+    known, java_names, item_metrics = _generation_parts(runs[0])
+    names = [m for m in known if m in runs[0].recorded and (wanted is None or m in wanted)]
+    names = _java_or_note(names, java_names, notes)
     if not names:
         return {}
     keys = common_keys(runs, "")
     hyps = [[r.files[""][k][0] for k in keys] for r in runs]
     refs = [runs[0].files[""][k][1] for k in keys]
-    return {m: (*v, len(keys), "") for m, v in generation_metrics(hyps, refs, names).items()}
+    return {m: (*v, len(keys), "") for m, v in item_metrics(hyps, refs, names).items()}
 
 
 # --- the comparison ------------------------------------------------------------------------------
 
 
+def _matches(recorded: float, recomputed: float, decimals: int | None) -> bool:
+    """A rounded record (multi-bleu's 2 decimals, mteval's 4) is matched by the rounded recomputation."""
+    if decimals is not None:
+        return float(f"{recomputed:.{decimals}f}") == recorded
+    return math.isclose(recorded, recomputed, rel_tol=1e-6, abs_tol=1e-9)
+
+
 def _value(run: Run, name: str, metric, stats: np.ndarray, n_common: int, prefix: str, notes: list[str]) -> float:
-    """The run's recorded value when it scored exactly the common items; else the recomputed one."""
+    """The run's recorded value when it scored exactly the common items; else the recomputed one
+    (unrounded, also where the scorer prints a rounded value)."""
     from lodabench.scoring.sufficient import full_sample
 
     recomputed = full_sample(metric, stats)
     recorded = run.recorded.get(name)
     if not isinstance(recorded, (int, float)) or len(run.files.get(prefix, {})) != n_common:
         return recomputed
-    if not math.isclose(recorded, recomputed, rel_tol=1e-6, abs_tol=1e-9):
+    if not _matches(recorded, recomputed, metric.decimals):
         notes.append(f"{run.path}: {name} recorded {recorded!r} but recomputed {recomputed!r} from its outputs "
                      "(the outputs or the scorer changed since scoring; `lodabench verify` says which)")
     return float(recorded)

@@ -117,8 +117,9 @@ def meteor_files() -> tuple[Path, Path]:
 _FINAL_SCORE = re.compile(r"^Final score:\s+(\S+)\s*$", re.MULTILINE)
 
 
-def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> float:
-    """System METEOR of ``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs``.
+def run_meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int,
+                  extra: Sequence[str] = ()) -> tuple[list[str], str]:
+    """``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs [extra]``: (the command, its stdout).
 
     ``refs_per_item[i]`` must hold exactly ``num_refs`` lines (the plaintext multi-reference layout:
     lines i*num_refs .. i*num_refs+num_refs-1 of the reference file belong to hypothesis i).
@@ -133,19 +134,25 @@ def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_r
         ref_path.write_text("".join(r + "\n" for group in refs_per_item for r in group), encoding="utf-8")
         cmd = [
             java, "-Xmx2G", "-Dfile.encoding=UTF-8", "-jar", str(jar), str(hyp_path), str(ref_path),
-            "-l", "en", "-norm", "-r", str(num_refs), "-a", str(paraphrase),
+            "-l", "en", "-norm", "-r", str(num_refs), "-a", str(paraphrase), *extra,
         ]  # fmt: skip
         env = dict(os.environ, LC_ALL="C.UTF-8")
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, encoding="utf-8", env=env)
         except OSError as exc:
             raise ScoringError(f"could not run METEOR ({' '.join(cmd)}): {exc}") from exc
-    found = _FINAL_SCORE.findall(proc.stdout)
-    if proc.returncode != 0 or not found:
-        tail = (proc.stderr or proc.stdout)[-2000:]
-        raise ScoringError(
-            f"METEOR 1.5 printed no 'Final score' (exit code {proc.returncode}); command: {' '.join(cmd)}\n{tail}"
-        )
+    if proc.returncode != 0:
+        raise ScoringError(f"METEOR 1.5 failed (exit code {proc.returncode}, no 'Final score'); command: {' '.join(cmd)}\n"
+                           f"{(proc.stderr or proc.stdout)[-2000:]}")
+    return cmd, proc.stdout
+
+
+def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> float:
+    """System METEOR of ``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs`` (see run_meteor_15)."""
+    cmd, stdout = run_meteor_15(hyps, refs_per_item, num_refs)
+    found = _FINAL_SCORE.findall(stdout)
+    if not found:
+        raise ScoringError(f"METEOR 1.5 printed no 'Final score'; command: {' '.join(cmd)}\n{stdout[-2000:]}")
     return float(found[-1])
 
 
@@ -165,6 +172,12 @@ def _pyter_min_ter(hyp_tok: str, refs_tok: Sequence[str], cache: dict) -> float:
                 cache[key] = 1
         best = min(best, cache[key])
     return best
+
+
+def lora_ter_items(hyps_tok: Sequence[str], refs_tok: Sequence[Sequence[str]]) -> list[float]:
+    """eval.py's per-item TER values (their plain mean is its TER)."""
+    cache: dict = {}
+    return [_pyter_min_ter(h, group, cache) for h, group in zip(hyps_tok, refs_tok)]
 
 
 def tercom_corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> float:
@@ -189,13 +202,10 @@ def official_ter(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
 
 
 # ---------------------------------------------------------------------------------------- modes
-def _score_lora(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
-    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
-
+def lora_tokenized(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """eval.py's inputs of METEOR, TER and BLEU_NLTK: the hypotheses and the 6 padded references of
+    each item, ``word_tokenize``d (nltk 3.5) and joined with spaces."""
     from lodabench.scoring.nltk_compat import word_tokenize_35
-
-    padded = pad_lora_refs(refs)
-    bleu = multi_bleu_detok(hyps, [list(col) for col in zip(*padded)])
 
     token_cache: dict[str, str] = {}
 
@@ -204,22 +214,30 @@ def _score_lora(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
             token_cache[text] = " ".join(word_tokenize_35(text))
         return token_cache[text]
 
-    hyps_tok = [tok(h) for h in hyps]
-    refs_tok = [[tok(r) for r in group] for group in padded]
+    return [tok(h) for h in hyps], [[tok(r) for r in group] for group in pad_lora_refs(refs)]
 
-    # bleu_nltk(): items whose references are all empty are skipped (none are, after validation).
+
+def nltk_bleu_inputs(hyps_tok: Sequence[str], refs_tok: Sequence[Sequence[str]]) -> tuple[list[int], list, list]:
+    """bleu_nltk()'s corpus_bleu arguments: the kept items (those with a non-empty reference; all,
+    after validation), their non-empty references' words and their hypotheses' words."""
     kept = [i for i, group in enumerate(refs_tok) if any(r.strip() for r in group)]
-    bleu_nltk = corpus_bleu(
-        [[r.split() for r in refs_tok[i] if r.strip()] for i in kept],
-        [hyps_tok[i].split() for i in kept],
-        smoothing_function=SmoothingFunction().method3,
-    )
+    return (kept, [[r.split() for r in refs_tok[i] if r.strip()] for i in kept],
+            [hyps_tok[i].split() for i in kept])
+
+
+def _score_lora(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    padded = pad_lora_refs(refs)
+    bleu = multi_bleu_detok(hyps, [list(col) for col in zip(*padded)])
+    hyps_tok, refs_tok = lora_tokenized(hyps, refs)
+    _, nltk_refs, nltk_hyps = nltk_bleu_inputs(hyps_tok, refs_tok)
+    bleu_nltk = corpus_bleu(nltk_refs, nltk_hyps, smoothing_function=SmoothingFunction().method3)
     # METEOR's JVM runs in a thread (waiting on the subprocess releases the GIL) while TER is
     # computed here: the two overlap on separate cores.
     with ThreadPoolExecutor(max_workers=1) as pool:
         meteor_job = pool.submit(meteor_15, hyps_tok, refs_tok, LORA_NUM_REFS)
-        cache: dict = {}
-        ter_items = [_pyter_min_ter(h, group, cache) for h, group in zip(hyps_tok, refs_tok)]
+        ter_items = lora_ter_items(hyps_tok, refs_tok)
         meteor = meteor_job.result()
     return {
         "BLEU": bleu.printed,
@@ -229,12 +247,17 @@ def _score_lora(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
     }
 
 
-def _score_official(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
+def official_meteor_refs(refs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """prepare_files.py's METEOR references: reference0 always, then the non-empty lines of
+    reference1/2, then empty lines up to 8 per item."""
     columns = official_ref_columns(refs)
-    bleu = multi_bleu(hyps, columns)
-    # prepare_files.py: reference0 always, then the non-empty lines of the other files.
-    per_item = [[columns[0][i]] + [col[i] for col in columns[1:] if col[i] != ""] for i in range(len(hyps))]
-    meteor_refs = [group + [""] * (OFFICIAL_METEOR_REFS - len(group)) for group in per_item]
+    per_item = [[columns[0][i]] + [col[i] for col in columns[1:] if col[i] != ""] for i in range(len(refs))]
+    return [group + [""] * (OFFICIAL_METEOR_REFS - len(group)) for group in per_item]
+
+
+def _score_official(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict:
+    bleu = multi_bleu(hyps, official_ref_columns(refs))
+    meteor_refs = official_meteor_refs(refs)
     with ThreadPoolExecutor(max_workers=1) as pool:  # METEOR's JVM overlaps the TER computation
         meteor_job = pool.submit(meteor_15, hyps, meteor_refs, OFFICIAL_METEOR_REFS)
         ter = official_ter(hyps, refs)

@@ -89,46 +89,50 @@ def _my_log(x: float) -> float:
     return math.log(x) if x else -9999999999.0
 
 
-def moses_bleu(
+def item_counts(words: list[bytes], refs_words: Sequence[list[bytes]]) -> list[int]:
+    """One line's counts: clipped matches of orders 1-4, n-gram totals of orders 1-4, the line's
+    length and its closest reference length (smallest ``|hyp - ref|``, ties to the shorter one, empty
+    references included). The corpus counts of the scripts are the sums of these rows."""
+    h_len = len(words)
+    closest_diff, closest_len = 9999, 9999
+    max_ref: dict[tuple[bytes, ...], int] = {}
+    for ref_words in refs_words:
+        diff = abs(h_len - len(ref_words))
+        if diff < closest_diff:
+            closest_diff, closest_len = diff, len(ref_words)
+        elif diff == closest_diff and len(ref_words) < closest_len:
+            closest_len = len(ref_words)
+        for n in range(1, 5):
+            for gram, count in _ngrams(ref_words, n).items():
+                if max_ref.get(gram, 0) < count:
+                    max_ref[gram] = count
+    correct, total = [0] * 4, [0] * 4
+    for n in range(1, 5):
+        for gram, count in _ngrams(words, n).items():
+            total[n - 1] += count
+            correct[n - 1] += min(count, max_ref.get(gram, 0))
+    return [*correct, *total, h_len, closest_len]
+
+
+def moses_item_counts(
     hyps: Sequence[str],
     ref_columns: Sequence[Sequence[str]],
     tokenizer: Callable[[bytes], bytes],
-) -> BleuStats:
-    """Corpus BLEU as the Moses scripts compute it.
-
-    ``ref_columns[k][i]`` is line i of reference file k (without its newline).
-    """
+) -> list[list[int]]:
+    """:func:`item_counts` of every line; ``ref_columns[k][i]`` is line i of reference file k."""
     n_items = len(hyps)
     for k, col in enumerate(ref_columns):
         if len(col) != n_items:
             raise ScoringError(f"reference file {k} has {len(col)} lines but there are {n_items} hypotheses.")
     columns = [[r.encode("utf-8") for r in col] for col in ref_columns]
-    correct = [0] * 5
-    total = [0] * 5
-    hyp_len = ref_len = 0
-    for i, hyp in enumerate(hyps):
-        words = tokenizer(hyp.encode("utf-8")).split()
-        h_len = len(words)
-        closest_diff, closest_len = 9999, 9999
-        max_ref: dict[tuple[bytes, ...], int] = {}
-        for col in columns:
-            ref_words = tokenizer(col[i]).split()
-            diff = abs(h_len - len(ref_words))
-            if diff < closest_diff:
-                closest_diff, closest_len = diff, len(ref_words)
-            elif diff == closest_diff and len(ref_words) < closest_len:
-                closest_len = len(ref_words)
-            for n in range(1, 5):
-                for gram, count in _ngrams(ref_words, n).items():
-                    if max_ref.get(gram, 0) < count:
-                        max_ref[gram] = count
-        hyp_len += h_len
-        ref_len += closest_len
-        for n in range(1, 5):
-            for gram, count in _ngrams(words, n).items():
-                total[n] += count
-                correct[n] += min(count, max_ref.get(gram, 0))
-    precisions = tuple(correct[n] / total[n] if total[n] else 0.0 for n in range(1, 5))
+    return [item_counts(tokenizer(hyp.encode("utf-8")).split(), [tokenizer(col[i]).split() for col in columns])
+            for i, hyp in enumerate(hyps)]
+
+
+def bleu_from_counts(counts: Sequence[int]) -> BleuStats:
+    """The scripts' corpus BLEU from summed :func:`item_counts` rows."""
+    correct, total, hyp_len, ref_len = counts[0:4], counts[4:8], counts[8], counts[9]
+    precisions = tuple(correct[n] / total[n] if total[n] else 0.0 for n in range(4))
     if ref_len == 0:
         # The chosen (closest) references are all empty: the script prints "BLEU = 0, ..." and exits 1.
         return BleuStats(0.0, precisions, 0.0, hyp_len, 0)
@@ -139,6 +143,19 @@ def moses_bleu(
     log_sum = _my_log(precisions[0]) + _my_log(precisions[1]) + _my_log(precisions[2]) + _my_log(precisions[3])
     bleu = bp * math.exp(log_sum / 4)
     return BleuStats(bleu, precisions, bp, hyp_len, ref_len)
+
+
+def moses_bleu(
+    hyps: Sequence[str],
+    ref_columns: Sequence[Sequence[str]],
+    tokenizer: Callable[[bytes], bytes],
+) -> BleuStats:
+    """Corpus BLEU as the Moses scripts compute it.
+
+    ``ref_columns[k][i]`` is line i of reference file k (without its newline).
+    """
+    rows = moses_item_counts(hyps, ref_columns, tokenizer)
+    return bleu_from_counts([sum(col) for col in zip(*rows)] if rows else [0] * 10)
 
 
 def multi_bleu_detok(hyps: Sequence[str], ref_columns: Sequence[Sequence[str]]) -> BleuStats:

@@ -4,7 +4,9 @@ A paired test (:mod:`lodabench.results.paired`) rescoring a corpus metric thousa
 re-run the official scorers; it needs, per item, numbers whose sums give the metric back. Each
 :class:`ItemMetric` holds a per-item array ``(n_items, k)`` per run and a ``score`` that maps column
 sums (any leading shape) to the metric, so that on the full sample ``score(stats.sum(0))`` is the
-official value (tests: tests/test_paired_exact.py). Where they differ from a plain re-score:
+official value (tests: tests/test_compare.py, tests/test_paired_dart.py). Where a scorer prints a
+rounded value (``ItemMetric.decimals``), ``score`` is the unrounded metric, which rounds to the
+printed one. Where they differ from a plain re-score:
 
 * BLEU (``measure_scores.py -p``, :func:`lodabench.scoring.mteval.python_bleu_nist`): per item the
   clipped hits and n-gram totals of orders 1-4 and the closest reference length -- exact under any
@@ -12,17 +14,26 @@ official value (tests: tests/test_paired_exact.py). Where they differ from a pla
 * NIST (-p): the information weight of an n-gram depends on the reference counts of the whole
   corpus; here it is fixed from the compared items' full reference set (as CIDEr's document
   frequencies are), so a resample re-weighs items but not n-grams. Exact on the full sample.
+* BLEU/NIST of the Perl mteval script (``data.mteval=perl``,
+  :func:`lodabench.scoring.mteval.perl_mteval_tables`): per item the matches and counts of orders
+  1-4 (BLEU, with mteval's 1/2^k smoothing applied to the sums) and the information sums and counts
+  of orders 1-5, reference words and number of references (NIST; weights fixed as above). The
+  script prints 4 decimals, which measure_scores.py and ``metrics.json`` keep
+  (``decimals=4``): the unrounded value equals ``perl_bleu_nist_exact`` (BLEU to the bit; NIST within
+  2e-13, the information being summed per item first) and rounds to the printed values on every
+  golden E2E case (tests/test_paired_dart.py).
 * METEOR 1.5: the jar's own per-segment statistics (``SCORE`` lines: lengths, function words,
   stage matches, chunks), summed and scored with the formula of ``MeteorScorer.computeMetrics``
   and the ``-l en -norm`` parameters -- what the jar's ``EVAL`` line does for the corpus score.
 * ROUGE_L and CIDEr(-D): pycocoevalcap's corpus values are means of per-item scores; CIDEr's
   document frequencies come from the full reference set of the compared items.
+* DART's two scorers (``data.scorer=dart``, both modes): :mod:`lodabench.scoring.sufficient_dart`.
 * GLUE: accuracy per item; F1 from (tp, fp, fn); MCC from the confusion margins (multi-class
   form of scikit-learn); Pearson from centred moments; Spearman (not a function of sums) is
   recomputed on each resample from the resampled items' ranks (``linear=False``).
 
-The Perl mteval variant (``data.mteval=perl``) and DART's scorers are not covered yet:
-:func:`generation_metrics` says so and the compare CLI skips them with that message.
+A plugin's scorer has no per-item statistics: :func:`unsupported_generation` says so and the
+compare CLI skips its metrics with that message.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import numpy as np
 
 from lodabench.errors import ScoringError
 from lodabench.scoring.glue import SCALE, TASK_METRICS
-from lodabench.scoring.mteval import _max_ref_counts, _ngrams, tokenize_13a
+from lodabench.scoring.mteval import _max_ref_counts, _ngrams, _perl_nist_lp, tokenize_13a
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class ItemMetric:
     name: str
     score: Callable[[np.ndarray], np.ndarray]
     linear: bool = True
+    # the scorer prints (and metrics.json records) the value rounded to this many decimals; ``score``
+    # is unrounded and rounds to the recorded value on the full sample (None: recorded unrounded)
+    decimals: int | None = None
 
 
 def _quiet(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
@@ -122,6 +136,85 @@ def mteval_stats(hyps_per_run: Sequence[Sequence[str]], refs: Sequence[Sequence[
         toks = [tokenize_13a(h, "python") for h in hyps]
         out["BLEU"].append(np.array([_bleu_item(p, g) for p, g in zip(toks, ref_toks)], dtype=float))
         out["NIST"].append(np.array([_nist_item(p, g, info) for p, g in zip(toks, ref_toks)], dtype=float))
+    return out
+
+
+# --- BLEU / NIST of the Perl mteval script (data.mteval=perl) ---------------------------------------
+# :func:`lodabench.scoring.mteval.perl_mteval_tables` step by step, split into per-item rows.
+
+
+def _perl_info(ref_toks: list[list[list[str]]]) -> Callable[[tuple[str, ...]], float]:
+    """mteval-v13a's information weight from the given items' reference n-grams (fixed, as -p NIST's)."""
+    counts: Counter = Counter()
+    tot_words = 0
+    for group in ref_toks:
+        for ref in group:
+            tot_words += len(ref)
+            for n in range(1, 6):
+                counts.update(" ".join(g) for g in _ngrams(ref, n))
+
+    def info(gram: tuple[str, ...]) -> float:
+        prefix = " ".join(gram[:-1])
+        denom = counts[prefix] if prefix not in ("", "0") else tot_words  # Perl: "" and "0" are false
+        return -math.log(counts[" ".join(gram)] / denom) / math.log(2)
+    return info
+
+
+def _perl_closest(pred: list[str], group: list[list[str]]) -> int:
+    """The script's closest reference length: the first reference seeds it, empty ones are skipped."""
+    closest = len(group[0])
+    for ref in group[1:]:
+        d_new, d_cur = abs(len(pred) - len(ref)), abs(len(pred) - closest)
+        if len(ref) and (d_new < d_cur or (d_new == d_cur and len(ref) < closest)):
+            closest = len(ref)
+    return closest
+
+
+def _perl_item(pred: list[str], group: list[list[str]], info) -> tuple[list[float], list[float]]:
+    """BLEU row (matches 1-4, counts 1-4, closest ref length) and NIST row (information 1-5,
+    counts 1-5, reference words, references, 1) of one item."""
+    match, info_sum = [0] * 5, [0.0] * 5
+    for n in range(1, 6):
+        merged = _max_ref_counts(group, n)
+        for gram, c in Counter(_ngrams(pred, n)).items():
+            if gram in merged:
+                match[n - 1] += min(c, merged[gram])
+                info_sum[n - 1] += info(gram) * min(c, merged[gram])
+    cnt = [max(0, len(pred) - n + 1) for n in range(1, 6)]
+    bleu = [*match[:4], *cnt[:4], _perl_closest(pred, group)]
+    return bleu, [*info_sum, *cnt, sum(len(r) for r in group), len(group), 1]
+
+
+def _perl_bleu_score(s: np.ndarray) -> np.ndarray:
+    """mteval's smoothed BLEU: an order with counts but no match adds log(1 / (2^k * count))."""
+    match, cnt, ref_len = s[..., 0:4], s[..., 4:8], s[..., 8]
+    c1 = cnt[..., 0]
+    exp_len = np.where(c1 > 0, np.exp(np.minimum(0.0, 1 - ref_len / np.where(c1 > 0, c1, 1))), 0.0)
+    unmatched = (match == 0) & (cnt > 0)
+    smooth = 2.0 ** np.cumsum(unmatched, axis=-1)
+    safe = np.where(cnt > 0, cnt, 1)
+    iscore = np.where(cnt == 0, 0.0, np.where(unmatched, np.log(1 / (smooth * safe)), np.log(match / safe)))
+    log_sum = ((iscore[..., 0] + iscore[..., 1]) + iscore[..., 2]) + iscore[..., 3]
+    return np.exp(log_sum / 4) * exp_len
+
+
+def _perl_nist_score(s: np.ndarray) -> np.ndarray:
+    info, cnt, ref_words, n_refs, n_items = s[..., 0:5], s[..., 5:10], s[..., 10], s[..., 11], s[..., 12]
+    ind = info / np.maximum(cnt, 1)
+    nist_sum = (((ind[..., 0] + ind[..., 1]) + ind[..., 2]) + ind[..., 3]) + ind[..., 4]
+    ratio = cnt[..., 0] / (ref_words / (n_refs / n_items))  # e2e-metrics' edit: mean references per item
+    return nist_sum * np.vectorize(_perl_nist_lp, otypes=[float])(ratio)
+
+
+def perl_mteval_stats(hyps_per_run, refs) -> dict[str, list[np.ndarray]]:
+    """``{"BLEU": [per run (n, 9)], "NIST": [per run (n, 13)]}`` of the Perl mteval script."""
+    ref_toks = [[tokenize_13a(r, "perl") for r in group] for group in refs]
+    info = _perl_info(ref_toks)
+    out: dict[str, list[np.ndarray]] = {"BLEU": [], "NIST": []}
+    for hyps in hyps_per_run:
+        rows = [_perl_item(tokenize_13a(h, "perl"), g, info) for h, g in zip(hyps, ref_toks)]
+        out["BLEU"].append(np.array([b for b, _ in rows], dtype=float).reshape(-1, 9))
+        out["NIST"].append(np.array([n for _, n in rows], dtype=float).reshape(-1, 13))
     return out
 
 
@@ -242,30 +335,42 @@ E2E_SCORES = {"BLEU": _bleu_score, "NIST": _nist_score, "METEOR": _meteor_score,
 COCO = ("METEOR", "ROUGE_L", "CIDEr")
 
 
-def unsupported_generation(scorer: str, mteval: str) -> str | None:
-    """Why compare cannot recompute this scorer's metrics yet, or None when it can."""
-    if scorer != "e2e":
-        return (f"data.scorer={scorer}: per-item statistics exist only for the e2e scorer's metrics "
-                "(DART's official/LoRA scorers: not yet)")
-    if mteval != "python":
-        return ("data.mteval=perl: BLEU/NIST of the Perl mteval script are not recomputed yet (its rounded "
-                "4-decimal output cannot be resampled); METEOR/ROUGE_L/CIDEr are")
+PERL_SCORES = {"BLEU": _perl_bleu_score, "NIST": _perl_nist_score}
+PERL_DECIMALS = 4  # mteval-v13a prints "BLEU score = %.4f", measure_scores.py parses that
+
+
+def unsupported_generation(scorer: str, mteval: str = "python") -> str | None:
+    """Why compare cannot recompute this scorer's metrics, or None when it can (e2e in both mteval
+    variants: :func:`generation_metrics`; dart: :mod:`lodabench.scoring.sufficient_dart`)."""
+    if scorer not in ("e2e", "dart"):
+        return (f"data.scorer={scorer}: per-item statistics exist only for the built-in e2e and dart "
+                "scorers' metrics")
     return None
 
 
-def generation_metrics(hyps_per_run, refs, names: Sequence[str]) -> dict[str, tuple[ItemMetric, list[np.ndarray]]]:
-    """``{name: (metric, per-run (n, k) stats)}`` for E2E metrics of aligned outputs and references."""
+def _e2e_metric(name: str, mteval: str) -> ItemMetric:
+    if mteval == "perl" and name in PERL_SCORES:
+        return ItemMetric(name, _quiet(PERL_SCORES[name]), decimals=PERL_DECIMALS)
+    return ItemMetric(name, _quiet(E2E_SCORES[name]))
+
+
+def generation_metrics(hyps_per_run, refs, names: Sequence[str],
+                       mteval: str = "python") -> dict[str, tuple[ItemMetric, list[np.ndarray]]]:
+    """``{name: (metric, per-run (n, k) stats)}`` for E2E metrics of aligned outputs and references;
+    ``mteval``: the BLEU/NIST variant (``data.mteval``: python = measure_scores.py -p, perl)."""
     unknown = [m for m in names if m not in E2E_SCORES]
     if unknown:
         raise ScoringError(f"no per-item statistics for {', '.join(unknown)}: the E2E metrics are "
                            f"{', '.join(E2E_SCORES)}")
+    if mteval not in ("python", "perl"):
+        raise ScoringError(f"unknown mteval {mteval!r}: use 'python' or 'perl'.")
     stats: dict[str, list[np.ndarray]] = {}
     if {"BLEU", "NIST"} & set(names):
-        stats.update(mteval_stats(hyps_per_run, refs))
+        stats.update((perl_mteval_stats if mteval == "perl" else mteval_stats)(hyps_per_run, refs))
     coco = [m for m in names if m in COCO]
     if coco:
         stats.update(coco_stats(hyps_per_run, refs, coco))
-    return {m: (ItemMetric(m, _quiet(E2E_SCORES[m])), stats[m]) for m in names}
+    return {m: (_e2e_metric(m, mteval), stats[m]) for m in names}
 
 
 # --- GLUE ---------------------------------------------------------------------------------------

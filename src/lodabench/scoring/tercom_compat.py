@@ -340,15 +340,14 @@ def _readable(text: str) -> bool:
     return _TRANS_UNREADABLE.search(text) is None
 
 
-def corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> tuple[float, float]:
-    """(total edits, total average reference length), summed in item order like TERtest.
-
-    A line tercom cannot read (it prints "Warning, Invalid line") is left out as it leaves it out:
-    such a hypothesis is not scored at all, such a reference is not one of the item's references.
-    """
-    total_edits = total_words = 0.0
+def segment_rows(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> list[tuple[float, float]]:
+    """(edits, average reference length) per item, as TERtest scores it; (0, 0) for a hypothesis
+    tercom cannot read (it prints "Warning, Invalid line" and leaves the segment out), and a
+    reference it cannot read is not one of the item's references."""
+    rows = []
     for i, (hyp, refs) in enumerate(zip(hyps, refs_per_item)):
         if not _readable(hyp):
+            rows.append((0.0, 0.0))
             continue
         readable = [ref for ref in refs if _readable(ref)]
         if not readable:
@@ -356,7 +355,15 @@ def corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> t
                 f"TER: every reference of item {i + 1} contains U+0085, U+2028 or U+2029, which tercom "
                 "cannot read (it stops with 'No reference for segment'); replace those characters."
             )
-        edits, words = segment_ter(hyp, readable)
+        rows.append(segment_ter(hyp, readable))
+    return rows
+
+
+def corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """(total edits, total average reference length), summed in item order like TERtest (a left-out
+    segment adds 0.0: the same floating-point sums)."""
+    total_edits = total_words = 0.0
+    for edits, words in segment_rows(hyps, refs_per_item):
         total_edits += edits
         total_words += words
     return total_edits, total_words
