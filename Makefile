@@ -192,7 +192,7 @@ gpu-check: ## on a GPU box (own python3 + CUDA torch): install missing deps from
 	$(GPU_PY) scripts/gpu_check.py $(if $(GPU_CHECK_OUT),--out $(GPU_CHECK_OUT)) $(ARGS)
 
 # Issue #30: the fast path's GPU timings, run after gpu-check in the same GPU session (docs/benchmarks.md).
-# LORA_REPO=<microsoft/LoRA checkout> times its gpt2_ft.py step beside ours.
+# LORA_REPO=<microsoft/LoRA checkout> times its gpt2_ft.py step and gpt2_beam.py beam search beside ours.
 .PHONY: bench-gpu
-bench-gpu: ## on a GPU box (own python3 + CUDA torch): GPT-2 M train steps (eager/fused/compiled), beam 10, S-LoDA storages -> results/bench/ (<5 min); here: GPU_PY=.venv/bin/python ARGS=--smoke
+bench-gpu: ## on a GPU box (own python3 + CUDA torch): PEFT LoRA vs ours, GPT-2 M train steps (eager/fused/compiled), beam 10, S-LoDA storages -> results/bench/ (~5 min); here: GPU_PY=.venv/bin/python ARGS=--smoke
 	$(GPU_PY) scripts/bench_gpu.py $(if $(LORA_REPO),--lora-repo $(LORA_REPO)) $(ARGS)

@@ -3,7 +3,8 @@
 # CUDA torch and no network (issue #26; docs/gpu-check.md). Made here, where PyPI is reachable:
 #   * lodabench's runtime pins from the lock (scripts/gpu_check.py --wheel-plan: pyproject's
 #     dependencies and what they pull in, never torch, triton, nvidia-* or test-only packages, less
-#     the big ones no check imports: gpu_check.SKIPPED), as CPython 3.12 manylinux x86_64 wheels,
+#     the big ones no check imports: gpu_wheel_plan.SKIPPED; plus peft and what only it needs for
+#     `make bench-gpu`'s PEFT LoRA step: gpu_wheel_plan.BENCH_EXTRAS), as CPython 3.12 manylinux x86_64 wheels,
 #     hash-checked against the lock; a pin PyPI has only as an sdist (antlr4-python3-runtime 4.9.3,
 #     rouge-score 0.1.2) is built here, and must come out pure Python (py3-none-any);
 #   * gpt2-tokenizer/: the GPT-2 BPE files (tiny-gpt2 and the random-init GPT-2 medium use them);
@@ -12,7 +13,7 @@
 # without the checkout cannot run; gpu_check.py puts the checkout's src/ on PYTHONPATH instead.
 # Settings (environment or make variables): GPU_WHEELS_DIR (gpu-wheels), GPU_LOCK (requirements-cuda.lock, else requirements.lock),
 # GPU_PYTHON_VERSION (3.12), HAVE (the GPU machine's `pip freeze`: what it holds is not downloaded),
-# GPU_WHEELS_WITH (names from gpu_check.SKIPPED to carry anyway), GPU_WHEELS_LIMIT_MIB (60).
+# GPU_WHEELS_WITH (names from gpu_wheel_plan.SKIPPED to carry anyway), GPU_WHEELS_LIMIT_MIB (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -47,7 +48,7 @@ for wheel in "$tmp"/built/*.whl; do
   case "$wheel" in
     *-py3-none-any.whl|*-py2.py3-none-any.whl) mv "$wheel" "$tmp/out/" ;;
     *) echo "gpu-wheels: $(basename "$wheel") was built from an sdist for this machine, not for CPython $PYV:" \
-            "carry it from the GPU machine's own pip, or leave it out (gpu_check.SKIPPED)" >&2; exit 1 ;;
+            "carry it from the GPU machine's own pip, or leave it out (gpu_wheel_plan.SKIPPED)" >&2; exit 1 ;;
   esac
 done
 

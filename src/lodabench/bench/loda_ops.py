@@ -5,7 +5,7 @@
 One process, tiny-gpt2 (2 layers, the bench-gpu smoke model), batch 2 x 16, eager, lora_adamw
 (fused), torch threads 1. Variants: lora, loda, loda_plus (the batched q+v chain of
 ``LoDAAdapter.batched``) and ``*_per_slot`` (the same models with the batched path switched off:
-the code before the change, which is still the fallback). Counts come from ``gpu.op_counts``'s
+the code before the change, which is still the fallback). Counts are taken as ``gpu_steps.aten_calls`` takes them
 method (torch.profiler, CPU side, one step after a warm one); times are round-robin medians and
 per-round ratios to LoRA. Goal (issue #30): LoDA's count within 10 % of LoRA's; CPU ratios no worse.
 """
@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from lodabench.bench import gpu
+from lodabench.bench import gpu_steps
 from lodabench.bench.timing import Stats, paired_ratio, round_robin
 from lodabench.io import atomic_write_json
 
@@ -62,12 +62,12 @@ def _wrapped(step: Callable[[], None], per_slot: bool) -> Callable[[], None]:
 def measure(reps: int) -> dict[str, Any]:
     from lodabench.bench.train import make_batch
 
-    base = gpu.base_model(True, "cpu")
-    batch = make_batch(base, *gpu.SMOKE, "cpu")
+    base = gpu_steps.base_model(True, "cpu")
+    batch = make_batch(base, *gpu_steps.SMOKE, "cpu")
     fns, counts, by_op = {}, {}, {}
     for v in VARIANTS:
-        model = gpu._variant(base, v.removesuffix("_per_slot"), "cpu")
-        fns[v] = _wrapped(gpu._step(model, batch, gpu._optimizer(model, fused=True)), v.endswith("_per_slot"))
+        model = gpu_steps.variant(base, v.removesuffix("_per_slot"), "cpu")
+        fns[v] = _wrapped(gpu_steps.train_step(model, batch, gpu_steps.optimizer(model, fused=True)), v.endswith("_per_slot"))
         counts[v], by_op[v] = _counted(fns[v])
     times = round_robin(fns, 3, reps, "cpu")
     return {"op_counts": counts, "op_ratio_to_lora": {v: round(counts[v] / counts["lora"], 3) for v in VARIANTS},
