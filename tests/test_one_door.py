@@ -5,7 +5,9 @@ checks of a method run once, when the model is built."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,57 @@ def test_an_old_plugin_validate_with_a_model_still_works_with_a_deprecation():
             assert methods.method_of(methods.apply_method(tiny("gpt2"), {"name": "old_style"}))["name"] == "old_style"
     finally:
         methods.unregister_method("old_style")
+
+
+# ------------------------------------------------------------------------------------ run identity
+GOLDEN = Path(__file__).parent / "golden" / "run_identity.json"
+
+
+def _composed_jobs(commands: list[str]) -> dict[str, dict[str, str]]:
+    """Each command's run directory and resolved config.yaml, composed as Hydra composes a job."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lodabench.config.run_names import register_resolvers
+    from lodabench.config.schema import store_schema
+    from lodabench.paths import CONF_DIR
+
+    register_resolvers()
+    store_schema()
+    found = {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for command in commands:
+                overrides = [] if command == "(defaults)" else command.split(" ")
+                cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+                HydraConfig.instance().set_config(cfg)
+                job = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k != "hydra"}, resolve=True)
+                found[command] = {"run_dir": str(cfg.run_dir), "config_yaml": job}
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    return found
+
+
+def test_the_same_overrides_give_the_same_run_directory_and_config(monkeypatch):
+    """Run identity did not move with the typed nodes (data and decoding=beam are now the real
+    dataclasses, no mirrors): tests/golden/run_identity.json was written by the code before that change
+    (commit eb68a6d): each command's run directory and the config.yaml a run writes, byte for byte."""
+    monkeypatch.delenv("LODABENCH_RESULTS_DIR", raising=False)
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    assert _composed_jobs(list(golden)) == golden
+
+
+def test_to_object_of_the_root_is_a_run_config_of_real_dataclasses():
+    from lodabench.config.schema import RunConfig
+    from lodabench.run.preflight import run_config
+    from lodabench.tasks.decoding import DecodingConfig
+    from lodabench.tasks.glue import GlueDataConfig
+
+    run = run_config(compose(["model=tiny-roberta", "data=sst2", "method=lora", "method.r=8"]))
+    assert type(run) is RunConfig and type(run.method) is LoRAConfig and run.method.r == 8
+    assert type(run.data) is GlueDataConfig and run.data.name == "sst2" and type(run.decoding) is DecodingConfig
+    assert run.run_name.startswith("${data.name}/")  # outside a Hydra job: the template, unresolved
