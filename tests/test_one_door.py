@@ -130,3 +130,10 @@ def test_to_object_of_the_root_is_a_run_config_of_real_dataclasses():
     assert type(run) is RunConfig and type(run.method) is LoRAConfig and run.method.r == 8
     assert type(run.data) is GlueDataConfig and run.data.name == "sst2" and type(run.decoding) is DecodingConfig
     assert run.run_name.startswith("${data.name}/")  # outside a Hydra job: the template, unresolved
+
+
+def test_tuple_fields_keep_their_declared_type():
+    from lodabench.run.preflight import run_config
+
+    run = run_config(compose(["model=tiny-gpt2", "method=lora", "method.targets=[q,k]"]))
+    assert run.method.targets == ("q", "k") and run.decoding.extra_eos == ("\n\n",)

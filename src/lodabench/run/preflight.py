@@ -85,9 +85,23 @@ def run_config(cfg: DictConfig) -> Any:
     from lodabench.config.schema import omegaconf_message
 
     try:
-        return OmegaConf.to_object(_named(cfg))
+        return _tuples(OmegaConf.to_object(_named(cfg)))
     except OmegaConfBaseException as exc:
         raise ConfigError(omegaconf_message(exc)) from None
+
+
+def _tuples(config: Any) -> Any:
+    """OmegaConf holds a tuple field (``method.targets``, ``decoding.extra_eos``) as a list: each such
+    field of the tree gets its declared tuple back, as values typed from code have it."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _tuples(value)
+        elif isinstance(value, list) and isinstance(f.default, tuple):
+            setattr(config, f.name, tuple(value))
+    return config
 
 
 def _named(cfg: DictConfig) -> DictConfig:
