@@ -137,3 +137,10 @@ def test_tuple_fields_keep_their_declared_type():
 
     run = run_config(compose(["model=tiny-gpt2", "method=lora", "method.targets=[q,k]"]))
     assert run.method.targets == ("q", "k") and run.decoding.extra_eos == ("\n\n",)
+
+
+def test_an_omegaconf_error_at_the_door_names_the_key():
+    from lodabench.run.preflight import run_config
+
+    with pytest.raises(ConfigError, match=r"model\.pretrained has no value"):
+        run_config(compose(["model=tiny-gpt2", "model.pretrained=???"]))
