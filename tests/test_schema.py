@@ -55,10 +55,10 @@ NODE_METHODS = {"get", "items", "keys", "values", "copy", "pop", "setdefault", "
 def _receiver_group(expr: ast.AST, names: dict[str, str]) -> tuple[str, str] | None:
     """(kind, group) when ``expr`` is a config node: ``cfg.<group>`` / ``self.cfg.<group>`` or a named one."""
     text = ast.unparse(expr)
-    m = re.fullmatch(r"(?:self\.)?cfg\.(\w+)", text)
-    if m and (m.group(1) in GROUPS or m.group(1) in ("method", "data")):
-        return "group", m.group(1)
-    if text in ("cfg", "self.cfg") and "root" in names.values():
+    m = re.fullmatch(r"(self\.cfg|cfg|run)\.(\w+)", text)  # run: preflight's typed root (RunConfig)
+    if m and (m.group(1) != "run" or names.get("run") == "root") and (m.group(2) in GROUPS or m.group(2) in ("method", "data")):
+        return "group", m.group(2)
+    if text in ("cfg", "self.cfg", "run") and names.get(text) == "root":
         return "group", "root"
     if text in names:
         return "group", names[text]
@@ -68,6 +68,8 @@ def _receiver_group(expr: ast.AST, names: dict[str, str]) -> tuple[str, str] | N
 def _reads_in(path: Path) -> set[tuple[str, str]]:
     rel = path.relative_to(SRC).as_posix()
     names = GROUP_NAMES.get(rel, {"cfg": "root", "self.cfg": "root"} if rel in ("run/spine.py", "run/preflight.py") else {})
+    if rel == "run/preflight.py":
+        names = {**names, "run": "root"}  # the door's typed root (run_config)
     out: set[tuple[str, str]] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         key, recv = None, None

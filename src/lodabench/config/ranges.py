@@ -6,11 +6,11 @@ A field's domain lives beside its default and help text, as field metadata::
     bottleneck: int = field(default=64, metadata={"help": "...", DOMAIN: rng("[1, inf)")})
 
 so a new numeric field states its domain where it is declared, and tests/test_ranges.py fails for
-one that does not. Every domain is finite: NaN and +-inf are outside all of them. preflight walks
-each group of the composed config against its dataclass (lodabench.run.config_ranges) and refuses
-an out-of-domain value with the full key (``trainer.label_smoothing``), the value, the allowed range
-and the default, before any model loads; ``typed.build_config`` applies the same check to method
-and data configs built from code. Kept free of torch (data configs import it).
+one that does not. Every domain is finite: NaN and +-inf are outside all of them. preflight checks
+the typed run config (``check_tree``: every group's dataclass) and refuses an out-of-domain value
+with the full key (``trainer.label_smoothing``), the value, the allowed range and the default,
+before any model loads; ``typed.build_config`` applies the same check to configs built from code.
+Kept free of torch (data configs import it).
 """
 
 from __future__ import annotations
@@ -112,6 +112,16 @@ def check_fields(cls: type, values: Any, prefix: str, only: Any = None) -> None:
         check_value(f"{prefix}{f.name}", values.get(f.name), domain, _is_int(hints.get(f.name)), default)
 
 
+def check_tree(config: Any, prefix: str = "") -> None:
+    """Every field of a typed config (``schema.run_config``'s RunConfig) and of each group dataclass
+    inside it against its domain, naming the full key (``method.r``, ``trainer.lr``)."""
+    check_fields(type(config), vars(config), prefix)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_tree(value, f"{prefix}{f.name}.")
+
+
 def _has(values: Any, name: str) -> bool:
     try:
         return name in values
@@ -158,5 +168,5 @@ def missing_domains(cls: type) -> list[str]:
     return [n for n in numeric_fields(cls) if DOMAIN not in by_name[n].metadata]
 
 
-__all__ = ["DOMAIN", "Domain", "check_fields", "check_value", "is_numeric", "missing_domains", "numeric_fields",
+__all__ = ["DOMAIN", "Domain", "check_fields", "check_tree", "check_value", "is_numeric", "missing_domains", "numeric_fields",
            "rng"]

@@ -173,7 +173,7 @@ class RunConfig:
     method: Any = MISSING      # typed by the chosen option's node: the method's config dataclass
     data: Any = MISSING        # typed by the chosen option's node: the task's config dataclass
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    decoding: Any = MISSING    # lodabench.tasks.decoding.DecodingConfig (frozen there, mirrored here)
+    decoding: Any = MISSING    # typed by decoding=beam's node: lodabench.tasks.decoding.DecodingConfig
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -233,7 +233,8 @@ def store_schema() -> None:
 
 # Values a plugin gives an option on top of its dataclass's defaults (plugins.register_method_config).
 _OPTION_VALUES: dict[tuple[str, str], DictConfig] = {}
-_NODE_SOURCES: dict[str, tuple[type, Any]] = {}  # node class name -> what it mirrors (rebuilt when that changes)
+_NODE_SOURCES: dict[str, tuple[type, Any]] = {}  # <group>__<name> -> (class, defaults) its node was made from
+_NODES: dict[str, Any] = {}  # <group>__<name> -> its node: the class, a default instance of it, or a mirror
 
 
 def store_option(group: str, name: str, cls: type, defaults: dict[str, Any] | None = None) -> None:
@@ -241,28 +242,33 @@ def store_option(group: str, name: str, cls: type, defaults: dict[str, Any] | No
 
     Called by a registry as a spec registers (config/registry.py): registration is the one source of
     the code-defined options' nodes. The node is ``cls`` itself where Hydra can hold it (a method's
-    config dataclass: ``OmegaConf.to_object(cfg.method)`` is then the method's own type, and its
-    ``validate`` runs on it); a ``mirror`` only where it cannot (see ``node_source``)."""
+    config dataclass, a task's default config: ``OmegaConf.to_object(cfg.method)`` is then the
+    method's own type, and its ``validate`` runs on it); a ``mirror`` only where it cannot (see
+    ``node_source``)."""
     from hydra.core.config_store import ConfigStore
 
     key = f"{group}__{name}"
     if _NODE_SOURCES.get(key) != (cls, defaults):
-        globals()[key] = node_source(key, cls, defaults)
+        _NODES[key] = node_source(key, cls, defaults)
         _NODE_SOURCES[key] = (cls, defaults)
+        if isinstance(_NODES[key], type) and _NODES[key].__module__ == __name__:
+            globals()[key] = _NODES[key]  # a mirror: a pickled config finds it here (see __getattr__)
     ConfigStore.instance().store(group=group, name=name, node=option_node(group, name))
 
 
-def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> type:
-    """``cls`` when Hydra can merge into it as it is, else its ``mirror`` named ``key``.
+def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> Any:
+    """``cls`` when Hydra can merge into it as it is (with other defaults than the class's own, a
+    task's ``name``: the instance ``cls(**defaults)``), else its ``mirror`` named ``key``.
 
-    A mirror is needed for a frozen dataclass (Hydra merges overrides into the node), one with a
-    ``__post_init__`` (its checks belong to preflight, not to every merge), other defaults than the
-    class's own (a task's ``name``), or annotations OmegaConf cannot type."""
+    A mirror is needed only for a frozen dataclass (Hydra merges overrides into the node), one with
+    a ``__post_init__`` (its checks belong to preflight's ``validate``, not to every merge), or
+    annotations OmegaConf cannot type: ``OmegaConf.to_object`` of such a node is not ``cls``."""
     params = getattr(cls, "__dataclass_params__", None)
-    if not defaults and params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
+    if params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
         try:
-            OmegaConf.structured(cls)
-            return cls
+            node = cls(**defaults) if defaults else cls
+            OmegaConf.structured(node)
+            return node
         except Exception:  # noqa: BLE001  (OmegaConf's many validation errors: the mirror types it)
             pass
     node_cls = mirror(cls, defaults)
@@ -280,24 +286,27 @@ def set_option_values(group: str, name: str, values: DictConfig) -> None:
 
 def option_node(group: str, name: str) -> Any:
     """The ConfigStore node of a code-defined option: its schema class, plus any values set for it."""
-    cls = node_class(f"{group}__{name}")
+    node_class(f"{group}__{name}")  # registered (the built-ins on first use), or a ConfigError
+    node = _NODES[f"{group}__{name}"]
     values = _OPTION_VALUES.get((group, name))
-    return cls if values is None else OmegaConf.merge(OmegaConf.structured(cls), values)
+    return node if values is None else OmegaConf.merge(OmegaConf.structured(node), values)
 
 
 def node_class(key: str) -> type:
-    """The schema class of a code-defined option, ``<group>__<name>``, as its registration stored it.
+    """The schema class of a code-defined option, ``<group>__<name>``, as its registration stored it:
+    the option's own dataclass, or (a frozen class, one with ``__post_init__``) its mirror.
 
-    Kept as a module attribute so a config pickled with it (the joblib and submitit launchers
-    send configs to other processes) unpickles by reference: see ``__getattr__`` below.
+    A mirror is kept as a module attribute so a config pickled with it (the joblib and submitit
+    launchers send configs to other processes) unpickles by reference: see ``__getattr__`` below.
     """
-    if key not in globals():
+    if key not in _NODES:
         store_schema()  # the built-ins register (and store their nodes) on first use
-    if key not in globals():
+    if key not in _NODES:
         group, _, name = key.partition("__")
         raise ConfigError(f"{group}={name!r} is not a registered option of the config group {group!r}. Fix: "
                           "register it (lodabench.register_method / register_task) or load its plugin first")
-    return globals()[key]
+    node = _NODES[key]
+    return node if isinstance(node, type) else type(node)
 
 
 _GROUP_CLASSES = {"trainer": TrainerConfig, "selection": SelectionConfig, "paths": PathsConfig, "logger": LoggerConfig}
@@ -375,10 +384,21 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
     return cfg
 
 
+# ----------------------------------------------------------------------------- the typed root
+def omegaconf_message(exc: Exception) -> str:
+    """One line naming the key for an OmegaConf error (a missing value, an interpolation, a type)."""
+    key = getattr(exc, "full_key", None) or "the config"
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if type(exc).__name__ == "MissingMandatoryValue":
+        return f"{key} has no value (???). Fix: set {key}=... on the command line or in the model/overlay YAML"
+    return f"{key}: {first}. Fix: correct {key} (see src/lodabench/config/schema.py)"
+
+
 def trainer_config(values: Any) -> TrainerConfig:
     """The ``trainer`` group, complete and typed (Trainer, optimizer and checks read it by attribute)."""
     return build_config(TrainerConfig, values, "trainer")
 
 
 __all__ = ["RunConfig", "TrainerConfig", "SelectionConfig", "PathsConfig", "LoggerConfig", "ModelConfig",
-           "SearchConfig", "check_composed", "compose", "defaults_of", "trainer_config", "mirror", "store_option", "store_schema"]
+           "SearchConfig", "check_composed", "compose", "defaults_of", "omegaconf_message", "trainer_config",
+           "mirror", "store_option", "store_schema"]

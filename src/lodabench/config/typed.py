@@ -114,8 +114,11 @@ def _annotations(cls: type) -> dict[str, Any]:
 def build_config(config: Any, values: Any, group: str) -> Any:
     """The dataclass instance of ``config`` (a class, or a default instance) with ``values`` set.
 
-    The one typing path of the harness: every config group (method, data, trainer, selection,
-    decoding, model) becomes its dataclass here. ``values`` is a plain mapping, a composed
+    For values given in code (``apply_method(model, {"name": "lora", "r": 8})``, a plugin's
+    ``register_method_config``, a model YAML read alone, a reference case's decoding settings); a
+    run's composed config is its dataclasses already (Hydra's nodes are the config classes, and
+    run.preflight's ``run_config`` is ``OmegaConf.to_object``), and its instances pass through here
+    unchanged. ``values`` is a plain mapping, a composed
     DictConfig, a dataclass instance, or None (all defaults); an instance of the class itself is
     returned as it is (typed once, read many times). Unknown keys and wrong types raise
     ``ConfigError`` naming ``<group>.<key>`` and the valid keys; a key not given keeps its default

@@ -21,6 +21,8 @@ the PEFT export live in ``lodabench.methods.checkpoint``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +34,7 @@ from lodabench.config.schema import store_option
 from lodabench.config.typed import build_config, plain_values
 from lodabench.errors import CheckpointError, ConfigError
 from lodabench.methods.base import MethodSpec
+from lodabench.methods import targets
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
 
@@ -130,23 +133,42 @@ def get_spec(name: str) -> MethodSpec:
 
 
 def method_config(cfg: Any, model: nn.Module | None = None) -> Any:
-    """Validated config dataclass for ``cfg["name"]``; with ``model``, also shape/family checks."""
+    """Validated config dataclass for ``cfg["name"]``; with ``model``, also the model checks."""
     values = cfg if dataclasses.is_dataclass(cfg) else plain_values(cfg, "method")
     name = getattr(values, "name", None) if dataclasses.is_dataclass(values) else values.get("name")
     if name is None:
         raise ConfigError(f"method config has no 'name' key. Valid names: {', '.join(REGISTRY)}")
-    spec = get_spec(name)
-    conf = build_config(spec.config_cls, values, "method")  # an instance of config_cls is kept as it is
+    conf = build_config(get_spec(name).config_cls, values, "method")  # an instance of config_cls is kept as it is
     if hasattr(conf, "validate"):
-        conf.validate(model)  # preflight: the values alone; apply_method: against the model too
+        conf.validate()  # the values, once (check_model: against the model, at apply)
     if model is not None:
-        from lodabench.methods import targets
-
-        fam = targets.family(model)
-        if fam not in spec.families:
-            raise ConfigError(f"method={spec.name} does not apply to model family {fam!r} "
-                              f"(it applies to {', '.join(spec.families)}). Fix: pick another method or model.")
+        check_model(conf, model)
     return conf
+
+
+def check_model(conf: Any, model: nn.Module) -> None:
+    """A validated method config against the built model: its family, then the config's ``check_model``.
+
+    An older plugin config has only ``validate(model=None)``, values and model in one call: it is
+    called with the model here (so its values are checked a second time), with a DeprecationWarning."""
+    spec = get_spec(conf.name)
+    fam = targets.family(model)
+    if fam not in spec.families:
+        raise ConfigError(f"method={spec.name} does not apply to model family {fam!r} "
+                          f"(it applies to {', '.join(spec.families)}). Fix: pick another method or model.")
+    if hasattr(conf, "check_model"):
+        conf.check_model(model)
+    elif _takes_model(conf):
+        warnings.warn(f"{type(conf).__name__}.validate(model): split it into validate() (the values, checked "
+                      "before anything loads) and check_model(model) (what needs the model); see "
+                      "docs/extending.md", DeprecationWarning, stacklevel=3)
+        conf.validate(model)
+
+
+def _takes_model(conf: Any) -> bool:
+    """Whether ``conf.validate`` takes a model (the contract before ``check_model``)."""
+    validate = getattr(conf, "validate", None)
+    return validate is not None and bool(inspect.signature(validate).parameters)
 
 
 def _config_dict(conf: Any) -> dict[str, Any]:
@@ -156,7 +178,13 @@ def _config_dict(conf: Any) -> dict[str, Any]:
 
 def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
     """Freeze the base, inject the method (validated first) and return the model to train."""
-    conf = method_config(cfg, model)
+    return apply_config(model, method_config(cfg))
+
+
+def apply_config(model: nn.Module, conf: Any) -> nn.Module:
+    """``apply_method`` for a config whose values are validated already (run.preflight's Plan.method):
+    only the model checks run here, then the method is injected."""
+    check_model(conf, model)
     spec = get_spec(conf.name)
     if method_of(model) is not None:
         raise ConfigError(f"apply_method(method={conf.name}): the model already has method="
@@ -304,6 +332,8 @@ __all__ = [
     "get_spec",
     "method_config",
     "apply_method",
+    "apply_config",
+    "check_model",
     "merge_method",
     "method_of",
     "trainable_state_dict",

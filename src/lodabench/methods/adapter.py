@@ -40,6 +40,7 @@ from lodabench.errors import ConfigError
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
 from lodabench.config.ranges import DOMAIN, rng
+from lodabench.methods.common import and_model
 from lodabench.methods.targets import blocks, hidden_size
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -73,7 +74,7 @@ def block_norms(model: nn.Module, block: nn.Module) -> list[nn.Module]:
 
 
 # --------------------------------------------------------------------------- config
-def _validate_common(cfg, model: nn.Module | None, name: str) -> None:
+def _validate_common(cfg, name: str) -> None:
     if not isinstance(cfg.bottleneck, int) or cfg.bottleneck < 1:
         raise ConfigError(f"method.bottleneck={cfg.bottleneck!r} for {name}: must be a positive integer (e.g. 64)")
     if cfg.activation not in ACTIVATIONS:
@@ -86,12 +87,21 @@ def _validate_common(cfg, model: nn.Module | None, name: str) -> None:
         raise ConfigError(f"method.init_scale={cfg.init_scale!r} for {name}: must be a finite number >= 0")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"method.dropout={cfg.dropout!r} for {name}: must be in [0, 1)")
-    if model is not None:
+
+
+class _AdapterChecks:
+    """The adapters' two halves: values (``validate``), and the model's family (``check_model``)."""
+
+    def validate(self, model: nn.Module | None = None) -> None:
+        _validate_common(self, self.name)
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
         targets.family(model)  # ConfigError for an unsupported model type
 
 
 @dataclass
-class AdapterHConfig:
+class AdapterHConfig(_AdapterChecks):
     name: str = "adapter_h"
     bottleneck: int = field(default=64, metadata={"help": "adapter bottleneck size r (down-projection width)",
                                                   DOMAIN: rng("[1, inf)")})
@@ -111,12 +121,9 @@ class AdapterHConfig:
 
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
 
-    def validate(self, model: nn.Module | None = None) -> None:
-        _validate_common(self, model, "adapter_h")
-
 
 @dataclass
-class AdapterLConfig:
+class AdapterLConfig(_AdapterChecks):
     name: str = "adapter_l"
     bottleneck: int = field(default=6, metadata={"help": "adapter bottleneck size r; GPT-2 M: r=6 -> 0.37M, r=224 -> 11.09M (LoRA paper Table 3)",
                                                  DOMAIN: rng("[1, inf)")})
@@ -130,9 +137,6 @@ class AdapterLConfig:
                                                     DOMAIN: rng("[0, 1)")})
 
     train_head: bool = field(default=True, metadata={"help": "a classification head (classifier/score) trains too (registry)"})
-
-    def validate(self, model: nn.Module | None = None) -> None:
-        _validate_common(self, model, "adapter_l")
 
 
 # --------------------------------------------------------------------------- modules

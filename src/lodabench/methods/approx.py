@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from lodabench.errors import ConfigError
 from lodabench.methods import loda, targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import check_choice, check_fraction, check_positive_int, fail, hp, rng
+from lodabench.methods.common import and_model, check_choice, check_fraction, check_positive_int, fail, hp, rng
 
 
 @dataclass
@@ -48,14 +48,17 @@ class RLoDAConfig(loda.LoDAConfig):
     rank: int = hp(400, "rank R of the frozen truncated SVD of W_proj (LoDA paper: 300/400/500)", rng("[1, inf)"))
 
     def validate(self, model: nn.Module | None = None) -> None:
-        super().validate(model)
+        super().validate()
         check_positive_int(self, "rank")
-        if model is not None:
-            fp = targets.fused_projection(model, 0)
-            limit = min(fp.in_features, fp.out_features)
-            if self.rank > limit:
-                raise fail("rank", self.rank, f"exceeds min(d_in={fp.in_features}, d_q+d_k+d_v={fp.out_features})"
-                           f"={limit} of the fused projection W_proj", f"set method.rank <= {limit}")
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        fp = targets.fused_projection(model, 0)
+        limit = min(fp.in_features, fp.out_features)
+        if self.rank > limit:
+            raise fail("rank", self.rank, f"exceeds min(d_in={fp.in_features}, d_q+d_k+d_v={fp.out_features})"
+                       f"={limit} of the fused projection W_proj", f"set method.rank <= {limit}")
 
 
 @dataclass
@@ -90,13 +93,14 @@ class SLoDAConfig(loda.LoDAConfig):
                       "(torch CSR kernel, same numbers) | semi24 (2:4 mask + CUDA semi-structured kernel, keep=0.5)")
 
     def validate(self, model: nn.Module | None = None) -> None:
-        super().validate(model)
+        super().validate()
         check_fraction(self, "keep", low_inclusive=False, high_inclusive=True)
         check_choice(self, "storage", STORAGES)
         if self.storage == "semi24":
-            self._validate_semi24(model)
+            self._validate_semi24()
+        and_model(self, model)
 
-    def _validate_semi24(self, model: nn.Module | None) -> None:
+    def _validate_semi24(self) -> None:
         if self.keep != 0.5:
             raise fail("keep", self.keep, "method.storage=semi24 keeps exactly 2 of every 4 weights",
                        "set method.keep=0.5, or method.storage=dense|sparse_csr for other fractions")
@@ -104,11 +108,13 @@ class SLoDAConfig(loda.LoDAConfig):
         if why is not None:
             raise fail("storage", "semi24", why, "use method.storage=dense or method.storage=sparse_csr "
                        "(the paper's global magnitude mask) on this machine")
-        if model is not None:
-            fp = targets.fused_projection(model, 0)
-            if fp.in_features % 4:
-                raise fail("storage", "semi24", f"the fused projection's input width {fp.in_features} is not a "
-                           "multiple of 4 (2:4 groups)", "use method.storage=dense or sparse_csr")
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        if self.storage == "semi24" and targets.fused_projection(model, 0).in_features % 4:
+            width = targets.fused_projection(model, 0).in_features
+            raise fail("storage", "semi24", f"the fused projection's input width {width} is not a "
+                       "multiple of 4 (2:4 groups)", "use method.storage=dense or sparse_csr")
 
 
 @dataclass

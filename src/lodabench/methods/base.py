@@ -1,7 +1,8 @@
 """The contract every method module follows, so the registry and the trainer treat them alike.
 
-A method module defines a config dataclass (fields with help text in ``metadata["help"]``, and a
-``validate(model)`` that raises ConfigError naming the key, the value and the fix) and one or more
+A method module defines a config dataclass (fields with help text in ``metadata["help"]``, a
+``validate()`` for the values and a ``check_model(model)`` for what needs the built model, each
+raising ConfigError naming the key, the value and the fix: methods/common.py) and one or more
 ``MethodSpec`` entries in a module-level ``SPECS`` list. ``apply(model, config)`` freezes the base
 model, injects the method and returns the model to train; the forward stays
 "base output + adapter delta".

@@ -1,8 +1,10 @@
 """Shared pieces of the method configs: field helper, validation helpers, the LoRA-style base.
 
-Every method config is a dataclass; ``validate(model=None)`` checks what can be checked from the
-values alone and, when a model is given, what depends on its shapes and family. Errors name the
-key as it is written on the command line (``method.r=0``) and say how to fix it.
+Every method config is a dataclass; ``validate()`` checks what can be checked from the values alone
+(preflight runs it once, before anything loads) and ``check_model(model)`` what depends on the
+model's shapes and family (apply_method runs it once the model is built). ``validate(model)`` still
+runs both, for callers of the old one-call contract. Errors name the key as it is written on the
+command line (``method.r=0``) and say how to fix it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def check_rank_fits(cfg: Any, model: nn.Module, key: str = "r") -> None:
                        f"out={p.out_features})={limit}", f"set method.{key} <= {limit}")
 
 
+def and_model(cfg: Any, model: nn.Module | None) -> None:
+    """``validate(model)``'s second half: the model checks, when a model is given."""
+    if model is not None:
+        cfg.check_model(model)
+
+
 def check_choice(cfg: Any, key: str, choices: tuple[str, ...]) -> None:
     v = getattr(cfg, key)
     if v not in choices:
@@ -92,14 +100,18 @@ class LoRAStyleConfig:
         return float(self.alpha) / self.r
 
     def validate(self, model: nn.Module | None = None) -> None:
+        """The values alone; with ``model``, ``check_model`` too (the old one-call contract)."""
         check_positive_int(self, "r")
         check_fraction(self, "dropout", low_inclusive=True, high_inclusive=False)
         check_targets(self)
         if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha <= 0:
             raise fail("alpha", self.alpha, "must be a positive number", "set method.alpha > 0")
-        if model is not None:
-            check_family(self, model, self.families)
-            check_rank_fits(self, model)
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        """What depends on the built model: its family and the projections' sizes (values validated)."""
+        check_family(self, model, self.families)
+        check_rank_fits(self, model)
 
 
 def config_keys(cls: type) -> list[str]:

@@ -70,7 +70,7 @@ import torch.nn as nn
 from lodabench.errors import ConfigError
 from lodabench.methods import delta, targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, check_choice, hp
+from lodabench.methods.common import LoRAStyleConfig, and_model, check_choice, hp
 
 W0_ORIENTATIONS = ("linear", "input_major")
 
@@ -104,9 +104,13 @@ class CondLoRAConfig(LoRAStyleConfig):
                  "W0 = W_lin^T, A = theta_A^T W_lin, B = W_lin theta_B (works for non-square, e.g. GQA v_proj)")
 
     def validate(self, model: nn.Module | None = None) -> None:
-        super().validate(model)
+        super().validate()
         check_choice(self, "w0", W0_ORIENTATIONS)
-        if model is not None and self.w0 == "linear":
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        if self.w0 == "linear":
             for n in self.targets:
                 p = targets.projections(model, 0)[n]
                 if p.in_features != p.out_features:

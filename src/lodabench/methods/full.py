@@ -28,7 +28,7 @@ from transformers.pytorch_utils import Conv1D
 
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import check_family, hp, method_keys, rng
+from lodabench.methods.common import and_model, check_family, hp, method_keys, rng
 
 
 @dataclass
@@ -39,8 +39,10 @@ class FTConfig:
     families = ("gpt2", "bert", "roberta", "llama")
 
     def validate(self, model: nn.Module | None = None) -> None:
-        if model is not None:
-            check_family(self, model, self.families)
+        and_model(self, model)  # no value to check: the family, once a model is given
+
+    def check_model(self, model: nn.Module) -> None:
+        check_family(self, model, self.families)
 
 
 @dataclass
@@ -49,11 +51,16 @@ class FTTop2Config(FTConfig):
     top_layers: int = hp(2, "number of last transformer blocks that train (LoRA paper FT^Top2: 2)", rng("[1, inf)"))
 
     def validate(self, model: nn.Module | None = None) -> None:
-        super().validate(model)
-        from lodabench.methods.common import check_positive_int, fail
+        from lodabench.methods.common import check_positive_int
 
         check_positive_int(self, "top_layers")
-        if model is not None and self.top_layers > targets.num_layers(model):
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        from lodabench.methods.common import fail
+
+        if self.top_layers > targets.num_layers(model):
             n = targets.num_layers(model)
             raise fail("top_layers", self.top_layers, f"exceeds the model's {n} layers", f"set method.top_layers <= {n}")
 

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 
 from lodabench.methods import delta
 from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, check_choice, check_positive_int, fail, hp, low_rank_text, rng
+from lodabench.methods.common import LoRAStyleConfig, and_model, check_choice, check_positive_int, fail, hp, low_rank_text, rng
 from lodabench.methods.lora import LoRAAdapter
 
 ACTIVATIONS = ("leaky_relu", "relu", "gelu", "tanh", "identity")
@@ -84,7 +84,7 @@ class LoDAConfig(LoRAStyleConfig):
     plus: bool = hp(False, "LoDA+: apply f2 = the same activation to f1(xA)B (set by loda_plus)")
 
     def validate(self, model: nn.Module | None = None) -> None:
-        super().validate(model)
+        super().validate()
         check_positive_int(self, "depth")
         check_choice(self, "activation", ACTIVATIONS)
         check_choice(self, "norm", NORMS)
@@ -93,6 +93,7 @@ class LoDAConfig(LoRAStyleConfig):
         if self.plus != (self.name.endswith("_plus")):
             raise fail("plus", self.plus, f"contradicts method.name={self.name}",
                        "leave method.plus unset; choose loda or loda_plus (r_loda_plus, s_loda_plus) instead")
+        and_model(self, model)
 
 
 @dataclass

@@ -67,6 +67,7 @@ from lodabench.errors import ConfigError
 from lodabench.methods import targets
 from lodabench.methods.base import MethodSpec
 from lodabench.config.ranges import DOMAIN, rng
+from lodabench.methods.common import and_model
 
 PREFIX_INITS = ("vocab_kv", "normal", "random")
 PREFIX_PROJECTIONS = ("none", "mlp")
@@ -139,8 +140,10 @@ class PrefixConfig:
         if not 1 <= self.vocab_top_k:
             raise ConfigError(f"method.vocab_top_k={self.vocab_top_k!r}: must be >= 1 (e.g. 5000)")
         self._validate_projection()
-        if model is None:
-            return
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        """The family, and room for real tokens after the virtual ones in the position table."""
         targets.family(model)  # ConfigError for an unsupported model type
         n_pos = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         if n_pos is not None and self.num_virtual_tokens >= n_pos:

@@ -67,6 +67,7 @@ from transformers import DynamicCache
 from lodabench.errors import ConfigError
 from lodabench.methods.base import MethodSpec
 from lodabench.config.ranges import DOMAIN, rng
+from lodabench.methods.common import and_model
 from lodabench.methods import targets
 from lodabench.methods.prefix import check_no_gradient_checkpointing, extend_mask, is_sequence_classifier
 
@@ -109,8 +110,10 @@ class PromptConfig:
             raise ConfigError(f"method.vocab_source={self.vocab_source!r}: choose one of {list(VOCAB_SOURCES)}")
         if not isinstance(self.vocab_top_k, int) or self.vocab_top_k < 1:
             raise ConfigError(f"method.vocab_top_k={self.vocab_top_k!r}: must be a positive integer (e.g. 5000)")
-        if model is None:
-            return
+        and_model(self, model)
+
+    def check_model(self, model: nn.Module) -> None:
+        """The family, the ensemble rule, the label words and the token pool against the built model."""
         targets.family(model)  # ConfigError for an unsupported model type
         self._validate_ensemble(model)
         vocab = int(model.get_input_embeddings().num_embeddings)

@@ -1,8 +1,9 @@
-"""Which domains apply to a run config: its groups (the schema's, decoding, the chosen method's and
-task's config classes) walked against their dataclasses' field domains (lodabench.config.ranges).
+"""Which domains apply to a run config: the values run.run uses before preflight (``check_launch_values``),
+the whole typed config (``check_config_ranges``, as preflight checks it), and every config class a run
+can set (``registered_config_classes``, for the test that each numeric field declares a domain).
 
 Kept apart from lodabench.config.ranges, which the config dataclasses themselves import: this module reads
-the registries, so it sits above them (preflight and run.run call it; the registries never do).
+the registries, so it sits above them (run.run calls it; the registries never do).
 """
 
 from __future__ import annotations
@@ -15,21 +16,7 @@ from lodabench import methods
 from lodabench.config import schema
 from lodabench.tasks import registry
 from lodabench.tasks.decoding import DecodingConfig
-from lodabench.config.ranges import check_fields
-
-
-def config_groups(cfg: Any) -> list[tuple[str, type, Any]]:
-    """(key prefix, dataclass, values) of each group of a run config: the schema's own groups, the
-    decoding config, and the chosen method's and task's config classes (plugins' included)."""
-    groups: list[tuple[str, type, Any]] = [("", schema.RunConfig, cfg)]
-    for key, cls in (("trainer", schema.TrainerConfig), ("selection", schema.SelectionConfig),
-                     ("search", schema.SearchConfig), ("model", schema.ModelConfig), ("decoding", DecodingConfig)):
-        groups.append((f"{key}.", cls, _group(cfg, key)))
-    for key, find in (("method", _method_class), ("data", _data_class)):
-        node = _group(cfg, key)
-        if node is not None and isinstance(node.get("name"), str):
-            groups.append((f"{key}.", find(node["name"]), node))
-    return [(p, c, v) for p, c, v in groups if v is not None]
+from lodabench.config.ranges import check_fields, check_tree
 
 
 def _group(cfg: Any, key: str) -> Any:
@@ -40,18 +27,12 @@ def _group(cfg: Any, key: str) -> Any:
     return node if isinstance(node, Mapping) or hasattr(node, "keys") else None
 
 
-def _method_class(name: str) -> type:
-    return methods.get_spec(name).config_cls
-
-
-def _data_class(name: str) -> type:
-    return type(registry.task_spec(name).config)
-
-
 def check_config_ranges(cfg: Any) -> None:
-    """Every numeric value of the run's config inside its field's domain (ConfigError otherwise)."""
-    for prefix, cls, values in config_groups(cfg):
-        check_fields(cls, values, prefix)
+    """Every numeric value of the run's config inside its field's domain (ConfigError otherwise): the
+    check preflight makes, on the config typed as preflight types it (its groups' own dataclasses)."""
+    from lodabench.run.preflight import run_config
+
+    check_tree(run_config(cfg))
 
 
 # What run.run uses before preflight: the thread count (torch.set_num_threads(0) raises) and the seed
@@ -82,4 +63,4 @@ def registered_config_classes() -> dict[str, type]:
     return out
 
 
-__all__ = ["LAUNCH_KEYS", "check_config_ranges", "check_launch_values", "config_groups", "registered_config_classes"]
+__all__ = ["LAUNCH_KEYS", "check_config_ranges", "check_launch_values", "registered_config_classes"]

@@ -1,9 +1,10 @@
 """Everything a run can check before it loads a model or takes an optimizer step.
 
-``preflight(cfg)`` types the composed config once, group by group (lodabench.config.typed.build_config:
-keys, types, every number against its field's domain; then each group's own checks: the method's
-``validate``, the trainer, the selection rule, the reported checkpoint) into a frozen ``Plan``, and
-checks what the chosen pipeline
+``preflight(cfg)`` is the door: it types the composed config once (``run_config``:
+``OmegaConf.to_object`` gives a RunConfig whose groups are the real dataclasses), checks every
+number against its field's domain (``ranges.check_tree``), runs each group's own checks once (the
+method's and the data's ``validate``, the decoding values, the trainer, the selection rule, the
+reported checkpoint) and hands the objects down in a frozen ``Plan``; it also checks what the chosen pipeline
 will need at the very end (for generation: decoding values, the scorer and its options; for
 every task: readable, non-empty splits with references, enough items for each metric; sequences
 that fit the model's position table). A bad value fails in seconds with the
@@ -29,7 +30,7 @@ EVAL_CHECKPOINTS = ("last", "best_dev")
 class Plan:
     """The run, typed once: what preflight validated, handed down so nothing below reads the raw config.
 
-    Each group is its own dataclass (lodabench.config.typed.build_config: one typing path), so the
+    Each group is its own dataclass (``run_config``: the composed config's own types), so the
     build, train and evaluate steps read attributes (``plan.trainer.lr``) and never restate a
     default. A pipeline takes the plan where it took the composed config: it reads the same
     attributes (``trainer``, ``data``, ``decoding``, ``selection``, ``seed``).
@@ -38,7 +39,7 @@ class Plan:
     seed: int
     model: Any             # config.schema.ModelConfig
     method_spec: Any       # methods.base.MethodSpec
-    method: Any            # the method's config dataclass (methods.method_config)
+    method: Any            # the method's config dataclass (its values validated; apply_config checks the model)
     data: Any              # the task's config dataclass (tasks.registry.task_config)
     task: Any              # the task object (tasks.get_task)
     pipeline_cls: type     # tasks.pipelines.pipeline_class(task)
@@ -54,42 +55,94 @@ class Plan:
 
 def preflight(cfg: DictConfig) -> Plan:
     """Validate the run's config and data; raise ConfigError / DataError naming key, value and fix."""
+    from lodabench.config.ranges import check_tree
+    from lodabench.config.schema import check_composed
     from lodabench.models.local_weights import check_local_weights
-    from lodabench.models.pretrained import model_description
-    from lodabench.config.ranges import check_fields
-    from lodabench.config.schema import RunConfig, SearchConfig, check_composed
 
     check_composed(cfg)  # a run started from code (not the CLI) gets the schema check too
-    # Every number inside its field's domain (NaN, a beta >= 1, a ratio > 1 refused): the root and
-    # search here, each other group where build_config types it (_typed_plan).
-    check_fields(RunConfig, cfg, "")
-    check_fields(SearchConfig, cfg.search, "search.")
-    model = model_description(cfg.model)  # typed once; every check below reads this object
-    check_local_weights(model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
-    plan = _typed_plan(cfg, model)
+    run = run_config(cfg)  # the door: the composed config as its dataclasses (RunConfig), typed once
+    check_tree(run)  # every number of every group inside its field's domain (NaN, a beta >= 1, a ratio > 1 refused)
+    check_local_weights(run.model)  # a local model.pretrained must be the recipe's model (it shares its run dir)
+    plan = _typed_plan(run)
     plan.pipeline_cls.preflight(plan, plan.task)
     check_metric_items(plan)
     check_positions(plan)
     return plan
 
 
-def _typed_plan(cfg: DictConfig, model: Any) -> Plan:
-    """Each group typed and validated once (its dataclass, then its cross-group checks); the layers
-    below take these objects (build_task, apply_method) and do not type them again."""
+def run_config(cfg: DictConfig) -> Any:
+    """The composed config as its dataclasses: ``OmegaConf.to_object`` gives a ``config.schema.RunConfig``
+    whose groups are the real config classes (``run.method`` a LoRAConfig, ``run.data`` an
+    E2EDataConfig, ``run.decoding`` a DecodingConfig); OmegaConf's errors come back as one ConfigError
+    naming the key (``schema.omegaconf_message``).
+
+    Outside a Hydra job (a config composed by ``schema.compose`` for a script or a test) ``run_name``
+    cannot resolve ``${hydra:...}``: it, and ``run_dir`` built on it, then keep their template text.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lodabench.config.schema import omegaconf_message
+
+    try:
+        return _tuples(OmegaConf.to_object(_named(cfg)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(omegaconf_message(exc)) from None
+
+
+def _tuples(config: Any) -> Any:
+    """OmegaConf holds a tuple field (``method.targets``, ``decoding.extra_eos``) as a list: each such
+    field of the tree gets its declared tuple back, as values typed from code have it."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _tuples(value)
+        elif isinstance(value, list) and isinstance(f.default, tuple):
+            setattr(config, f.name, tuple(value))
+    return config
+
+
+def _named(cfg: DictConfig) -> DictConfig:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        str(cfg.run_dir)  # resolves run_name too
+        return cfg
+    except InterpolationResolutionError:
+        copy, raw = cfg.copy(), OmegaConf.to_container(cfg, resolve=False)
+        for key in ("run_name", "run_dir"):  # the template as text (OmegaConf's escape: a backslash)
+            copy[key] = str(raw[key]).replace("${", "\\${")
+        return copy
+
+
+def _typed_plan(run: Any) -> Plan:
+    """Each group's own checks, once (its ``validate``, then the cross-group checks); the layers below
+    take these objects (build_task, apply_config) and do not type nor validate them again."""
     from lodabench import methods
     from lodabench.paths import resolve_data_root
     from lodabench.tasks.pipelines import pipeline_class
     from lodabench.tasks.registry import build_task
 
-    method = methods.method_config(cfg.method)
-    trainer, selection = _trainer_and_selection(cfg)
-    check_eval_checkpoint(cfg.eval_checkpoint, trainer)
-    data, scorer = _data_and_scorer(cfg.data)
-    task = build_task(data, resolve_data_root(cfg.paths.data_root))
-    return Plan(seed=int(cfg.seed), model=model, method_spec=methods.get_spec(method.name), method=method,
-                data=data, task=task, pipeline_cls=pipeline_class(task), scorer=scorer, decoding=_decoding(cfg),
-                trainer=trainer, selection=selection, eval_checkpoint=cfg.eval_checkpoint, init_from=cfg.init_from,
-                metrics=declared_metrics(data.name), data_root=cfg.paths.data_root)
+    spec = methods.get_spec(run.method.name)
+    _validate(run.method)  # the values; the model checks wait for the model (methods.apply_config)
+    trainer, selection = _trainer_and_selection(run)
+    check_eval_checkpoint(run.eval_checkpoint, trainer)
+    data, scorer = _data_and_scorer(run.data)
+    task = build_task(data, resolve_data_root(run.paths.data_root))
+    return Plan(seed=run.seed, model=run.model, method_spec=spec, method=run.method, data=data, task=task,
+                pipeline_cls=pipeline_class(task), scorer=scorer, decoding=_validate(run.decoding), trainer=trainer,
+                selection=selection, eval_checkpoint=run.eval_checkpoint, init_from=run.init_from,
+                metrics=declared_metrics(data.name), data_root=run.paths.data_root)
+
+
+def _validate(group: Any) -> Any:
+    """A group's own ``validate()`` (its choices and cross-field rules), when it has one."""
+    if group is not None and hasattr(group, "validate"):
+        group.validate()
+    return group
 
 
 def declared_metrics(task_name: str) -> Any:
@@ -104,37 +157,29 @@ def declared_metrics(task_name: str) -> Any:
         return None
 
 
-def _trainer_and_selection(cfg: DictConfig) -> tuple[Any, Any]:
-    from lodabench.config.schema import trainer_config
+def _trainer_and_selection(run: Any) -> tuple[Any, Any]:
     from lodabench.train.optim import optimizer_name
     from lodabench.train.selection import check_against_trainer, selection_config
     from lodabench.train.trainer import check_trainer_values
 
-    trainer = trainer_config(cfg.trainer)
-    check_trainer_values(trainer)
-    optimizer_name(trainer)
-    selection = selection_config(cfg)
-    check_against_trainer(selection, trainer)  # epochs kept and reached, the rule's signal computed
-    return trainer, selection
+    check_trainer_values(run.trainer)
+    optimizer_name(run.trainer)
+    selection = selection_config({"selection": run.selection})
+    check_against_trainer(selection, run.trainer)  # epochs kept and reached, the rule's signal computed
+    return run.trainer, selection
 
 
-def _data_and_scorer(data_cfg: Any) -> tuple[Any, Any]:
-    """The typed data config and its scorer (a task with no scorer of its own: None)."""
+def _data_and_scorer(data: Any) -> tuple[Any, Any]:
+    """The validated data config and its scorer (a task with no scorer of its own: None)."""
     from lodabench.tasks.registry import data_scorer, task_config
 
     try:
-        return data_scorer(data_cfg)
+        return data_scorer(data)
     except ConfigError:
-        conf = task_config(data_cfg)  # a bad data value fails here, with its own message
+        conf = task_config(data)  # a bad data value fails here, with its own message
         if getattr(conf, "scorer", None) is not None:
             raise
         return conf, None
-
-
-def _decoding(cfg: DictConfig) -> Any:
-    from lodabench.tasks.decoding import decoding_config
-
-    return decoding_config(cfg.decoding) if cfg.get("decoding") is not None else None
 
 
 def check_eval_checkpoint(value: str, trainer: Any) -> None:
@@ -257,4 +302,4 @@ def _position_table(model_cfg: Any) -> int | None:
 
 
 __all__ = ["EVAL_CHECKPOINTS", "MIN_ITEMS", "Plan", "check_eval_checkpoint", "check_metric_items", "check_positions",
-           "preflight", "require_rows", "usable_positions"]
+           "preflight", "require_rows", "run_config", "usable_positions"]

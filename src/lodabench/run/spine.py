@@ -399,7 +399,7 @@ def build_model(plan: Plan, tokenizer, record) -> torch.nn.Module:
     record.note(inputs=inputs)
     check_resume(record, inputs)
     set_seed(plan.seed)  # adapter init does not depend on how much randomness loading used
-    model = methods.apply_method(model, plan.method)
+    model = methods.apply_config(model, plan.method)  # validated in preflight: the model checks, then apply
     if plan.init_from:
         _warm_start(model, plan.init_from, record)
     return model

@@ -94,9 +94,10 @@ from lodabench.config.ranges import DOMAIN, rng
 IMPLS = ("lora", "hf")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DecodingConfig:
-    """Validated ``decoding`` config group (conf/decoding/*.yaml)."""
+    """The ``decoding`` config group (``decoding=beam``'s node, conf/decoding/*.yaml): ``validate()``
+    checks the values (preflight, once; ``decoding_config`` for values given in code)."""
 
     impl: str = "lora"  # lora: our beam search (main path) | hf: transformers `generate`
     # Each number's domain (lodabench.config.ranges): checked by preflight before anything loads.
@@ -116,7 +117,7 @@ class DecodingConfig:
     early_stop: bool = True  # exact early stop (see module doc); False runs all max_new_tokens
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         def bad(key: str, value: Any, want: str) -> ConfigError:
             return ConfigError(f"decoding.{key}={value!r} is invalid: {want} (conf/decoding/*.yaml)")
 
@@ -139,8 +140,9 @@ class DecodingConfig:
 def decoding_config(cfg: Mapping[str, Any] | DecodingConfig | None = None, **overrides: Any) -> DecodingConfig:
     """The ``decoding`` group (a Hydra node, a dict or a DecodingConfig), plus overrides, typed by
     the one config path (lodabench.config.typed.build_config: unknown keys, types, domains) and
-    checked by ``DecodingConfig.__post_init__``. ``name`` (the group's own label) is ignored, and a
-    null ``extra_eos``/``stop_strings`` means none."""
+    checked by ``DecodingConfig.validate``. ``name`` (the group's own label) is ignored, and a
+    null ``extra_eos``/``stop_strings`` means none. A DecodingConfig without overrides is returned
+    as it is: the run's was validated by preflight."""
     from lodabench.config.typed import build_config, plain_values
 
     if isinstance(cfg, DecodingConfig) and not overrides:
@@ -150,7 +152,9 @@ def decoding_config(cfg: Mapping[str, Any] | DecodingConfig | None = None, **ove
     for key in ("extra_eos", "stop_strings"):
         if key in values and values[key] is None:
             values[key] = ()
-    return build_config(DecodingConfig, values, "decoding")
+    conf = build_config(DecodingConfig, values, "decoding")
+    conf.validate()
+    return conf
 
 
 # ----------------------------------------------------------------------------- tokens <-> text

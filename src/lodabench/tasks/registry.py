@@ -123,12 +123,13 @@ def task_config(data_cfg: Any) -> Any:
     value (the config's ``validate``) or an unknown ``data.scorer`` raise ``ConfigError``
     naming ``data.<key>``, before anything is loaded.
     """
-    values = plain_values(data_cfg, "data")
-    if not isinstance(values.get("name"), str):
-        raise ConfigError(f"the data config has no 'name' key naming a task (got {values.get('name')!r}). "
+    values = data_cfg if dataclasses.is_dataclass(data_cfg) else plain_values(data_cfg, "data")
+    name = getattr(values, "name", None) if dataclasses.is_dataclass(values) else values.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"the data config has no 'name' key naming a task (got {name!r}). "
                           f"Fix: data=<name>, one of {', '.join(task_names())}")
-    spec = task_spec(values["name"])
-    conf = build_config(spec.config, values, "data")
+    spec = task_spec(name)
+    conf = build_config(spec.config, values, "data")  # an instance of the task's class is kept as it is
     if hasattr(conf, "validate"):
         conf.validate()
     if spec.pipeline == "generation":

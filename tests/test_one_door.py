@@ -1,0 +1,146 @@
+"""One door (issue #28): the composed config is typed once (``OmegaConf.to_object`` gives a RunConfig
+whose groups are the real dataclasses), each group's values are validated once, and the model
+checks of a method run once, when the model is built."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+import lodabench
+from lodabench import methods
+from lodabench.config.schema import compose
+from lodabench.errors import ConfigError
+from lodabench.methods.base import MethodSpec
+from lodabench.methods.lora import LoRAConfig, apply as lora_apply
+from methods_tiny import tiny
+
+
+def _count(monkeypatch, cls, name):
+    calls = []
+    real = getattr(cls, name)
+    monkeypatch.setattr(cls, name, lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    return calls
+
+
+def test_a_run_validates_the_method_once_and_checks_the_model_once(monkeypatch, data_root):
+    from lodabench.run.preflight import preflight
+
+    validated, checked = _count(monkeypatch, LoRAConfig, "validate"), _count(monkeypatch, LoRAConfig, "check_model")
+    plan = preflight(compose(["model=tiny-gpt2", "method=lora", "method.r=8", "data=e2e", "data.max_eval_items=4",
+                              f"paths.data_root={data_root}"]))
+    model = methods.apply_config(tiny("gpt2"), plan.method)  # what run.spine.build_model calls
+    assert validated == [()] and len(checked) == 1
+    assert methods.method_of(model)["config"]["r"] == 8
+
+
+def test_apply_method_from_code_still_checks_values_and_model():
+    with pytest.raises(ConfigError, match=r"method\.r=0"):
+        methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 0})
+    with pytest.raises(ConfigError, match=r"method\.r=4096: exceeds"):
+        methods.apply_method(tiny("gpt2"), {"name": "lora", "r": 4096})
+
+
+@dataclasses.dataclass
+class _OldStyleConfig:
+    """A plugin config written for the one-call contract: validate(model=None), no check_model."""
+
+    name: str = "old_style"
+    r: int = 2
+    seen: tuple = ()
+
+    def validate(self, model=None):
+        if self.r < 1:
+            raise ConfigError(f"method.r={self.r}: must be >= 1")
+        if model is not None and self.r > 4:
+            raise ConfigError(f"method.r={self.r}: too large for this model")
+
+
+def _old_apply(model, cfg):
+    return lora_apply(model, LoRAConfig(r=cfg.r))
+
+
+def test_an_old_plugin_validate_with_a_model_still_works_with_a_deprecation():
+    lodabench.register_method(MethodSpec("old_style", _OldStyleConfig, _old_apply))
+    try:
+        with pytest.raises(ConfigError, match="must be >= 1"):
+            methods.method_config({"name": "old_style", "r": 0})  # values checked before any model
+        with pytest.warns(DeprecationWarning, match="check_model"), pytest.raises(ConfigError, match="too large"):
+            methods.apply_method(tiny("gpt2"), {"name": "old_style", "r": 5})
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            assert methods.method_of(methods.apply_method(tiny("gpt2"), {"name": "old_style"}))["name"] == "old_style"
+    finally:
+        methods.unregister_method("old_style")
+
+
+# ------------------------------------------------------------------------------------ run identity
+GOLDEN = Path(__file__).parent / "golden" / "run_identity.json"
+
+
+def _composed_jobs(commands: list[str]) -> dict[str, dict[str, str]]:
+    """Each command's run directory and resolved config.yaml, composed as Hydra composes a job."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lodabench.config.run_names import register_resolvers
+    from lodabench.config.schema import store_schema
+    from lodabench.paths import CONF_DIR
+
+    register_resolvers()
+    store_schema()
+    found = {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for command in commands:
+                overrides = [] if command == "(defaults)" else command.split(" ")
+                cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+                HydraConfig.instance().set_config(cfg)
+                job = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k != "hydra"}, resolve=True)
+                found[command] = {"run_dir": str(cfg.run_dir), "config_yaml": job}
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    return found
+
+
+def test_the_same_overrides_give_the_same_run_directory_and_config(monkeypatch):
+    """Run identity did not move with the typed nodes (data and decoding=beam are now the real
+    dataclasses, no mirrors): tests/golden/run_identity.json was written by the code before that change
+    (commit eb68a6d): each command's run directory and the config.yaml a run writes, byte for byte."""
+    monkeypatch.delenv("LODABENCH_RESULTS_DIR", raising=False)
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    assert _composed_jobs(list(golden)) == golden
+
+
+def test_to_object_of_the_root_is_a_run_config_of_real_dataclasses():
+    from lodabench.config.schema import RunConfig
+    from lodabench.run.preflight import run_config
+    from lodabench.tasks.decoding import DecodingConfig
+    from lodabench.tasks.glue import GlueDataConfig
+
+    run = run_config(compose(["model=tiny-roberta", "data=sst2", "method=lora", "method.r=8"]))
+    assert type(run) is RunConfig and type(run.method) is LoRAConfig and run.method.r == 8
+    assert type(run.data) is GlueDataConfig and run.data.name == "sst2" and type(run.decoding) is DecodingConfig
+    assert run.run_name.startswith("${data.name}/")  # outside a Hydra job: the template, unresolved
+
+
+def test_tuple_fields_keep_their_declared_type():
+    from lodabench.run.preflight import run_config
+
+    run = run_config(compose(["model=tiny-gpt2", "method=lora", "method.targets=[q,k]"]))
+    assert run.method.targets == ("q", "k") and run.decoding.extra_eos == ("\n\n",)
+
+
+def test_an_omegaconf_error_at_the_door_names_the_key():
+    from lodabench.run.preflight import run_config
+
+    with pytest.raises(ConfigError, match=r"model\.pretrained has no value"):
+        run_config(compose(["model=tiny-gpt2", "model.pretrained=???"]))
