@@ -13,9 +13,10 @@ import yaml
 from lodabench.cli import main as cli_main
 from lodabench.errors import ConfigError
 from lodabench.results.attribute import attribute
-from lodabench.scoring.mteval import perl_bleu_nist, python_bleu_nist
-from lodabench.scoring.textio import read_hypotheses, read_reference_groups
+from lodabench.scoring.mteval import perl_bleu_nist, perl_bleu_nist_exact, python_bleu_nist
+from lodabench.scoring.textio import read_hypotheses, read_reference_groups, write_hypotheses, write_reference_groups
 from lodabench.tasks.e2e_lora_text import lora_reference
+from test_paired_dart import HYPS, REFS, _recorded_without_java, _unrounded_bleu
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path("/work/shared") if Path("/work/shared/paper").is_dir() else REPO.parent / "shared"
@@ -112,7 +113,9 @@ def test_checkpoint_best_epoch_then_reference_text_interact(tmp_path):
     _books_balance(r)
 
 
-def test_perl_scorer_has_a_point_value_and_no_interval(tmp_path):
+def test_perl_scorer_is_resampled_too(tmp_path):
+    """A data.mteval=perl run: the Perl script's per-item statistics (scoring/sufficient.py) give the
+    scorer factor an interval; its points are the unrounded values, which round to the printed ones."""
     dirs = []
     for run in LORA:
         d = tmp_path / run.name
@@ -120,13 +123,106 @@ def test_perl_scorer_has_a_point_value_and_no_interval(tmp_path):
         cfg = yaml.safe_load((d / "config.yaml").read_text())
         cfg["data"]["mteval"] = "perl"
         (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        rec = json.loads((d / "metrics.json").read_text())
+        rec.update(perl_bleu_nist(read_hypotheses(d / "hyp.txt"), read_reference_groups(d / "refs.txt")))
+        (d / "metrics.json").write_text(json.dumps(rec))
         dirs.append(d)
     r = attribute([str(d) for d in dirs], "loda", "BLEU", SHARED / "paper", tmp_path, trials=200)
     scorer = _factor(r, "scorer")
-    perl = [perl_bleu_nist(read_hypotheses(d / "hyp.txt"), read_reference_groups(d / "refs.txt"))["BLEU"] for d in LORA]
-    assert (scorer["ours"], scorer["paper"], scorer["ci95"]) == ("perl", "python", None)
-    assert scorer["explains"] == pytest.approx(100 * (np.mean(perl) - np.mean([_bleu(d) for d in LORA])))
-    assert any("Perl" in n for n in r["notes"])
+    perl = [perl_bleu_nist_exact(read_hypotheses(d / "hyp.txt"), read_reference_groups(d / "refs.txt"))["BLEU"]
+            for d in LORA]
+    assert (scorer["ours"], scorer["paper"], scorer["status"]) == ("perl", "python", "applied")
+    assert scorer["explains"] == pytest.approx(100 * (np.mean(perl) - np.mean([_bleu(d) for d in LORA])), abs=1e-9)
+    assert scorer["ci95"][0] <= scorer["explains"] <= scorer["ci95"][1] and r["ours_ci95"] is not None
+    recorded = [json.loads((d / "metrics.json").read_text())["BLEU"] for d in dirs]
+    assert [round(v / 100, 4) for v in r["ours_per_seed"]] == recorded
+    assert not any("Perl" in n or "recorded" in n for n in r["notes"]), r["notes"]
+    _books_balance(r)
+
+
+# --- DART: both scorers recomputed from tiny run directories (as tests/test_paired_dart.py builds them) ---
+
+DART_SEEDS = [HYPS, [HYPS[0], "Green Man", "Alimentum is Italian", HYPS[3], "", "a b c"],
+              [HYPS[0], "The Green Man pub.", "Alimentum", "Pietro Canonica designed the monument.", HYPS[4], "a b"]]
+LODA_PAPER_LORA_DART = {"BLEU": 47.2, "TER": 0.480}  # results/paper/loda_table2_dart.csv, row LoRA
+
+
+def _dart_runs(tmp_path: Path, extra: dict | None = None) -> list[Path]:
+    dirs = []
+    for seed, hyps in enumerate(DART_SEEDS, 1):
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        cfg = {"seed": seed, "data": {"name": "dart", "scorer": "dart"}, "model": {"name": "gpt2-medium"},
+               "method": {"name": "lora", "r": 4}}
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        write_hypotheses(d / "hyp.txt", hyps)
+        write_reference_groups(d / "refs.txt", REFS)
+        (d / "metrics.json").write_text(json.dumps({**_recorded_without_java(hyps, REFS), **(extra or {})}))
+        dirs.append(d)
+    return dirs
+
+
+def _records(dirs: list[Path], name: str) -> list[float]:
+    return [json.loads((d / "metrics.json").read_text())[name] for d in dirs]
+
+
+def test_dart_gets_intervals_and_its_full_sample_points_are_the_records(tmp_path):
+    dirs = _dart_runs(tmp_path)
+    for metric in ("TER", "BLEU"):
+        r = attribute([str(d) for d in dirs], "loda", metric, trials=300)
+        assert (r["n_seeds"], r["n_items"]) == (3, len(REFS))
+        assert r["ours_ci95"][0] <= r["ours"] <= r["ours_ci95"][1] and r["remainder_ci95"] is not None
+        per_seed = [v / r["scale"] for v in r["ours_per_seed"]]
+        if metric == "BLEU":  # multi-bleu-detok.perl prints 2 decimals: the unrounded point rounds to them
+            assert [round(v, 2) for v in per_seed] == _records(dirs, "BLEU")
+            assert per_seed == [_unrounded_bleu(h, REFS)["BLEU"] for h in DART_SEEDS]
+        else:
+            assert per_seed == pytest.approx(_records(dirs, "TER"), rel=1e-12, abs=1e-12)
+        assert r["ours"] == pytest.approx(r["scale"] * np.mean(per_seed), abs=1e-9)
+        assert r["gap"] == pytest.approx(r["ours"] - LODA_PAPER_LORA_DART[metric], abs=1e-9)
+        assert [f["status"] for f in r["factors"]] == ["already", "not applicable", "already", "already"]
+        assert not r["notes"], r["notes"]  # every record recomputed; no "point value only"
+        official = np.mean(_records(dirs, f"official_{metric}")) * r["scale"]
+        assert r["variants"][f"DART official scorer (official_{metric}, recorded)"] == pytest.approx(official)
+        _books_balance(r)
+
+
+def test_dart_official_scorer_against_loras_with_a_ci(tmp_path, capsys):
+    """--metric official_X: ours is run_eval_on_dart.sh's number, the paper's is LoRA's X; the scorer
+    factor re-scores the same outputs with LoRA's eval.py, with a paired interval."""
+    dirs = _dart_runs(tmp_path)
+    exact = {"TER": (_records(dirs, "official_TER"), _records(dirs, "TER")),
+             "BLEU": tuple([_unrounded_bleu(h, REFS)[m] for h in DART_SEEDS] for m in ("official_BLEU", "BLEU"))}
+    for metric, (official, lora) in exact.items():
+        r = attribute([str(d) for d in dirs], "loda", f"official_{metric}", trials=300)
+        scorer = _factor(r, "scorer")
+        assert (r["metric"], r["paper"]["metric"], scorer["ours"], scorer["paper"], scorer["status"]) == \
+            (f"official_{metric}", metric, "official", "lora", "applied")
+        assert r["ours"] == pytest.approx(r["scale"] * np.mean(official), rel=1e-12)
+        assert scorer["explains"] == pytest.approx(r["scale"] * (np.mean(official) - np.mean(lora)), rel=1e-9, abs=1e-12)
+        assert scorer["ci95"][0] <= scorer["explains"] <= scorer["ci95"][1]
+        assert scorer["alone"] == pytest.approx(scorer["explains"]) and scorer["alone_ci95"] is not None
+        assert r["remainder"] == pytest.approx(r["scale"] * np.mean(lora) - LODA_PAPER_LORA_DART[metric])
+        assert not r["notes"] and not r["variants"], (r["notes"], r["variants"])
+        _books_balance(r)
+    assert cli_main(["attribute", *map(str, dirs), "--paper", "loda", "--metric", "official_TER", "--trials", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "its TER" in out and "scorer          explains" in out and "[no CI]" not in out
+
+
+def test_dart_without_java_meteor_says_why_it_has_no_interval(tmp_path, monkeypatch):
+    from lodabench.errors import ScoringError
+    from lodabench.scoring import java
+
+    def no_java():
+        raise ScoringError("java not found on PATH (test)")
+    monkeypatch.setattr(java, "java_executable", no_java)
+    dirs = _dart_runs(tmp_path, {"METEOR": 0.36, "official_METEOR": 0.38})
+    r = attribute([str(d) for d in dirs], "loda", "official_METEOR", trials=100)
+    scorer = _factor(r, "scorer")
+    assert scorer["status"] == "not evaluable" and "needs Java" in scorer["note"] and scorer["ci95"] is None
+    assert r["ours"] == pytest.approx(0.38 * r["scale"]) and r["ours_ci95"] is None
+    assert any("official_METEOR needs Java" in n and "recorded values only" in n for n in r["notes"])
     _books_balance(r)
 
 

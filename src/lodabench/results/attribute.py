@@ -17,8 +17,11 @@ from the weights outward):
    1b). Only the references change: our hypotheses stay as generated (a model trained on LoRA's text
    would also write it; that needs retraining and stays in the remainder).
 3. ``scorer``: E2E BLEU/NIST of measure_scores.py ``-p`` (Python mteval) or the Perl mteval script
-   (rounded, so not resampled); DART: LoRA's script or the official one (the run records both).
-   sacrebleu's BLEU and the Perl script's are printed beside, as variants outside the chain.
+   (``data.mteval=perl``); DART: LoRA's eval.py or the official run_eval_on_dart.sh, both
+   recomputed from the stored outputs. Ours is the scorer of the attributed metrics.json key
+   (``--metric official_BLEU``: the official script's, against the paper's BLEU, LoRA's); nltk BLEU
+   has no official counterpart. sacrebleu's BLEU, the Perl script's (E2E) and the recorded official
+   value (DART, for a LoRA-mode metric) are printed beside, as variants outside the chain.
 4. ``aggregation``: how the seeds combine (mean, median, best), as the paper did.
 
 Factor k explains ``e_k = V_{k-1} - V_k``, where ``V_k`` is our value with factors 1..k set as the
@@ -27,9 +30,12 @@ is what re-scoring cannot explain: training, model, data, seeds. Factors interac
 share depends on the order: each factor's effect applied *alone* is printed too, and
 ``interaction = sum_k e_k - sum_k e_k(alone)``. CIs: the nested paired bootstrap of
 :mod:`lodabench.results.paired` (items and seeds drawn once per replicate and shared by every
-counterfactual), on the exact per-item statistics of :mod:`lodabench.scoring.sufficient`; a
-factor without per-item statistics (the Perl script's rounded scores, DART's scorers) gets a point
-value only. The paper's own uncertainty is not in the intervals. A factor that cannot be evaluated
+counterfactual), on the exact per-item statistics compare uses (:mod:`lodabench.results.attribute_stats`:
+E2E in both mteval variants, DART in both modes, GLUE). Points are the unrounded recomputations
+(they round to the recorded values where a scorer prints rounded ones; a run whose record they do
+not give back is named in the notes). Only a state without per-item statistics (a plugin's scorer,
+METEOR/ROUGE_L/CIDEr without Java) keeps its recorded values: a point, no CI, the reason in the
+notes. The paper's own uncertainty is not in the intervals. A factor that cannot be evaluated
 (files absent, Java absent) is reported as such with the reason, never filled in.
 """
 
@@ -44,6 +50,8 @@ import numpy as np
 
 from lodabench.errors import ConfigError, DataError, LodabenchError
 from lodabench.io import read_json_file
+from lodabench.results.attribute_stats import (aggregate, ci as _ci, dart_scorer, java_missing, lower_is_better,
+                                               paper_name, replicate_values, scored_name, shown as _shown, unsupported)
 
 ORDER = ("checkpoint", "reference text", "scorer", "aggregation")
 TRIALS = 2000
@@ -131,7 +139,7 @@ class State:
 def base_state(ours: Ours, metric: str) -> State:
     outs = tuple(tuple(r.files[ours.prefix][k][0] for k in ours.keys) for r in ours.runs)
     gold = tuple(_freeze(ours.runs[0].files[ours.prefix][k][1]) for k in ours.keys)
-    scorer = ours.runs[0].mteval if ours.data == "e2e" else ("lora" if ours.data == "dart" else "")
+    scorer = {"e2e": ours.runs[0].mteval, "dart": dart_scorer(metric)}.get(ours.data, "")
     return State(outs, gold, scorer, ours.aggregate, tuple(_recorded(r.recorded, metric) for r in ours.runs))
 
 
@@ -144,57 +152,7 @@ def _recorded(rec: dict, name: str) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def lower_is_better(metric: str) -> bool:
-    from lodabench.train.selection import lower_is_better as lower
-
-    return lower(metric.rsplit("/", 1)[-1])
-
-
-def aggregate(values: np.ndarray, how: str, metric: str, axis: int = -1) -> np.ndarray:
-    """Seeds combined as a paper did: mean, median, or the best seed (lower is better for TER)."""
-    if how == "mean":
-        return np.nanmean(values, axis=axis)
-    if how == "median":
-        return np.nanmedian(values, axis=axis)
-    if how == "best":
-        return (np.nanmin if lower_is_better(metric) else np.nanmax)(values, axis=axis)
-    raise ConfigError(f"aggregation {how!r}: mean, median or best")
-
-
-# --- per-item statistics of a state ------------------------------------------------------------------
-
-
-def item_stats(ours: Ours, state: State, metric: str):
-    """``(ItemMetric, per-seed (n, k) stats)`` or ``(None, why)`` where only a point value exists."""
-    from lodabench.scoring.sufficient import generation_metrics, glue_item_metrics
-
-    name = metric.rsplit("/", 1)[-1]
-    if ours.runs[0].kind == "classification":
-        m, stats = glue_item_metrics(ours.data, [list(o) for o in state.outputs], list(state.gold), [name])[name]
-        return m, stats
-    if ours.data != "e2e":
-        return None, f"no per-item statistics for the {ours.data} scorers (scoring/sufficient.py): point value only"
-    if _java_missing(name):
-        return None, f"{_java_missing(name)}: the recorded values only"
-    if state.scorer != "python" and name in ("BLEU", "NIST"):
-        return None, "the Perl mteval script prints rounded scores that cannot be resampled: point value only"
-    m, stats = generation_metrics([list(o) for o in state.outputs], [list(g) for g in state.gold], [name])[name]
-    return m, stats
-
-
-def point_values(ours: Ours, state: State, metric: str, entry) -> np.ndarray:
-    """Each seed's value of the state: recomputed from the statistics, else as recorded/re-scored."""
-    from lodabench.scoring.sufficient import full_sample
-
-    m, stats = entry
-    if m is not None:
-        return np.array([full_sample(m, s) for s in stats])
-    if ours.data == "e2e" and state.scorer == "perl":
-        from lodabench.scoring.mteval import perl_bleu_nist
-
-        if metric in ("BLEU", "NIST"):
-            return np.array([perl_bleu_nist(list(o), [list(g) for g in state.gold])[metric] for o in state.outputs])
-    return np.array(state.recorded, dtype=float)
+# --- per-item statistics and the bootstrap: attribute_stats.py ----------------------------------------
 
 
 # --- the factors: each maps a state to the paper's choice, or says why it cannot ---------------------
@@ -272,14 +230,6 @@ def checkpoint_step(ours: Ours, state: State, proto: Protocol, metric: str) -> t
     return replace(state, outputs=tuple(outs), recorded=recorded), step
 
 
-def _shown(path: Any) -> str:
-    """A run path as a committed report shows it: relative to the repository when under it (no home dirs)."""
-    from lodabench.paths import REPO_ROOT
-
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
 def _text_map(ours: Ours, data_root: Path | None) -> tuple[dict[str, str] | None, str]:
     from lodabench.tasks import e2e
 
@@ -324,11 +274,21 @@ def scorer_step(ours: Ours, state: State, proto: Protocol, metric: str) -> tuple
     if proto.scorer is None or (ours.data == "e2e" and metric not in ("BLEU", "NIST")):
         step.note = "one definition of this metric (mteval variants score only E2E BLEU/NIST)"
         return state, step
+    if ours.data == "dart" and paper_name("dart", metric) == "BLEU_NLTK":
+        step.note = "BLEU_NLTK: LoRA's eval.py alone computes it (run_eval_on_dart.sh has no nltk BLEU)"
+        return state, step
     if state.scorer == proto.scorer:
         step.status = "already"
         return state, step
     step.status = "applied"
+    if ours.data == "dart":
+        step.note = (f"{scored_name('dart', proto.scorer, metric)} re-scored from the stored outputs: "
+                     + _DART_SCORERS[proto.scorer])
     return replace(state, scorer=proto.scorer, recorded=tuple(math.nan for _ in state.recorded)), step
+
+
+_DART_SCORERS = {"lora": "eval.py -nr 6 (references padded with the first), nltk-tokenized METEOR/TER",
+                 "official": "run_eval_on_dart.sh (3 references, METEOR -r 8, tercom)"}
 
 
 def aggregation_step(ours: Ours, state: State, proto: Protocol) -> tuple[State, Step]:
@@ -346,24 +306,12 @@ def _steps(ours: Ours, proto: Protocol, metric: str, data_root: Path | None) -> 
             lambda s: scorer_step(ours, s, proto, metric), lambda s: aggregation_step(ours, s, proto))
 
 
-def _java_missing(metric: str) -> str | None:
-    from lodabench.scoring.java import java_executable
-    from lodabench.scoring.sufficient import COCO
-
-    if metric not in COCO:
-        return None
-    try:
-        java_executable()
-    except LodabenchError as exc:
-        return f"re-scoring {metric} needs Java (PTB tokenizer, METEOR jar): {exc}"
-    return None
-
-
 def _cannot_score(ours: Ours, state: State, metric: str) -> str | None:
-    """Why a changed state has no value: a recomputation that needs Java (METEOR, ROUGE_L, CIDEr)."""
-    if ours.data != "e2e" or all(map(math.isfinite, state.recorded)):
+    """Why a changed state has no value: its scorer has no per-item statistics, or the recomputation
+    needs Java (METEOR, and E2E's ROUGE_L and CIDEr) and it is absent."""
+    if ours.runs[0].kind == "classification" or all(map(math.isfinite, state.recorded)):
         return None
-    return _java_missing(metric)
+    return unsupported(ours) or java_missing(ours.data, scored_name(ours.data, state.scorer, metric))
 
 
 def _apply(ours: Ours, fn, state: State, metric: str) -> tuple[State, Step]:
@@ -388,47 +336,6 @@ def chain(ours: Ours, proto: Protocol, metric: str, data_root: Path | None) -> t
 def alone(ours: Ours, proto: Protocol, metric: str, data_root: Path | None, k: int) -> State:
     """V_0 with only factor k applied (the effect without the others: for the interaction)."""
     return _apply(ours, _steps(ours, proto, metric, data_root)[k], base_state(ours, metric), metric)[0]
-
-
-# --- values of every state under one shared bootstrap ---------------------------------------------------
-
-
-def replicate_values(ours: Ours, states: list[State], metric: str, trials: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Point values ``(K,)`` and replicate values ``(B, K)`` of the states (NaN: no per-item statistics).
-
-    Each replicate draws the items and the seeds once, shared by every state (paired.py's nested
-    bootstrap), so differences between states are paired."""
-    from lodabench.results.paired import _scores_on_draw
-
-    rng = np.random.default_rng(seed)
-    n, s = len(ours.keys), len(ours.runs)
-    idx = rng.integers(0, n, size=(trials, n))
-    # seeds drawn as indices (not paired.py's weights): a median or best needs the drawn values
-    picks = rng.integers(0, s, size=(trials, s))
-    points, reps, notes, cache = [], [], [], {}
-    for st in states:
-        key = (st.outputs, st.gold, st.scorer)
-        if key not in cache:
-            cache[key] = item_stats(ours, st, metric)
-        m, stats = cache[key]
-        if m is None:
-            notes.append(stats)
-        per_seed = point_values(ours, st, metric, (m, stats))
-        points.append(float(aggregate(per_seed, st.aggregate, metric)))
-        if m is None:
-            reps.append(np.full(trials, np.nan))
-            continue
-        scores = np.take_along_axis(_scores_on_draw(m, stats, idx), picks, axis=1)
-        reps.append(aggregate(scores, st.aggregate, metric, axis=1))
-    return np.array(points), np.stack(reps, axis=1), list(dict.fromkeys(notes))
-
-
-def _ci(d: np.ndarray) -> list[float] | None:
-    d = d[np.isfinite(d)]
-    if d.size < 2:
-        return None
-    lo, hi = np.quantile(d, [0.025, 0.975])
-    return [float(lo), float(hi)]
 
 
 # --- the published cell -------------------------------------------------------------------------------
@@ -469,17 +376,27 @@ def attribute(dirs: list[str], paper: str, metric: str | None = None, paper_dir:
         raise ConfigError(f"--paper {paper!r}: loda, lora or condlora")
     prefix = metric.rsplit("/", 1)[0] + "/" if metric and "/" in metric else ""
     ours = load_ours(dirs, prefix)
-    metric = metric or (primary_metric(ours.data) if task_metrics(ours.data) else "")  # the task spec's primary
+    metric = metric or _default_metric(ours, primary_metric(ours.data) if task_metrics(ours.data) else "")
     proto = protocol(paper, ours.data, ours.method)
-    pub = published_cell(ours, paper, metric, paper_dir or REPO_ROOT / "results" / "paper")
+    pub = {**published_cell(ours, paper, paper_name(ours.data, metric), paper_dir or REPO_ROOT / "results" / "paper"),
+           "metric": paper_name(ours.data, metric)}
     data_root = data_root if data_root is not None else _data_root(ours)
     states, steps = chain(ours, proto, metric, data_root)
     solo = [alone(ours, proto, metric, data_root, k) for k in range(len(ORDER))]
-    points, reps, notes = replicate_values(ours, states + solo, metric, trials, seed)
+    points, reps, notes, per_seed = replicate_values(ours, states + solo, metric, trials, seed)
     result = _report(ours, proto, pub, metric, steps, points * pub["scale"], reps * pub["scale"], notes, trials)
+    result["ours_per_seed"] = [float(v) * pub["scale"] for v in per_seed]
     result["variants"] = {k: v * pub["scale"] if isinstance(v, float) else v
                           for k, v in variants(ours, states[0], metric).items()}
     return result
+
+
+def _default_metric(ours: Ours, primary: str) -> str:
+    """The task spec's primary metric; for DART runs that scored only the official mode, its official_ key."""
+    official = f"official_{primary}"
+    if ours.data == "dart" and primary not in ours.runs[0].recorded and official in ours.runs[0].recorded:
+        return official
+    return primary
 
 
 def variants(ours: Ours, state: State, metric: str) -> dict[str, float | str]:
@@ -493,7 +410,7 @@ def variants(ours: Ours, state: State, metric: str) -> dict[str, float | str]:
         out[f"Perl mteval-v13a (measure_scores.py without -p, 4 decimals)"] = _agg_point(perl, state, metric)
         if metric == "BLEU":
             out["sacrebleu corpus_bleu (13a, /100)"] = _agg_point(_sacrebleu(state), state, metric)
-    if ours.data == "dart":
+    if ours.data == "dart" and dart_scorer(metric) == "lora" and metric != "BLEU_NLTK":
         name = f"official_{metric}"
         values = [_recorded(r.recorded, name) for r in ours.runs]
         out["DART official scorer (" + name + ", recorded)"] = (

@@ -40,7 +40,8 @@ def _num(x: float | None, ci: list[float] | None = None) -> str:
 def render(r: dict[str, Any]) -> str:
     p = r["paper"]
     lines = [f"{r['metric']} (x{r['scale']:g}, the paper's scale): ours {r['ours']:.3f} over {r['n_seeds']} seeds x "
-             f"{r['n_items']} items; paper {p['value']:g} ({p['table']}, {p['row']}, {p['model']}); "
+             f"{r['n_items']} items; paper {p['value']:g} ({p['table']}, {p['row']}, {p['model']}"
+             f"{'' if p.get('metric', r['metric']) == r['metric'] else ', its ' + p['metric']}); "
              f"ours - paper = {r['gap']:+.3f}",
              f"Factors applied one after another in this order: {' -> '.join(r['order'])}. Each explains the change "
              "it makes given the earlier ones; 'alone' is its effect applied by itself; they interact, so the "
