@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -163,21 +164,42 @@ def test_degenerate_corpora_score_as_the_scripts():
         assert full_sample(metrics["BLEU"][0], metrics["BLEU"][1][0]) == 0.0
 
 
+@pytest.fixture(scope="module")
+def made_up():
+    """The made-up corpus scored once per module (each needs METEOR JVMs): ``stats()`` is
+    dart_item_metrics of every DART metric, ``score(hyps)`` score_dart's numbers in both modes."""
+    cache: dict = {}
+
+    def stats() -> dict:
+        if "stats" not in cache:
+            cache["stats"] = dart_item_metrics([HYPS], REFS, DART_METRICS)
+        return cache["stats"]
+
+    def score(hyps) -> dict:
+        key = ("score", tuple(hyps))
+        if key not in cache:
+            cache[key] = {**dart.score_dart(hyps, REFS, "lora"),
+                          **{f"official_{k}": v for k, v in dart.score_dart(hyps, REFS, "official").items()}}
+        return dict(cache[key])
+
+    return SimpleNamespace(stats=stats, score=score)
+
+
 @pytest.mark.java
 @pytest.mark.slow
-def test_made_up_corpus_equals_score_dart_in_both_modes():
-    metrics = dart_item_metrics([HYPS], REFS, DART_METRICS)
-    recorded = {**dart.score_dart(HYPS, REFS, "lora"),
-                **{f"official_{k}": v for k, v in dart.score_dart(HYPS, REFS, "official").items()}}
+def test_made_up_corpus_equals_score_dart_in_both_modes(made_up):
+    metrics = made_up.stats()
+    recorded = made_up.score(HYPS)
+    assert sorted(metrics) == sorted(DART_METRICS)
     for m, (metric, stats) in metrics.items():
         _check(metric, stats[0], recorded[m])
 
 
 @pytest.mark.java
 @pytest.mark.slow
-def test_meteor_resample_equals_the_jar_on_the_resampled_corpus():
+def test_meteor_resample_equals_the_jar_on_the_resampled_corpus(made_up):
     idx = [0, 0, 3, 5, 1, 3]
-    metrics = dart_item_metrics([HYPS], REFS, ["METEOR", "official_METEOR"])
+    metrics = made_up.stats()  # the rows of every metric (METEOR's are the same computed alone)
     hyps, refs = [HYPS[i] for i in idx], [REFS[i] for i in idx]
     lora = dart.score_dart(hyps, refs, "lora")["METEOR"]
     official = dart.score_dart(hyps, refs, "official")["METEOR"]
@@ -264,13 +286,11 @@ def test_without_java_compare_skips_only_meteor_and_says_so(tmp_path, monkeypatc
 
 @pytest.mark.java
 @pytest.mark.slow
-def test_compare_two_dart_runs_every_metric(tmp_path):
+def test_compare_two_dart_runs_every_metric(tmp_path, made_up):
     other = [HYPS[0], "Green Man", "Alimentum is Italian", HYPS[3], "", "a b c"]
     runs = []
     for name, hyps in (("a", HYPS), ("b", other)):
-        scores = {**dart.score_dart(hyps, REFS, "lora"),
-                  **{f"official_{k}": v for k, v in dart.score_dart(hyps, REFS, "official").items()}}
-        runs.append(_run_dir(tmp_path, name, hyps, REFS, scores))
+        runs.append(_run_dir(tmp_path, name, hyps, REFS, made_up.score(hyps)))  # score_dart, both modes
     notes: list[str] = []
     out = compare_runs([runs[0]], [runs[1]], trials=300, notes=notes)
     assert sorted(out) == sorted(DART_METRICS) and not notes, notes

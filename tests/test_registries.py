@@ -4,6 +4,8 @@ through data.scorer with the same numbers as the official scorers called directl
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import re
 import sys
@@ -369,11 +371,21 @@ def test_pipeline_keeps_an_undefined_nist_as_null_and_says_why():
 
 @pytest.mark.java
 @pytest.mark.slow
-def test_pipeline_scores_dart_as_score_dart():
-    from lodabench.scoring.dart import score_dart
+def test_pipeline_scores_dart_as_score_dart(monkeypatch):
+    from lodabench.scoring import dart
 
+    # score_dart itself scores once per mode (its METEOR JVMs are the slow part): what it returned,
+    # with the very outputs and references of the pipeline, is what the pipeline must report
+    real, calls = dart.score_dart, []
+
+    def recording(hyps, refs, mode="lora"):
+        calls.append((list(hyps), [list(g) for g in refs], mode, copy.deepcopy(scores := real(hyps, refs, mode=mode))))
+        return scores
+    monkeypatch.setattr(dart, "score_dart", recording)
     both = _pipeline({"name": "dart"}).score(HYPS, REFS)
-    lora, official = score_dart(HYPS, REFS, mode="lora"), score_dart(HYPS, REFS, mode="official")
+    assert [(h, r, m) for h, r, m, _ in calls] == [(HYPS, REFS, "lora"), (HYPS, REFS, "official")]
+    lora, official = calls[0][3], calls[1][3]
+    assert set(lora) == {"BLEU", "BLEU_NLTK", "METEOR", "TER"} and set(official) == {"BLEU", "METEOR", "TER"}
     assert both == {**lora, **{f"official_{k}": v for k, v in official.items()}}
 
 

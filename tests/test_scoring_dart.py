@@ -284,7 +284,25 @@ def _dart_evaluation_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def long_case(data_root: Path):
+def shared_segment_ter():
+    """``tercom_compat.segment_ter`` remembering its results for this module: the sampled segments
+    of the fast test are not searched again when the slow test scores the whole corpus (the same
+    pure function on the same tokens: the same numbers)."""
+    real, memo = tercom_compat.segment_ter, {}
+
+    def remembered(hyp, refs):
+        key = (hyp, tuple(refs))
+        if key not in memo:
+            memo[key] = real(hyp, refs)
+        return memo[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tercom_compat, "segment_ter", remembered)
+        yield memo
+
+
+@pytest.fixture(scope="module")
+def long_case(data_root: Path, shared_segment_ter):
     """(hypotheses, reference groups, stored tercom results) of a long case, rebuilt from ../shared."""
     generator = _long_case_generator()
     groups = generator.load_reference_groups(data_root)
