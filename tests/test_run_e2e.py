@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
+from runs_helpers import TINY_E2E, final_weights, run_cli, run_cli_here, run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_checkpoint_holds_only_trainable_tensors(finished_run):
 def test_relaunch_skips_complete_run(finished_run):
     results, run_dir = finished_run
     before = (run_dir / "metrics.json").read_text()
-    proc = run_cli(TINY_E2E, results)
+    proc = run_cli_here(TINY_E2E, results)  # in this process: a skip needs no fresh interpreter's imports
     assert "skip (complete)" in proc.stdout
     assert (run_dir / "metrics.json").read_text() == before
 

@@ -89,7 +89,7 @@ def test_two_epochs_scored_in_one_run_and_selected_on_test(tmp_path, data_root, 
     assert all((run_dir / "epochs" / str(e) / "hyp.txt").is_file() for e in (1, 2))
     record = json.loads((run_dir / "record.json").read_text())
     assert record["config"]["selection"]["rule"] == "test"
-    proc = run_cli([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)
+    proc = run_cli_here([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)  # a skip: in process
     assert "skip (complete)" in proc.stdout
 
 
@@ -111,7 +111,7 @@ def test_optuna_search_runs_records_and_relaunch_skips(tmp_path, data_root):
     best = yaml.safe_load((results / "runs" / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"trainer.lr"} and 5e-5 <= best["best_params"]["trainer.lr"] <= 5e-3
     assert first.stdout.count("[lodabench] complete") == 2
-    again = run_cli(args, results)
+    again = run_cli_here(args, results)  # both trials skip: in this process (no fresh interpreter's imports)
     assert again.stdout.count("[lodabench] skip (complete)") == 2 and "[lodabench] complete" not in again.stdout
     listing = subprocess.run([sys.executable, "scripts/sweep_list.py", "optuna", str(results / "runs")], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True).stdout
