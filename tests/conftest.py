@@ -69,7 +69,10 @@ def _session_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     """``make(args, dest)``: copy into ``dest`` (a new folder) the results tree of one complete CLI
-    run of ``args`` and return ``(dest, run_dir)``; each distinct command runs once per session."""
+    run of ``args`` and return ``(dest, run_dir)``; each distinct command runs once per session.
+
+    The run is launched under umask 022 (whatever the caller's), and the copy keeps its files' modes,
+    so a test may check the modes a run writes (tests/test_reliability_ranges.py)."""
     import fcntl
 
     from runs_helpers import run_cli, run_dirs
@@ -83,11 +86,37 @@ def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
             fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the run, then copies it
             if not (made / "complete").is_file():
                 shutil.rmtree(made, ignore_errors=True)  # a run that failed in an earlier caller
-                run_cli(args, made / "results")
+                umask = os.umask(0o022)  # the CLI subprocess inherits it
+                try:
+                    run_cli(args, made / "results")
+                finally:
+                    os.umask(umask)
                 (made / "complete").write_text("\n".join(args))
         shutil.copytree(made / "results", dest, symlinks=True)
         (run_dir,) = run_dirs(dest)
         return dest, run_dir
+
+    return make
+
+@pytest.fixture(scope="session")
+def session_folder(tmp_path_factory):
+    """``make(key, build)``: the folder ``build(folder)`` filled, built once per test session under
+    ``key`` (the other xdist worker waits, then reuses it). Callers copy it, never change it."""
+    import fcntl
+
+    root = _session_root(tmp_path_factory) / "session-folders"
+    root.mkdir(exist_ok=True)
+
+    def make(key: str, build) -> Path:
+        folder = root / key
+        with open(f"{folder}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (root / f"{key}.complete").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # a build that failed in an earlier caller
+                folder.mkdir()
+                build(folder)
+                (root / f"{key}.complete").write_text(key)
+        return folder
 
     return make
 

@@ -1,8 +1,9 @@
 """Fingerprints (lodabench.run.fingerprints): sha256 of what a run read in record.json's ``inputs``, the
 refusal to skip or resume when those bytes changed, and ``lodabench verify``.
 
-Unit tests build small folders by hand; the CLI test makes one tiny E2E run from a local weights
-folder and a copy of ../shared/data (skipped when ../shared is absent), then changes its training file.
+Unit tests build small folders by hand; the CLI test copies one tiny E2E run from a local weights
+folder and a copy of ../shared/data (made once per session, shared with
+tests/test_reliability_fingerprints.py; skipped when ../shared is absent), then changes its training file.
 """
 
 from __future__ import annotations
@@ -69,6 +70,39 @@ def flip_byte(path: Path, offset: int = -10) -> None:
 
 def record_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "record.json").read_text())
+
+
+def fingerprinted_done(session_folder, data_root: Path, tokenizer_dir: Path) -> Path:
+    """<root>/{weights,data,results}: one complete tiny E2E run from a local weights folder and a writable
+    copy of the E2E data ($LODABENCH_DATA_ROOT), made once per test session (conftest.session_folder)
+    and shared with tests/test_reliability_fingerprints.py. Copy it (copy_root), never change it."""
+    def build(root: Path) -> None:
+        make_weights_dir(root / "weights", tokenizer_dir)
+        copy_data_root(data_root, root / "data")
+        run_cli(args_for(root / "weights"), root / "results", env=env_for(root / "data"))
+    return session_folder("fingerprinted-done", build)
+
+
+def fingerprinted_forced(session_folder, data_root: Path, tokenizer_dir: Path) -> Path:
+    """fingerprinted_done's run after one byte of its training file changed (``flip_byte``, size and mtime
+    kept) and the same command with force=true: made once per session, shared like fingerprinted_done."""
+    done = fingerprinted_done(session_folder, data_root, tokenizer_dir)
+
+    def build(root: Path) -> None:
+        copy_root(done, root)
+        flip_byte(root / "data" / "e2e" / "trainset.csv")
+        run_cli([*args_for(root / "weights"), "force=true"], root / "results", env=env_for(root / "data"))
+    return session_folder("fingerprinted-forced", build)
+
+
+def copy_root(src: Path, dest: Path) -> Path:
+    """Copy a root of fingerprinted_done/-forced into ``dest``; its record.json names the copy's folders.
+    Returns the copy's run directory."""
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    (run_dir,) = run_dirs(dest / "results")
+    record = run_dir / "record.json"
+    record.write_text(record.read_text().replace(str(src), str(dest)))
+    return run_dir
 
 
 def verify(*dirs: Path) -> subprocess.CompletedProcess:
@@ -287,12 +321,11 @@ def test_verify_legacy_damaged_and_malformed_records(tmp_path, capsys):
 # ----------------------------------------------------------------------------- the tiny run
 @pytest.mark.slow
 def test_tiny_run_records_sha256_and_a_changed_training_file_is_not_answered(
-        tmp_path, data_root, gpt2_tokenizer_dir):
-    weights = make_weights_dir(tmp_path / "weights", gpt2_tokenizer_dir)
-    data = copy_data_root(data_root, tmp_path / "data")
-    results = tmp_path / "results"
-    run_cli(args_for(weights), results, env=env_for(data))
-    (run_dir,) = run_dirs(results)
+        tmp_path, session_folder, data_root, gpt2_tokenizer_dir):
+    # the session's tiny run (fingerprinted_done: a fresh CLI run from scratch), in a copy of its own
+    root = tmp_path / "root"
+    run_dir = copy_root(fingerprinted_done(session_folder, data_root, gpt2_tokenizer_dir), root)
+    weights, data, results = root / "weights", root / "data", root / "results"
     inputs = record_of(run_dir)["inputs"]
     assert inputs["fingerprinted"] is True and inputs["data"]["root_from"] == f"${DATA_ROOT_ENV}"
     assert inputs["data"]["data_root"] == str(data.resolve())
@@ -300,7 +333,7 @@ def test_tiny_run_records_sha256_and_a_changed_training_file_is_not_answered(
     assert inputs["weights"]["sha256"]["model.safetensors"] == fp.sha256_file(weights / "model.safetensors")
     assert inputs["tokenizer"]["sha256"]["vocab.json"] == fp.sha256_file(weights / "vocab.json")
     assert verify(run_dir).returncode == 0
-    flip_byte(data / "e2e" / "trainset.csv", offset=-3)
+    flip_byte(data / "e2e" / "trainset.csv")
     before = (run_dir / "record.json").read_bytes()
     proc = run_cli_here(args_for(weights), results, env=env_for(data), check=False)
     assert proc.returncode == 2 and "skip (complete)" not in proc.stdout, proc.stdout[-1500:]
@@ -308,7 +341,13 @@ def test_tiny_run_records_sha256_and_a_changed_training_file_is_not_answered(
     assert (run_dir / "record.json").read_bytes() == before  # a refused launch writes nothing
     checked = verify(run_dir)
     assert checked.returncode == 1 and "data e2e/trainset.csv: changed" in checked.stdout
-    run_cli([*args_for(weights), "force=true"], results, env=env_for(data))
+    # force=true on the changed data: the session's run of exactly these steps (fingerprinted_forced: the
+    # same complete run, the same flip_byte, then the command with force=true), in a copy of its own. The
+    # refused launch above wrote nothing (asserted), so the force run starts from the same files.
+    forced = tmp_path / "forced"
+    run_dir = copy_root(fingerprinted_forced(session_folder, data_root, gpt2_tokenizer_dir), forced)
+    train = forced / "data" / "e2e" / "trainset.csv"
+    assert train.read_bytes() == (data / "e2e" / "trainset.csv").read_bytes()  # the same change
     rec = record_of(run_dir)
-    assert rec["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == fp.sha256_file(data / "e2e" / "trainset.csv")
+    assert rec["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == fp.sha256_file(train)
     assert [a["outcome"] for a in rec["attempts"]] == ["complete", "complete"] and verify(run_dir).returncode == 0

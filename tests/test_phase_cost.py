@@ -144,11 +144,11 @@ def test_two_ranks_count_the_same_tokens_as_one_process(tmp_path):
 
 # ----------------------------------------------------------------------------- a tiny run
 @pytest.mark.slow
-def test_tiny_run_record_holds_the_cost_block(tmp_path, data_root, gpt2_tokenizer_dir):
-    from runs_helpers import TINY_E2E, run_cli, run_dirs
+def test_tiny_run_record_holds_the_cost_block(tmp_path, complete_run):
+    from runs_helpers import TINY_E2E
 
-    run_cli([*TINY_E2E, "decoding.batch_size=2"], tmp_path)
-    (run_dir,) = run_dirs(tmp_path)
+    # the session's complete run of this command (conftest.complete_run): a fresh CLI run, copied here
+    _, run_dir = complete_run([*TINY_E2E, "decoding.batch_size=2"], tmp_path / "results")
     rec = json.loads((run_dir / "record.json").read_text())
     cost = rec["cost"]
     print("tiny run cost:", json.dumps(cost))

@@ -26,7 +26,7 @@ from lodabench.paths import REPO_ROOT
 from lodabench.run.records import RunRecord
 from lodabench.run.spine import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise
 from lodabench.run.runlock import RunLock
-from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
+from runs_helpers import TINY_E2E, run_cli_here, run_dirs
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -59,8 +59,8 @@ def _record(run_dir: Path) -> dict:
 def test_force_reruns_from_step_zero(done, tmp_path):
     results, run_dir = _copy(done, tmp_path)
     old_hyp_mtime = (run_dir / "hyp.txt").stat().st_mtime_ns
-    proc = run_cli([*ARGS, "force=true"], results)
-    assert "resumed from" not in proc.stderr and "[lodabench] complete" in proc.stdout
+    proc = run_cli_here([*ARGS, "force=true"], results)  # the whole launch in this process
+    assert "resumed from" not in proc.stdout + proc.stderr and "[lodabench] complete" in proc.stdout
     rec = _record(run_dir)
     assert [a["outcome"] for a in rec["attempts"]] == ["complete", "complete"]
     first, second = rec["attempts"]
@@ -90,7 +90,7 @@ def test_resume_under_other_commit_is_refused(done, tmp_path):
     proc = run_cli_here(ARGS, results, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "000000000000 ->" in proc.stderr and "force=true" in proc.stderr and "allow_code_change=true" in proc.stderr
-    run_cli([*ARGS, "allow_code_change=true"], results)
+    run_cli_here([*ARGS, "allow_code_change=true"], results)  # the whole launch in this process
     last = _record(run_dir)["attempts"][-1]
     assert last["outcome"] == "complete" and last["start"] == "resume"
     assert last["code_changed"][0].startswith("git commit 000000000000 ->")
@@ -204,7 +204,7 @@ def test_second_launch_is_refused_then_stale_lock_taken(done, tmp_path):
             "never 'no limit'")
 def test_max_steps_zero_trains_nothing(tmp_path, data_root, gpt2_tokenizer_dir):
     results = tmp_path / "results"
-    run_cli([*[a for a in ARGS if not a.startswith("trainer.max_steps")], "trainer.max_steps=0"], results)
+    run_cli_here([*[a for a in ARGS if not a.startswith("trainer.max_steps")], "trainer.max_steps=0"], results)
     (run_dir,) = run_dirs(results)
     rec = _record(run_dir)
     assert rec["train"]["total_steps"] == 0 and rec["train"]["global_step"] == 0

@@ -211,7 +211,7 @@ def test_an_accepted_launch_writes_the_capture(done):
 def test_skipped_launch_writes_nothing(done, tmp_path):
     results, run_dir = _copy(done, tmp_path)
     before = snapshot(run_dir)
-    proc = run_cli([*TINY_E2E, "trainer.num_threads=1"], results)
+    proc = run_cli_here([*TINY_E2E, "trainer.num_threads=1"], results)  # skips before training: in this process
     assert "skip (complete)" in proc.stdout
     assert snapshot(run_dir) == before
 

@@ -15,7 +15,7 @@ import torch
 
 from lodabench.config.schema import defaults_of
 from methods_tiny import InjectedCrash, lora_trainer
-from runs_helpers import TINY_E2E, run_cli, run_dirs
+from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -89,7 +89,7 @@ def done(tmp_path_factory, complete_run):
 def test_killed_mid_epoch_then_resumed_matches_uninterrupted(done, tmp_path):
     crashed = run_cli(ARGS, tmp_path, env={"LODABENCH_FAULT_AFTER_STEP": "3"}, check=False)
     assert crashed.returncode != 0
-    run_cli(ARGS, tmp_path)
+    run_cli_here(ARGS, tmp_path)  # the resuming launch in this process (the crash above needs its own)
     (run_dir,) = run_dirs(tmp_path)
     rec = json.loads((run_dir / "record.json").read_text())
     first, second = rec["attempts"]

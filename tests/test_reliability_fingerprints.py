@@ -3,7 +3,8 @@ never answer with the old numbers, a resume from other bytes is refused, runs ma
 fingerprints keep skipping and are marked, and ``lodabench verify`` says which input changed.
 
 One complete tiny E2E run (local weights folder, a writable copy of ../shared/data named by
-$LODABENCH_DATA_ROOT) is made once; each test copies it with its data and weights and changes the copy.
+$LODABENCH_DATA_ROOT) is made once per session (shared with tests/test_fingerprints.py); each test copies
+it with its data and weights and changes the copy.
 Every test is one row of ``results/reliability.md`` (tests/conftest.py).
 """
 
@@ -17,8 +18,9 @@ import pytest
 import torch
 
 from lodabench.run.fingerprints import sha256_file
-from runs_helpers import assert_refused, run_cli, run_cli_here, run_dirs
-from test_fingerprints import args_for, copy_data_root, env_for, flip_byte, make_weights_dir, record_of, verify
+from runs_helpers import assert_refused, run_cli_here
+from test_fingerprints import (args_for, copy_root, env_for, fingerprinted_done, fingerprinted_forced, flip_byte,
+                               make_weights_dir, record_of, verify)
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -26,23 +28,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory, data_root, gpt2_tokenizer_dir):
-    """One complete tiny run under <root>/{results,data,weights}; tests copy the whole root."""
-    root = tmp_path_factory.mktemp("fp_done")
-    make_weights_dir(root / "weights", gpt2_tokenizer_dir)
-    copy_data_root(data_root, root / "data")
-    run_cli(args_for(root / "weights"), root / "results", env=env_for(root / "data"))
-    return root
+def done(session_folder, data_root, gpt2_tokenizer_dir):
+    """One complete tiny run under <root>/{results,data,weights}, made once per session and shared with
+    tests/test_fingerprints.py (fingerprinted_done); tests copy the whole root."""
+    return fingerprinted_done(session_folder, data_root, gpt2_tokenizer_dir)
 
 
 @pytest.fixture
 def case(done, tmp_path):
     """A copy of the complete run, its data and weights; record.json names the copy's folders."""
     root = tmp_path / "root"
-    shutil.copytree(done, root)
-    (run_dir,) = run_dirs(root / "results")
-    record = run_dir / "record.json"
-    record.write_text(record.read_text().replace(str(done), str(root)))
+    run_dir = copy_root(done, root)
     return {"root": root, "results": root / "results", "run_dir": run_dir, "data": root / "data",
             "weights": root / "weights", "train": root / "data" / "e2e" / "trainset.csv"}
 
@@ -63,7 +59,7 @@ def refused(proc, *needles: str) -> None:
           "again; then with force=true",
      expect="exit 2 naming the run dir, e2e/trainset.csv, the old -> new sha256 prefixes and force=true; "
             "record.json untouched; force=true re-runs and records the new sha256")
-def test_changed_training_file_is_not_answered(case):
+def test_changed_training_file_is_not_answered(case, tmp_path, session_folder, data_root, gpt2_tokenizer_dir):
     old = sha256_file(case["train"])
     flip_byte(case["train"])
     before = (case["run_dir"] / "record.json").read_bytes()
@@ -71,9 +67,13 @@ def test_changed_training_file_is_not_answered(case):
     refused(proc, "e2e/trainset.csv: changed", f"sha256 {old[:12]} -> {sha256_file(case['train'])[:12]}",
             str(case["run_dir"]))
     assert (case["run_dir"] / "record.json").read_bytes() == before
-    # force=true trains: a real subprocess (run_cli raises unless it exits 0)
-    run_cli([*args_for(case["weights"]), "force=true"], case["results"], env=env_for(case["data"]))
-    assert record_of(case["run_dir"])["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == sha256_file(case["train"])
+    # force=true trains: the session's real subprocess run of exactly these steps (fingerprinted_forced: the
+    # same complete run, the same flip_byte, then force=true; run_cli raises unless it exits 0), in a copy
+    forced = tmp_path / "forced"
+    run_dir = copy_root(fingerprinted_forced(session_folder, data_root, gpt2_tokenizer_dir), forced)
+    train = forced / "data" / "e2e" / "trainset.csv"
+    assert train.read_bytes() == case["train"].read_bytes()  # the same change
+    assert record_of(run_dir)["inputs"]["data"]["sha256"]["e2e/trainset.csv"] == sha256_file(train)
 
 
 @rel(case="local weights file replaced",

@@ -9,12 +9,11 @@ Every test is one row of ``results/reliability.md`` (tests/conftest.py).
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
 
-from runs_helpers import TINY_E2E, assert_refused, run_cli, run_cli_here, run_dirs
+from runs_helpers import TINY_E2E, assert_refused, run_cli_here
 
 rel = pytest.mark.reliability
 
@@ -104,14 +103,10 @@ def test_sequence_longer_than_position_table(tmp_path, args, text, data_root):
      done="a tiny E2E run launched with umask 022",
      expect="every file of the run directory (record.json, metrics.json, hyp.txt, checkpoints) is mode 0644, "
             "not mkstemp's 0600")
-def test_tiny_run_files_honour_umask(tmp_path, data_root, gpt2_tokenizer_dir):
-    results = tmp_path / "results"
-    before = os.umask(0o022)  # the CLI subprocess inherits it
-    try:
-        run_cli([*TINY_E2E, "decoding.batch_size=2"], results)
-    finally:
-        os.umask(before)
-    (run_dir,) = run_dirs(results)
+def test_tiny_run_files_honour_umask(tmp_path, complete_run):
+    # the session's complete run of this command, launched under umask 022 (conftest.complete_run);
+    # the copy keeps each file's mode (shutil.copytree copies permission bits)
+    _, run_dir = complete_run([*TINY_E2E, "decoding.batch_size=2"], tmp_path / "results")
     modes = {str(p.relative_to(run_dir)): oct(stat.S_IMODE(p.stat().st_mode))
              for p in run_dir.rglob("*") if p.is_file()}
     assert {"record.json", "metrics.json", "hyp.txt"} <= set(modes), sorted(modes)

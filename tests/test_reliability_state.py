@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from lodabench.run.records import RunRecord
 from lodabench.run.spine import FORCE_KEEPS
-from runs_helpers import TINY_E2E, assert_refused, run_cli, run_cli_here
+from runs_helpers import TINY_E2E, assert_refused, run_cli_here
 
 torch.set_num_threads(1)
 rel = pytest.mark.reliability
@@ -71,8 +71,8 @@ def test_deleted_record_is_not_resumed(done, tmp_path):
     assert {"checkpoints", "hyp.txt", "metrics.json"} <= {k.parts[0] for k in before}
     old_hyp_mtime = (run_dir / "hyp.txt").stat().st_mtime_ns
     (run_dir / "record.json").unlink()
-    proc = run_cli(ARGS, results)
-    assert "resumed from" not in proc.stderr and "no record.json vouches for" in proc.stderr
+    proc = run_cli_here(ARGS, results)  # the whole launch in this process (the entry's imports are paid)
+    assert "resumed from" not in proc.stdout + proc.stderr and "no record.json vouches for" in proc.stderr
     aside = run_dir / "attempts" / "unrecorded-1"
     for rel_path, data in before.items():
         assert (aside / rel_path).read_bytes() == data, rel_path  # nothing deleted, nothing changed
@@ -92,8 +92,8 @@ def test_force_without_record_does_not_resume(done, tmp_path):
     results, run_dir = _copy(done, tmp_path)
     (run_dir / "record.json").unlink()
     (run_dir / "metrics.json").unlink()
-    proc = run_cli([*ARGS, "force=true"], results)
-    assert "resumed from" not in proc.stderr
+    proc = run_cli_here([*ARGS, "force=true"], results)  # the whole launch in this process
+    assert "resumed from" not in proc.stdout + proc.stderr
     assert (run_dir / "attempts" / "unrecorded-1" / "checkpoints" / "latest.json").is_file()
     assert not (run_dir / "attempts" / "unrecorded-1" / "metrics.json").exists()
 
@@ -238,7 +238,7 @@ def test_torn_partial_hypotheses_resume(done, tmp_path):
     first = (run_dir / "hyp.txt").read_text().splitlines()[0]
     _unfinished(run_dir, "hyp.txt")
     (run_dir / "hyp.partial.jsonl").write_text(json.dumps({"i": 0, "hyp": first}) + '\n{"i": 1, "hy')
-    proc = run_cli(ARGS, results)
+    proc = run_cli_here(ARGS, results)  # the whole launch in this process
     assert "torn last line" in proc.stdout + proc.stderr  # a log warning (Hydra's log goes to stdout)
     assert len((run_dir / "hyp.txt").read_text().splitlines()) == 6
 
