@@ -2,7 +2,7 @@
 
 A state (its outputs, references, scorer and aggregation) is scored from the per-item sufficient
 statistics compare uses (:mod:`lodabench.scoring.sufficient`, :mod:`lodabench.scoring.sufficient_dart`),
-picked as :func:`lodabench.results.compare._generation_parts` picks them:
+picked by :func:`lodabench.results.compare.generation_parts`, as compare picks them:
 
 * E2E: measure_scores.py ``-p`` (``python``) or the Perl mteval script (``perl``) for BLEU/NIST,
   pycocoevalcap's METEOR, ROUGE_L, CIDEr (Java for the three);
@@ -95,7 +95,8 @@ def unsupported(ours: Any) -> str | None:
 
 def item_stats(ours: Any, state: Any, metric: str):
     """``(ItemMetric, per-seed (n, k) stats)`` or ``(None, why)`` where only a point value exists."""
-    from lodabench.scoring import sufficient, sufficient_dart
+    from lodabench.results.compare import generation_parts
+    from lodabench.scoring import sufficient
 
     outs = [list(o) for o in state.outputs]
     if ours.runs[0].kind == "classification":
@@ -105,15 +106,12 @@ def item_stats(ours: Any, state: Any, metric: str):
     if why:
         return None, f"{why}: point value only"
     name = scored_name(ours.data, state.scorer, metric)
-    known = sufficient_dart.SCORES if ours.runs[0].scorer == "dart" else sufficient.E2E_SCORES
+    known, _, item_metrics = generation_parts(ours.runs[0].scorer, state.scorer)  # E2E: state.scorer is the mteval
     if name not in known:
         return None, f"no per-item statistics for {name} ({', '.join(known)} have them): point value only"
     if java_missing(ours.data, name):
         return None, f"{java_missing(ours.data, name)}: the recorded values only"
-    refs = [list(g) for g in state.gold]
-    if ours.runs[0].scorer == "dart":
-        return sufficient_dart.dart_item_metrics(outs, refs, [name])[name]
-    return sufficient.generation_metrics(outs, refs, [name], state.scorer)[name]
+    return item_metrics(outs, [list(g) for g in state.gold], [name])[name]
 
 
 def point_values(state: Any, entry) -> np.ndarray:
@@ -129,7 +127,7 @@ def point_values(state: Any, entry) -> np.ndarray:
 def record_notes(ours: Any, metric: str, entry, values: np.ndarray) -> list[str]:
     """Runs whose recorded value the recomputation from their outputs does not give back (rounded as
     the scorer prints it), as compare says it; runs that scored other items too are not checked."""
-    from lodabench.results.compare import _matches
+    from lodabench.results.compare import mismatch_note
 
     m = entry[0]
     notes = []
@@ -137,10 +135,8 @@ def record_notes(ours: Any, metric: str, entry, values: np.ndarray) -> list[str]
         rec = run.recorded.get(metric)
         if not isinstance(rec, (int, float)) or len(run.files.get(ours.prefix, {})) != len(ours.keys):
             continue
-        if not _matches(rec, float(value), m.decimals):
-            notes.append(f"{shown(run.path)}: {metric} recorded {rec!r} but recomputed {float(value)!r} from its "
-                         "outputs (the outputs or the scorer changed since scoring; `lodabench verify` says which)")
-    return notes
+        notes.append(mismatch_note(shown(run.path), metric, rec, float(value), m.decimals))
+    return [n for n in notes if n]
 
 
 def shown(path: Any) -> str:

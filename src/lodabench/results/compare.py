@@ -182,14 +182,15 @@ def _java_or_note(names: list[str], java_names: tuple[str, ...], notes: list[str
         return [m for m in names if m not in java_names]
 
 
-def _generation_parts(run: Run):
-    """(metric names, the ones needing Java, the per-item statistics function) of the run's scorer."""
+def generation_parts(scorer: str, mteval: str):
+    """(metric names, the ones needing Java, the per-item statistics function) of a generation scorer
+    (``data.scorer``; ``mteval``: E2E's BLEU/NIST variant, unused by DART's). attribute uses it too."""
     from lodabench.scoring import sufficient, sufficient_dart
 
-    if run.scorer == "dart":
+    if scorer == "dart":
         return sufficient_dart.DART_METRICS, sufficient_dart.METEOR, sufficient_dart.dart_item_metrics
     return (tuple(sufficient.E2E_SCORES), sufficient.COCO,
-            lambda hyps, refs, names: sufficient.generation_metrics(hyps, refs, names, run.mteval))
+            lambda hyps, refs, names: sufficient.generation_metrics(hyps, refs, names, mteval))
 
 
 def _generation_stats(runs: list[Run], wanted: list[str] | None, notes: list[str]) -> dict:
@@ -199,7 +200,7 @@ def _generation_stats(runs: list[Run], wanted: list[str] | None, notes: list[str
     if why:
         notes.append(f"every metric skipped: {why}")
         return {}
-    known, java_names, item_metrics = _generation_parts(runs[0])
+    known, java_names, item_metrics = generation_parts(runs[0].scorer, runs[0].mteval)
     names = [m for m in known if m in runs[0].recorded and (wanted is None or m in wanted)]
     names = _java_or_note(names, java_names, notes)
     if not names:
@@ -220,6 +221,14 @@ def _matches(recorded: float, recomputed: float, decimals: int | None) -> bool:
     return math.isclose(recorded, recomputed, rel_tol=1e-6, abs_tol=1e-9)
 
 
+def mismatch_note(where: str, name: str, recorded: float, recomputed: float, decimals: int | None) -> str | None:
+    """The note for a run whose recorded value its outputs do not give back (compare and attribute)."""
+    if _matches(recorded, recomputed, decimals):
+        return None
+    return (f"{where}: {name} recorded {recorded!r} but recomputed {recomputed!r} from its outputs "
+            "(the outputs or the scorer changed since scoring; `lodabench verify` says which)")
+
+
 def _value(run: Run, name: str, metric, stats: np.ndarray, n_common: int, prefix: str, notes: list[str]) -> float:
     """The run's recorded value when it scored exactly the common items; else the recomputed one
     (unrounded, also where the scorer prints a rounded value)."""
@@ -229,9 +238,8 @@ def _value(run: Run, name: str, metric, stats: np.ndarray, n_common: int, prefix
     recorded = run.recorded.get(name)
     if not isinstance(recorded, (int, float)) or len(run.files.get(prefix, {})) != n_common:
         return recomputed
-    if not _matches(recorded, recomputed, metric.decimals):
-        notes.append(f"{run.path}: {name} recorded {recorded!r} but recomputed {recomputed!r} from its outputs "
-                     "(the outputs or the scorer changed since scoring; `lodabench verify` says which)")
+    note = mismatch_note(str(run.path), name, recorded, recomputed, metric.decimals)
+    notes += [note] if note else []
     return float(recorded)
 
 
