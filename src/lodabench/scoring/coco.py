@@ -14,9 +14,16 @@ numbers are the official ones; only the process handling is ours, because pycoco
   a vertical tab, form feed, ``\\r`` or U+2028/U+2029 inside a sentence makes PTBTokenizer break
   the line, so we fail loudly instead;
 * talk to METEOR one blocking line at a time with stderr piped but never read: if the JVM dies or
-  prints an error, ``readline`` hangs forever. Here METEOR runs in one JVM per scoring call, is
-  started before tokenization so its ~paraphrase-table loading overlaps it, gets all its lines
-  through a writer thread, and every read has a timeout and checks for a dead process.
+  prints an error, ``readline`` hangs forever. Here every read has a timeout and checks for a dead
+  process, and all lines go through a writer thread.
+
+Like pycocoevalcap's wrapper (one ``Meteor()`` object for all ``compute_score`` calls), a process
+keeps one METEOR JVM and reuses it (:func:`shared_meteor`): its ``SCORE`` and ``EVAL`` lines carry
+all the state a score needs, and loading the paraphrase table costs ~5 s and ~7 s of CPU per JVM --
+paid once per process, not once per scoring (a sweep in one process, the dev scoring of every
+epoch, the test suite). The first scoring starts the JVM before tokenizing so the loading overlaps.
+A JVM that failed is dropped and the next scoring starts a fresh one; the JVM exits with its
+Python process (its stdin closes).
 
 Java is forced to UTF-8 (``-Dfile.encoding``) so a POSIX locale cannot garble non-ASCII text; the
 golden values were made under ``LC_ALL=C.UTF-8``, where that is the default anyway.
@@ -24,10 +31,14 @@ golden values were made under ``LC_ALL=C.UTF-8``, where that is the default anyw
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import queue
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from lodabench.errors import ScoringError
@@ -88,6 +99,7 @@ class Meteor:
         cmd = [java_executable(), *_UTF8, "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
         self._proc = subprocess.Popen(cmd, cwd=meteor_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
+        self.owner_pid = os.getpid()  # a forked child (a DataLoader worker) must not share the pipes
         self._lines: queue.Queue = queue.Queue()
         self._stderr: list[bytes] = []
         threading.Thread(target=self._pump_stdout, daemon=True).start()
@@ -136,13 +148,8 @@ class Meteor:
 
     def corpus_score(self, hyps: list[str], refs: list[list[str]]) -> float:
         """Aggregated METEOR over all items (tokenized text), as COCOEvalCap reports it."""
-        score_lines = []
-        for hyp, group in zip(hyps, refs):
-            hyp = hyp.replace("|||", "").replace("  ", " ")  # the wrapper's cleaning, hypothesis only
-            score_lines.append(" ||| ".join(("SCORE", " ||| ".join(group), hyp)) + "\n")
-        self._write_all("".join(score_lines), close=False)
-        stats = [self._readline() for _ in hyps]
-        self._write_all("EVAL" + "".join(f" ||| {s}" for s in stats) + "\n", close=True)
+        stats = self.segment_stats(hyps, refs)
+        self._write_all("EVAL" + "".join(f" ||| {s}" for s in stats) + "\n", close=False)
         segment_lines = [self._readline() for _ in hyps]
         final = self._readline()
         try:
@@ -152,8 +159,23 @@ class Meteor:
             raise self._fail(f"answered {final!r} where a score was expected") from None
         if not 0.0 <= score <= 1.0 or any(not 0.0 <= s <= 1.0 for s in segments):
             raise self._fail(f"returned the out-of-range score {score!r}")
-        self.close()
         return score
+
+    def segment_stats(self, hyps: list[str], refs: list[list[str]]) -> list[str]:
+        """The jar's ``SCORE`` answer (one statistics line) per item, for tokenized text."""
+        lines = [" ||| ".join(("SCORE", " ||| ".join(group), _clean(hyp))) + "\n" for hyp, group in zip(hyps, refs)]
+        self._write_all("".join(lines), close=False)
+        return [self._readline() for _ in hyps]
+
+    def usable(self) -> bool:
+        """Running, and started by this process."""
+        return self._proc.poll() is None and self.owner_pid == os.getpid()
+
+    def __enter__(self) -> "Meteor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -168,6 +190,39 @@ class Meteor:
                 self._proc.wait()
 
 
+def _clean(hyp: str) -> str:
+    return hyp.replace("|||", "").replace("  ", " ")  # the wrapper's cleaning, hypothesis only
+
+
+_shared: Meteor | None = None
+_shared_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def shared_meteor() -> Iterator[Meteor]:
+    """This process's METEOR JVM, started on first use and kept for the next scoring (one user at a time).
+
+    An error while it is in use closes and drops it, so no half-read answer reaches the next caller.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.usable():
+            _shared = Meteor()
+        meteor = _shared
+        try:
+            yield meteor
+        except BaseException:
+            meteor.close()
+            _shared = None
+            raise
+
+
+@atexit.register
+def _close_shared() -> None:
+    if _shared is not None and _shared.owner_pid == os.getpid():
+        _shared.close()
+
+
 # --- the COCOEvalCap run ------------------------------------------------------------------------
 
 
@@ -177,8 +232,7 @@ def coco_scores(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     from pycocoevalcap.rouge.rouge import Rouge
 
     java_executable()  # fail early and clearly when Java is missing
-    meteor = Meteor()  # loads its paraphrase table while the tokenizers run
-    try:
+    with shared_meteor() as meteor:  # a new JVM loads its paraphrase table while the tokenizers run
         with tempfile.TemporaryDirectory(prefix="lodabench-ptb-") as tmp:
             flat_refs = [r for group in refs for r in group]
             ref_proc = _start_ptb(flat_refs, Path(tmp), "refs.txt")
@@ -190,8 +244,6 @@ def coco_scores(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
             tok_refs.append(tok_refs_flat[start:start + len(group)])
             start += len(group)
         meteor_score = meteor.corpus_score(tok_hyps, tok_refs)
-    finally:
-        meteor.close()
 
     ids = [f"inst-{i}" for i in range(len(hyps))]  # measure_scores.py's image ids, in item order
     gts = dict(zip(ids, tok_refs))

@@ -246,19 +246,11 @@ def _meteor_score(s: np.ndarray) -> np.ndarray:
 
 
 def meteor_segment_stats(tok_hyps: list[str], tok_refs: list[list[str]]) -> np.ndarray:
-    """The jar's ``SCORE`` statistics, one row per item, for PTB-tokenized text (one JVM)."""
-    from lodabench.scoring.coco import Meteor
+    """The jar's ``SCORE`` statistics, one row per item, for PTB-tokenized text (this process's JVM)."""
+    from lodabench.scoring.coco import shared_meteor
 
-    meteor = Meteor()
-    try:
-        lines = []
-        for hyp, group in zip(tok_hyps, tok_refs):
-            hyp = hyp.replace("|||", "").replace("  ", " ")  # the wrapper's cleaning, as coco.Meteor
-            lines.append(" ||| ".join(("SCORE", " ||| ".join(group), hyp)) + "\n")
-        meteor._write_all("".join(lines), close=True)
-        rows = [meteor._readline() for _ in tok_hyps]
-    finally:
-        meteor.close()
+    with shared_meteor() as meteor:
+        rows = meteor.segment_stats(tok_hyps, tok_refs)
     try:
         stats = np.array([[float(x) for x in row.split()] for row in rows], dtype=float)
     except ValueError:
