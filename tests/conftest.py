@@ -75,7 +75,7 @@ def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     so a test may check the modes a run writes (tests/test_reliability_ranges.py)."""
     import fcntl
 
-    from runs_helpers import run_cli, run_dirs
+    from runs_helpers import run_cli_here, run_dirs
 
     root = _session_root(tmp_path_factory) / "complete-runs"
     root.mkdir(exist_ok=True)
@@ -86,9 +86,9 @@ def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
             fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the run, then copies it
             if not (made / "complete").is_file():
                 shutil.rmtree(made, ignore_errors=True)  # a run that failed in an earlier caller
-                umask = os.umask(0o022)  # the CLI subprocess inherits it
+                umask = os.umask(0o022)  # the launch runs in this process (run_cli_here)
                 try:
-                    run_cli(args, made / "results")
+                    run_cli_here(args, made / "results")
                 finally:
                     os.umask(umask)
                 (made / "complete").write_text("\n".join(args))
