@@ -75,7 +75,7 @@ def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     so a test may check the modes a run writes (tests/test_reliability_ranges.py)."""
     import fcntl
 
-    from runs_helpers import run_cli, run_dirs
+    from runs_helpers import run_cli_here, run_dirs
 
     root = _session_root(tmp_path_factory) / "complete-runs"
     root.mkdir(exist_ok=True)
@@ -86,9 +86,9 @@ def complete_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
             fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the run, then copies it
             if not (made / "complete").is_file():
                 shutil.rmtree(made, ignore_errors=True)  # a run that failed in an earlier caller
-                umask = os.umask(0o022)  # the CLI subprocess inherits it
+                umask = os.umask(0o022)  # the launch runs in this process (run_cli_here)
                 try:
-                    run_cli(args, made / "results")
+                    run_cli_here(args, made / "results")
                 finally:
                     os.umask(umask)
                 (made / "complete").write_text("\n".join(args))
@@ -119,6 +119,33 @@ def session_folder(tmp_path_factory):
         return folder
 
     return make
+
+# ----------------------------------------------------------------------------------------------
+# Costliest test files first. `make test` runs `-n 2 --dist loadfile`: xdist hands out whole files in
+# collection order, so a costly file collected last leaves one worker busy alone for minutes at the end.
+# Worker seconds of `make test` (junit, results/bench/test_suite.md, fourth pass), costliest first;
+# files not listed keep their place after these. Every worker sorts the same way, so the collections agree.
+COSTLIEST_FILES = (
+    "test_paired_dart.py",  # 220 s
+    "test_scoring_dart.py",  # 178 s
+    "test_scoring_e2e.py",  # 123 s
+    "test_reliability.py",  # 98 s
+    "test_reliability_state.py",  # 96 s
+    "test_tables_e2e.py",  # 95 s
+    "test_ddp.py",  # 85 s
+    "test_registries.py",  # 78 s
+    "test_scale_out.py",  # 77 s
+    "test_reliability_attempts.py",  # 63 s
+    "test_fingerprints.py",
+    "test_trainer_fast.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the files costliest first (COSTLIEST_FILES), each file's own tests in their order."""
+    rank = {name: i for i, name in enumerate(COSTLIEST_FILES)}
+    items[:] = sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
 
 # ----------------------------------------------------------------------------------------------
 # results/reliability.md: the table of reliability cases and their outcomes, written by the test run.

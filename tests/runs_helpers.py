@@ -1,5 +1,5 @@
 """Run the real CLI (`python -m lodabench ...`) against a temporary results dir: in a subprocess (run_cli),
-or in this process for launches refused before training (run_cli_here)."""
+or in this process (run_cli_here: refusals, skips, and whole training runs whose point is not a process)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import random
 import runpy
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -44,6 +46,8 @@ def run_cli(args: list[str], results_dir: Path, env: dict[str, str] | None = Non
 # Read once per process (lru_cache'd java lookup, huggingface_hub's constants, imported plugin modules):
 # a launch that sets them must be a subprocess.
 READ_ONCE = {"LODABENCH_JAVA", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "LODABENCH_PLUGINS"}
+# Test hooks that end the process abruptly (os._exit, as kill -9): in this process they would end pytest.
+KILLS_PROCESS = {"LODABENCH_FAULT_AFTER_STEP", "LODABENCH_FAULT_AFTER_DECODE_CHUNK"}
 
 
 class CliResult(subprocess.CompletedProcess):
@@ -52,18 +56,24 @@ class CliResult(subprocess.CompletedProcess):
 
 def run_cli_here(args: list[str], results_dir: Path, env: dict[str, str] | None = None,
                  check: bool = True, timeout: int = 600) -> CliResult:
-    """``python -m lodabench ARGS`` run in this pytest process: for launches refused before training.
+    """``python -m lodabench ARGS`` run in this pytest process: refusals, skips and whole training runs.
 
-    A CLI subprocess spends ~4 s importing torch/transformers/hydra before it refuses; here the imports
-    are paid once per worker. The process-wide state a launch touches (environment, cwd, argv, Hydra's
-    GlobalHydra, logging handlers, signal handlers, torch threads, the registries) is restored after,
-    so tests stay independent. Real subprocess launches (run_cli) still cover the entry itself.
+    A CLI subprocess spends ~6 s importing torch/transformers/peft/hydra before it starts; here the
+    imports are paid once per worker. A tiny E2E training run here gives the same record metrics, dev
+    loss and adapter weights (sha256) as one in a fresh subprocess, bit for bit, also back to back in one
+    process, and no model outlives its launch (measured when training moved in process, issue #28).
+    The process-wide state a launch touches (environment, cwd, argv, Hydra's GlobalHydra, logging
+    handlers, signal handlers, torch threads and deterministic flags, the global RNGs, the registries)
+    is restored after, so tests stay independent. Real subprocess launches (run_cli) still cover the entry itself.
     ``timeout`` is accepted for run_cli's signature and ignored.
     """
     del timeout
     if set(env or {}) & READ_ONCE:
         raise ValueError(f"run_cli_here cannot set {sorted(set(env) & READ_ONCE)}: this process has read them "
                          "already (cached); launch with run_cli")
+    if set(env or {}) & KILLS_PROCESS:
+        raise ValueError(f"run_cli_here cannot set {sorted(set(env) & KILLS_PROCESS)}: the launch would end "
+                         "this process; launch with run_cli")
     out, err = io.StringIO(), io.StringIO()
     full_env = {"LODABENCH_RESULTS_DIR": str(results_dir), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
                 **(env or {})}
@@ -107,6 +117,8 @@ def _isolated(env: dict[str, str], cwd_for_run: Path):
     loggers = {name: _logger_state(logging.getLogger(name)) for name in (None, "hydra", "lodabench")}
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     registries, threads = _registry_state(), torch.get_num_threads()
+    flags = _torch_flags()
+    rng = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     os.environ.update(env)
     os.chdir(cwd_for_run)
     try:
@@ -124,6 +136,20 @@ def _isolated(env: dict[str, str], cwd_for_run: Path):
             signal.signal(sig, handler)
         _restore_registries(registries)
         torch.set_num_threads(threads)
+        _restore_torch_flags(flags)  # trainer.deterministic sets them for the process
+        random.setstate(rng[0])  # a launch seeds the global generators: the test's own draws go on
+        np.random.set_state(rng[1])
+        torch.random.set_rng_state(rng[2])
+
+
+def _torch_flags() -> tuple:
+    return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+
+
+def _restore_torch_flags(flags: tuple) -> None:
+    torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = flags[2], flags[3]
 
 
 def _logger_state(logger: logging.Logger) -> tuple:

@@ -17,7 +17,7 @@ import torch
 from lodabench.train import device as D
 from lodabench.errors import ConfigError
 from lodabench.run.records import RunRecord
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import run_cli_here, run_dirs
 
 GPU = "NVIDIA H100 80GB HBM3"
 SMI = f"""#!/bin/sh
@@ -132,11 +132,11 @@ def test_a_gpu_box_with_a_cpu_torch(tmp_path, data_root, gpt2_tokenizer_dir):
     records "device": "cpu"; re-running with trainer.device=cpu trainer.eval_batch_size=3 finds it."""
     results = tmp_path / "results"
     env = {"PATH": f"{_fake_smi(tmp_path)}{os.pathsep}{os.environ['PATH']}"}
-    refused = run_cli(TINY, results, env=env, check=False)
+    refused = run_cli_here(TINY, results, env=env, check=False)
     assert refused.returncode == 2 and "trainer.device=cpu" in refused.stderr and GPU in refused.stderr
     assert not list(results.rglob("checkpoints")) and not list(results.rglob("record.json"))  # nothing trained
 
-    done = run_cli([*TINY, "trainer.device=cpu"], results, env=env)
+    done = run_cli_here([*TINY, "trainer.device=cpu"], results, env=env)
     (run_dir,) = run_dirs(results)
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "complete" and record["attempts"][-1]["device"] == "cpu"
@@ -145,7 +145,7 @@ def test_a_gpu_box_with_a_cpu_torch(tmp_path, data_root, gpt2_tokenizer_dir):
                                            "tokenizer": record["inputs"]["weights"]["tokenizer"]}
     assert record["inputs"]["data"] == record["attempts"][-1]["inputs"]["data"]
 
-    again = run_cli([*TINY, "trainer.device=cpu", "trainer.eval_batch_size=3"], results, env=env)
+    again = run_cli_here([*TINY, "trainer.device=cpu", "trainer.eval_batch_size=3"], results, env=env)
     assert f"skip (complete): {run_dir}" in again.stdout and run_dirs(results) == [run_dir], done.stdout[-500:]
 
 

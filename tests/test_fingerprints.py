@@ -25,7 +25,7 @@ from lodabench import cli, plugins
 from lodabench.run import fingerprints as fp
 from lodabench.errors import ConfigError
 from lodabench.paths import DATA_ROOT_ENV, REPO_ROOT
-from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
+from runs_helpers import TINY_E2E, run_cli_here, run_dirs
 
 
 # ----------------------------------------------------------------------------- helpers (also used by
@@ -79,7 +79,7 @@ def fingerprinted_done(session_folder, data_root: Path, tokenizer_dir: Path) -> 
     def build(root: Path) -> None:
         make_weights_dir(root / "weights", tokenizer_dir)
         copy_data_root(data_root, root / "data")
-        run_cli(args_for(root / "weights"), root / "results", env=env_for(root / "data"))
+        run_cli_here(args_for(root / "weights"), root / "results", env=env_for(root / "data"))
     return session_folder("fingerprinted-done", build)
 
 
@@ -91,7 +91,7 @@ def fingerprinted_forced(session_folder, data_root: Path, tokenizer_dir: Path) -
     def build(root: Path) -> None:
         copy_root(done, root)
         flip_byte(root / "data" / "e2e" / "trainset.csv")
-        run_cli([*args_for(root / "weights"), "force=true"], root / "results", env=env_for(root / "data"))
+        run_cli_here([*args_for(root / "weights"), "force=true"], root / "results", env=env_for(root / "data"))
     return session_folder("fingerprinted-forced", build)
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lodabench.train.trainer import epoch_order, length_grouped_order
-from runs_helpers import final_weights, run_cli, run_dirs
+from runs_helpers import final_weights, run_cli, run_cli_here, run_dirs
 
 
 def _padded_tokens(order: list[int], lengths: list[int], batch: int) -> int:
@@ -60,11 +60,11 @@ def test_grouped_rte_run_pads_less_and_resumes_exactly(tmp_path, data_root):
     grouped = _padded_tokens(length_grouped_order(lengths, 110, 0, 16), lengths, 16)
     assert grouped < 0.6 * _padded_tokens(epoch_order(len(rows), 110, 0), lengths, 16)
 
-    whole = run_cli(RTE + [f"paths.data_root={data_root}"], tmp_path / "whole")
+    whole = run_cli_here(RTE + [f"paths.data_root={data_root}"], tmp_path / "whole")
     crashed = run_cli(RTE + [f"paths.data_root={data_root}"], tmp_path / "resumed",
                       env={"LODABENCH_FAULT_AFTER_STEP": "5"}, check=False)  # mid epoch 2
     assert crashed.returncode != 0
-    run_cli(RTE + [f"paths.data_root={data_root}"], tmp_path / "resumed")
+    run_cli_here(RTE + [f"paths.data_root={data_root}"], tmp_path / "resumed")
     (a,), (b,) = run_dirs(tmp_path / "whole"), run_dirs(tmp_path / "resumed")
     wa, wb = final_weights(a), final_weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -17,7 +17,7 @@ import lodabench
 from lodabench.errors import CheckpointError
 from lodabench.methods.checkpoint import load_warm_start
 from methods_tiny import batch, logits, tiny
-from runs_helpers import final_weights, run_cli, run_dirs
+from runs_helpers import final_weights, run_cli_here, run_dirs
 
 D, R, ALPHA = 64, 2, 8.0  # methods_tiny's hidden size; a rank and alpha of our choosing
 
@@ -183,7 +183,7 @@ def test_report_shows_an_authors_checkpoint_run_as_such():
 def test_init_from_loralib_epochs_0_decodes_and_scores(tmp_path):
     """The one command a GPU user runs on gpt2_md_lora_e2e.pt, on tiny-gpt2 (n_embd 64, 2 layers)."""
     path = _tiny_gpt2_ckpt(tmp_path / "tiny_lora_e2e.pt")
-    run_cli(["model=tiny-gpt2", "method=lora", f"method.r={R}", f"method.alpha={ALPHA}",
+    run_cli_here(["model=tiny-gpt2", "method=lora", f"method.r={R}", f"method.alpha={ALPHA}",
              f"init_from=loralib:{path}", "trainer.epochs=0", "data.max_eval_items=6", "data.eval_split=dev",
              "decoding=greedy", "decoding.max_new_tokens=16", "trainer.progress=false",
              "decoding.progress=false"], tmp_path / "results")

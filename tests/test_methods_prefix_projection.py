@@ -204,12 +204,12 @@ def test_run_keeps_and_evaluates_the_merged_prefix(tmp_path, data_root, gpt2_tok
 
     from lodabench.methods.checkpoint import read_metadata
     from lodabench.methods.prefix import MERGED_FILE
-    from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
+    from runs_helpers import TINY_E2E, final_weights, run_cli_here, run_dirs
 
     args = [a for a in TINY_E2E if not a.startswith("method")] + [
         "method=prefix", "method.projection=mlp", "method.init=random", "method.projection_hidden=16",
         "method.num_virtual_tokens=4"]
-    run_cli(args, tmp_path)
+    run_cli_here(args, tmp_path)
     (run_dir,) = run_dirs(tmp_path)
     assert json.loads((run_dir / "record.json").read_text())["status"] == "complete"
     trained = final_weights(run_dir)

@@ -92,7 +92,7 @@ def reference(tmp_path_factory, data_root, gpt2_tokenizer_dir):
     """A multirun `method.r=0,8`: r=0 fails (bad value), r=8 is the uninterrupted reference run."""
     results = tmp_path_factory.mktemp("reference")
     args = [a for a in REF_ARGS if not a.startswith("method.r=")]
-    proc = run_cli(["-m", *args, "method.r=0,8"], results, check=False)
+    proc = run_cli_here(["-m", *args, "method.r=0,8"], results, check=False)
     dirs = {json.loads((d / "record.json").read_text())["config"]["method"]["r"]: d for d in run_dirs(results)}
     return {"results": results, "proc": proc, "ok": dirs[8], "failed": dirs[0]}
 

@@ -13,7 +13,7 @@ from scipy.stats import ttest_ind_from_stats, ttest_rel
 from lodabench.results import claims as C
 from lodabench.results import reports
 from lodabench.paths import REPO_ROOT
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import run_cli_here, run_dirs
 from test_tables import SMOKE_OVERRIDES, write_run, write_smoke
 
 PAPER_DIR = REPO_ROOT / "results" / "paper"
@@ -117,7 +117,7 @@ def test_report_puts_smoke_run_apart_and_keeps_the_paper_setting(tmp_path: Path)
 @pytest.mark.slow
 def test_real_smoke_run_is_not_the_papers_setting(tmp_path: Path, data_root: Path, gpt2_tokenizer_dir: Path) -> None:
     """A real 2-step run of a random-init tiny GPT-2 under experiment=e2e_loda (model=gpt2-medium)."""
-    run_cli([*SMOKE_OVERRIDES, f"model.tokenizer={gpt2_tokenizer_dir}", "data.eval_split=dev", "decoding=greedy",
+    run_cli_here([*SMOKE_OVERRIDES, f"model.tokenizer={gpt2_tokenizer_dir}", "data.eval_split=dev", "decoding=greedy",
              "decoding.max_new_tokens=8", "trainer.progress=false", "decoding.progress=false"], tmp_path)
     (d,) = run_dirs(tmp_path)
     assert d.relative_to(tmp_path / "runs").parts[:3] == ("e2e", "gpt2-medium", "loda") and d.name == "seed110"

@@ -74,7 +74,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(finished_run, tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     assert json.loads((run_dir / "record.json").read_text())["status"] == "running"
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["global_step"] == 2
-    run_cli(TINY_E2E, tmp_path)
+    run_cli_here(TINY_E2E, tmp_path)  # the resume: in this process
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "complete" and len(record["attempts"]) == 2
     ref_w, res_w = final_weights(reference_dir), final_weights(run_dir)

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from lodabench.errors import ConfigError
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from lodabench.train.selection import Selection, pick, selection_config
-from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
+from runs_helpers import TINY_E2E, run_cli_here, run_dirs
 
 # 16 training examples at batch 8: 2 optimizer steps per epoch, 2 epochs.
 TWO_EPOCHS = [*[a for a in TINY_E2E if not a.startswith(("trainer.max_steps", "data.max_train_examples"))],
@@ -78,7 +78,7 @@ def test_condlora_overlays_ship_the_authors_search_space():
 @pytest.mark.slow
 def test_two_epochs_scored_in_one_run_and_selected_on_test(tmp_path, data_root, gpt2_tokenizer_dir):
     results = tmp_path / "results"
-    run_cli([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)
+    run_cli_here([*TWO_EPOCHS, "selection.epochs=[1,2]", "selection.rule=test"], results)
     (run_dir,) = run_dirs(results)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     sel = metrics["selection"]
@@ -107,7 +107,7 @@ def test_optuna_search_runs_records_and_relaunch_skips(tmp_path, data_root):
     args = ["-m", "experiment=glue_condlora_rte", "model=tiny-roberta", "hydra/sweeper=optuna",
             "hydra.sweeper.n_trials=2", "trainer.epochs=1", "data.max_train_examples=64", "data.max_eval_items=32",
             "trainer.max_length=64", "trainer.progress=false"]
-    first = run_cli(args, results)
+    first = run_cli_here(args, results)
     best = yaml.safe_load((results / "runs" / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"trainer.lr"} and 5e-5 <= best["best_params"]["trainer.lr"] <= 5e-3
     assert first.stdout.count("[lodabench] complete") == 2

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lodabench.paths import REPO_ROOT
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import run_cli, run_cli_here, run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ TINY = ["model=tiny-gpt2", "method.r=8", "data.max_train_examples=64", "data.max
 
 
 def test_multirun_two_methods_two_seeds_then_tables(tmp_path, data_root, gpt2_tokenizer_dir):
-    run_cli(["-m", "experiment=e2e_lora,e2e_loda", "seed=110,111", *TINY], tmp_path, timeout=900)
+    run_cli_here(["-m", "experiment=e2e_lora,e2e_loda", "seed=110,111", *TINY], tmp_path, timeout=900)
     records = [json.loads((d / "record.json").read_text()) for d in run_dirs(tmp_path)]
     assert len(records) == 4 and all(r["status"] == "complete" for r in records)
     out = tmp_path / "tables"

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from runs_helpers import run_cli, run_dirs
+from runs_helpers import run_cli_here, run_dirs
 
 pytestmark = [pytest.mark.slow, pytest.mark.java]
 
@@ -27,7 +27,7 @@ def dart_run(tmp_path_factory, data_root, gpt2_tokenizer_dir):
         name = f"dart-v1.1.1-full-{split}.json"
         (root / "dart" / name).symlink_to(data_root / "dart" / name)
     results = tmp_path_factory.mktemp("dart_runs")
-    run_cli(["experiment=dart_lora", "model=tiny-gpt2", f"paths.data_root={root}", "data.max_train_examples=32",
+    run_cli_here(["experiment=dart_lora", "model=tiny-gpt2", f"paths.data_root={root}", "data.max_train_examples=32",
              f"data.max_eval_items={N_EVAL}", "trainer.max_steps=3", "trainer.lr=1e-2", "trainer.warmup_steps=0",
              "trainer.batch_size=8", "trainer.max_dev_batches=1", "trainer.checkpoint_every=0",
              "decoding.num_beams=2", "decoding.max_new_tokens=12", "trainer.progress=false", "decoding.progress=false"],

