@@ -44,6 +44,7 @@ the beam DP. This changes no result.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 from lodabench.errors import ScoringError
@@ -311,6 +312,18 @@ def _best_shift(cur_align: Alignment, ref: Sequence[str], phrases, lower_bound) 
 # ---------------------------------------------------------------------------------- TER
 def ter_edits(hyp: Sequence[str], ref: Sequence[str]) -> tuple[int, int]:
     """(edits, reference length) of tercom's TER for one hypothesis/reference pair of tokens."""
+    return _pair_edits(tuple(hyp), tuple(ref))
+
+
+# The shift search is most of the DART official score's time. Its result is a pure function of the
+# two word lists, kept for the process: the corpus TER (score_dart) and the per-item rows
+# (sufficient_dart, behind compare/attribute) of the same outputs then search each pair once, and a
+# pair that repeats (the same output and reference) is searched once. Bounded, small per entry.
+SEGMENT_MEMO_SIZE = 1 << 18
+
+
+@lru_cache(maxsize=SEGMENT_MEMO_SIZE)
+def _pair_edits(hyp: tuple[str, ...], ref: tuple[str, ...]) -> tuple[int, int]:
     if not hyp or not ref:  # TERnullstr
         return (len(ref), len(ref)) if ref else (len(hyp), 0)
     phrases = _ref_phrases(hyp, ref)
