@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from dart_golden_outputs import case_outputs
 
 from lodabench.paths import shared_dir
 from lodabench.results.compare import compare_runs
@@ -84,15 +85,15 @@ def _unrounded_bleu(hyps, refs) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def case_stats(golden_dir):
-    cache: dict[str, tuple] = {}
+def case_stats(golden_dir, session_folder):
+    """(hyps, refs, golden scores, dart_item_metrics of ``names``) of a golden case; the statistics
+    are computed once per test session for this module and tests/test_scoring_dart.py
+    (tests/dart_golden_outputs.py: every DART metric in one call; each metric's rows are the same
+    as computed alone)."""
 
     def get(name: str, names: tuple[str, ...]) -> tuple:
-        if (name, names) not in cache:
-            case = golden_dir / name
-            hyps, refs = read_hypotheses(case / "hyp.txt"), read_reference_groups(case / "refs.txt")
-            cache[(name, names)] = (hyps, refs, _golden(case), dart_item_metrics([hyps], refs, names))
-        return cache[(name, names)]
+        outputs = case_outputs(session_folder, golden_dir, name)
+        return outputs.hyps, outputs.refs, _golden(golden_dir / name), outputs.metrics(names)
     return get
 
 
@@ -115,7 +116,7 @@ def test_golden_full_sample_without_java(case_stats, name):
 @pytest.mark.parametrize("name", list(_case_params(java=True)))
 @pytest.mark.parametrize("meteor", ["METEOR", "official_METEOR"])
 def test_golden_full_sample_meteor(case_stats, name, meteor):
-    _, _, golden, metrics = case_stats(name, (meteor,))  # one JVM each: its paraphrase table loads for seconds
+    _, _, golden, metrics = case_stats(name, (meteor,))  # the jar's -ssOut rows of that mode
     metric, stats = metrics[meteor]
     _check(metric, stats[0], golden[meteor])
 

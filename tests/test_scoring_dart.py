@@ -21,6 +21,7 @@ import random
 from pathlib import Path
 
 import pytest
+from dart_golden_outputs import case_outputs
 
 from lodabench.errors import ScoringError
 from lodabench.paths import shared_dir
@@ -28,7 +29,6 @@ from lodabench.scoring import dart, tercom_compat
 from lodabench.scoring.java import java_executable
 from lodabench.scoring.multibleu import detok_tokenize, multi_bleu, multi_bleu_detok
 from lodabench.scoring.nltk_compat import word_tokenize_35
-from lodabench.scoring.textio import read_hypotheses, read_reference_groups
 
 
 def _discover_cases() -> list[str]:
@@ -52,20 +52,16 @@ def _case_params():
 
 
 @pytest.fixture(scope="module")
-def score_case(golden_dir: Path):
-    """Score a golden case once per module and mode (some tests share the results)."""
-    cache: dict[tuple[str, str], tuple[dict, dict]] = {}
+def score_case(golden_dir: Path, session_folder):
+    """(score_dart's scores, golden scores) of a golden case and mode; the scores are computed once
+    per test session for this module and tests/test_paired_dart.py (tests/dart_golden_outputs.py)."""
 
     def run(name: str, mode: str) -> tuple[dict, dict]:
-        if (name, mode) not in cache:
-            case = golden_dir / name
-            expected = json.loads((case / "scores.json").read_text(encoding="utf-8"))
-            hyps = read_hypotheses(case / "hyp.txt")
-            refs = read_reference_groups(case / "refs.txt")
-            assert len(hyps) == expected["n_items"]
-            golden = expected["scores"] if mode == "lora" else expected["dart_repo_scorer"]["scores"]
-            cache[(name, mode)] = (dart.score_dart(hyps, refs, mode=mode), golden)
-        return cache[(name, mode)]
+        expected = json.loads((golden_dir / name / "scores.json").read_text(encoding="utf-8"))
+        outputs = case_outputs(session_folder, golden_dir, name)
+        assert len(outputs.hyps) == expected["n_items"]
+        golden = expected["scores"] if mode == "lora" else expected["dart_repo_scorer"]["scores"]
+        return outputs.scores[mode], golden
 
     return run
 

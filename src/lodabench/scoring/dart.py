@@ -157,27 +157,35 @@ def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_r
 
 
 # ---------------------------------------------------------------------------------------- TER
-def _pyter_min_ter(hyp_tok: str, refs_tok: Sequence[str], cache: dict) -> float:
-    """eval.py's per-item TER: min over references of pyter's TER; an empty reference counts 1.
+# Per-pair results kept for the process: the corpus score (score_dart) and the per-item statistics
+# (sufficient_dart, behind compare/attribute) run the same pyter search on the same tokenized
+# pairs; remembered, the second caller (and any repeated pair) costs a look-up. A pure function of
+# the two strings, so the numbers cannot change; bounded (a few hundred bytes an entry).
+SEGMENT_MEMO_SIZE = 1 << 16
+
+
+@lru_cache(maxsize=SEGMENT_MEMO_SIZE)
+def _pyter_pair_ter(hyp_tok: str, ref_tok: str) -> float:
+    """eval.py's TER of one pair: pyter's TER, 1 for an empty reference or any pyter failure.
 
     ``pyter_compat.ter`` returns pyter's values (verified on every golden pair) ten times faster.
     """
-    best = math.inf
-    for ref in refs_tok:
-        key = (hyp_tok, ref)
-        if key not in cache:
-            try:
-                cache[key] = pyter_ter(hyp_tok.split(), ref.split()) if len(ref) else 1
-            except ZeroDivisionError:  # eval.py scores any pyter failure as 1
-                cache[key] = 1
-        best = min(best, cache[key])
-    return best
+    if not len(ref_tok):
+        return 1
+    try:
+        return pyter_ter(hyp_tok.split(), ref_tok.split())
+    except ZeroDivisionError:  # eval.py scores any pyter failure as 1
+        return 1
+
+
+def _pyter_min_ter(hyp_tok: str, refs_tok: Sequence[str]) -> float:
+    """eval.py's per-item TER: min over references of pyter's TER (see _pyter_pair_ter)."""
+    return min((_pyter_pair_ter(hyp_tok, ref) for ref in refs_tok), default=math.inf)
 
 
 def lora_ter_items(hyps_tok: Sequence[str], refs_tok: Sequence[Sequence[str]]) -> list[float]:
     """eval.py's per-item TER values (their plain mean is its TER)."""
-    cache: dict = {}
-    return [_pyter_min_ter(h, group, cache) for h, group in zip(hyps_tok, refs_tok)]
+    return [_pyter_min_ter(h, group) for h, group in zip(hyps_tok, refs_tok)]
 
 
 def tercom_corpus_ter(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]) -> float:

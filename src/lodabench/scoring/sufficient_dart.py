@@ -198,5 +198,10 @@ def dart_item_metrics(hyps_per_run: Sequence[Sequence[str]], refs: Sequence[Sequ
     with ThreadPoolExecutor(max_workers=1) as pool:  # the two modes' METEOR JVMs load their tables side by side
         official = pool.submit(_official_stats, hyps_per_run, refs, [m for m in names if m in OFFICIAL])
         stats = {**_lora_stats(hyps_per_run, refs, [m for m in names if m in LORA]), **official.result()}
-    return {m: (ItemMetric(m, _quiet(SCORES[m]), decimals=BLEU_DECIMALS if m.endswith("BLEU") else None), stats[m])
-            for m in names}
+    return {m: (dart_metric(m), stats[m]) for m in names}
+
+
+def dart_metric(name: str) -> ItemMetric:
+    """The :class:`ItemMetric` of a DART metric (``DART_METRICS``): how its rows are scored; apart
+    from the rows, so rows kept elsewhere (e.g. computed once for several tests) can be scored."""
+    return ItemMetric(name, _quiet(SCORES[name]), decimals=BLEU_DECIMALS if name.endswith("BLEU") else None)
