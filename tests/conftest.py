@@ -126,8 +126,7 @@ def session_folder(tmp_path_factory):
 # Worker seconds of `make test` (junit, results/bench/test_suite.md, fourth pass), costliest first;
 # files not listed keep their place after these. Every worker sorts the same way, so the collections agree.
 COSTLIEST_FILES = (
-    "test_paired_dart.py",  # 220 s
-    "test_scoring_dart.py",  # 178 s
+    "test_paired_dart.py",  # 220 s (builds the session's DART golden outputs, tests/dart_golden_outputs.py)
     "test_scoring_e2e.py",  # 123 s
     "test_reliability.py",  # 98 s
     "test_reliability_state.py",  # 96 s
@@ -141,10 +140,21 @@ COSTLIEST_FILES = (
 )
 
 
+# Files that read what a costly file builds once per session: scheduled last, they find it built
+# instead of one worker waiting on the other's file lock (test_scoring_dart, 178 s when it scored
+# its own cases, reads test_paired_dart's DART golden outputs).
+LAST_FILES = ("test_scoring_dart.py",)
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Order the files costliest first (COSTLIEST_FILES), each file's own tests in their order."""
+    """Order the files costliest first (COSTLIEST_FILES), LAST_FILES last, each file's tests in their order."""
     rank = {name: i for i, name in enumerate(COSTLIEST_FILES)}
-    items[:] = sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+    rank.update({name: len(COSTLIEST_FILES) + 1 + i for i, name in enumerate(LAST_FILES)})
+
+    def key(item) -> int:
+        return rank.get(item.path.name, len(COSTLIEST_FILES))
+
+    items[:] = sorted(items, key=key)  # stable
 
 
 # ----------------------------------------------------------------------------------------------
