@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -87,11 +88,19 @@ STANDIN = {
 
 @pytest.fixture
 def lora_repo(tmp_path):
+    """The stand-in checkout; afterwards its modules (``loralib``, ``model``, ...) leave sys.modules and
+    its folders sys.path, so a later test of this worker imports the real loralib, not the stand-in."""
     for rel, text in STANDIN.items():
         path = tmp_path / "LoRA" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
-    return tmp_path / "LoRA"
+    saved_path = list(sys.path)
+    saved = {k: m for k, m in sys.modules.items() if k.split(".")[0] in gpu_reference._LORA_MODULES}
+    yield tmp_path / "LoRA"
+    sys.path[:] = saved_path
+    for key in [k for k in sys.modules if k.split(".")[0] in gpu_reference._LORA_MODULES]:
+        del sys.modules[key]
+    sys.modules.update(saved)
 
 
 @pytest.mark.slow  # ~18 s on the shared 2-core machine
