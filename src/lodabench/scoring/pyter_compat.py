@@ -51,35 +51,25 @@ def _advance(pv: int, mv: int, score: int, text: Sequence[int], peq: dict[int, i
 def _prefix_states(text: Sequence[int], peq: dict[int, int], m: int) -> list[tuple[int, int, int]]:
     """The state of :func:`_advance` after each prefix ``text[:k]``, k = 0..len(text) (the same
     steps, each state kept): a word list that starts with ``text[:k]`` continues from state k."""
-    mask = (1 << m) - 1
-    last = 1 << (m - 1)
-    pv, mv, score = mask, 0, m
-    states = [(pv, mv, score)]
+    states = [((1 << m) - 1, 0, m)]
     for c in text:
-        eq = peq.get(c, 0)
-        xv = eq | mv
-        xh = (((eq & pv) + pv) ^ pv) | eq
-        ph = mv | (~(xh | pv) & mask)
-        mh = pv & xh
-        if ph & last:
-            score += 1
-        elif mh & last:
-            score -= 1
-        ph = ((ph << 1) | 1) & mask
-        mh = (mh << 1) & mask
-        pv = mh | (~(xv | ph) & mask)
-        mv = ph & xv
-        states.append((pv, mv, score))
+        states.append(_advance(*states[-1], (c,), peq, m))
     return states
 
 
-def levenshtein_to(ref_words: Sequence[str]) -> Callable[[Sequence[str]], int]:
-    """``distance(words)``: the exact word-level Levenshtein distance from ``words`` to ``ref_words``."""
+def _encode(ref_words: Sequence[str]) -> tuple[dict[str, int], dict[int, int]]:
+    """(word ids, Myers/Hyyrö's match masks of the reference: id -> bit i set where word i has it)."""
     vocab: dict[str, int] = {}
     peq: dict[int, int] = {}
     for pos, word in enumerate(ref_words):
         wid = vocab.setdefault(word, len(vocab))
         peq[wid] = peq.get(wid, 0) | (1 << pos)
+    return vocab, peq
+
+
+def levenshtein_to(ref_words: Sequence[str]) -> Callable[[Sequence[str]], int]:
+    """``distance(words)``: the exact word-level Levenshtein distance from ``words`` to ``ref_words``."""
+    vocab, peq = _encode(ref_words)
     m = len(ref_words)
 
     def distance(words: Sequence[str]) -> int:
@@ -111,11 +101,7 @@ def ter(hyp_words: Sequence[str], ref_words: Sequence[str]) -> float:
     m = len(ref)
     if m == 0:
         return len(hyp) / m  # pyter's ZeroDivisionError
-    vocab: dict[str, int] = {}
-    peq: dict[int, int] = {}
-    for pos, word in enumerate(ref):
-        wid = vocab.setdefault(word, len(vocab))
-        peq[wid] = peq.get(wid, 0) | (1 << pos)
+    vocab, peq = _encode(ref)
     ids = [vocab.get(w, -1) for w in hyp]
     shifts = 0
     while True:
