@@ -24,14 +24,20 @@ def _jvm_pid() -> int | None:
     return None if coco._shared is None else coco._shared._proc.pid
 
 
-@pytest.fixture
-def idle_java(tmp_path, monkeypatch):
-    """A stand-in ``java`` that stays alive and answers nothing: the lifecycle tests need no real JVM."""
-    exe = tmp_path / "idle-java"
-    exe.write_text("#!/bin/sh\nexec cat > /dev/null\n")
+def _fake_java(tmp_path, monkeypatch, script: str) -> None:
+    """``java`` is the shell ``script`` from now on, and no shared JVM exists yet (the real one, if
+    any, comes back when monkeypatch undoes this)."""
+    exe = tmp_path / "fake-java"
+    exe.write_text(f"#!/bin/sh\n{script}\n")
     exe.chmod(0o755)
     monkeypatch.setattr(coco, "_shared", None)
     monkeypatch.setattr(coco, "java_executable", lambda: str(exe))
+
+
+@pytest.fixture
+def idle_java(tmp_path, monkeypatch):
+    """A stand-in ``java`` that stays alive and answers nothing: the lifecycle tests need no real JVM."""
+    _fake_java(tmp_path, monkeypatch, "exec cat > /dev/null")
     yield
     if coco._shared is not None:
         coco._shared.close()
@@ -88,11 +94,7 @@ def test_a_dead_shared_jvm_is_replaced(idle_java):
 
 
 def test_a_jvm_error_reaches_the_caller_and_is_not_kept(tmp_path, monkeypatch):
-    exe = tmp_path / "fake-java"
-    exe.write_text("#!/bin/sh\necho 'Error: cannot load paraphrase table' >&2; exit 1\n")
-    exe.chmod(0o755)
-    monkeypatch.setattr(coco, "_shared", None)
-    monkeypatch.setattr(coco, "java_executable", lambda: str(exe))
+    _fake_java(tmp_path, monkeypatch, "echo 'Error: cannot load paraphrase table' >&2; exit 1")
     with pytest.raises(ScoringError, match="cannot load paraphrase"):
         with coco.shared_meteor() as meteor:
             meteor.corpus_score(["a b"], [["a b"]])
