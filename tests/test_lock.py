@@ -70,3 +70,16 @@ def test_installed_lock_is_the_one_make_install_recorded(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.environ.get("LODABENCH_UNLOCKED") == "1", reason="make test-latest: newest versions on purpose")
 def test_installed_versions_equal_the_lock():
     assert lock_mismatches() == [], f"installed lock: {installed_lock().name}"
+
+
+def test_a_vendored_dist_info_on_sys_path_is_not_an_installed_distribution(tmp_path, monkeypatch):
+    """setuptools appends setuptools/_vendor to sys.path when imported; its dist-info folders (autocommand,
+    jaraco.*, wheel, ...) must not read as installed-but-unlocked (they did, once a test imported it)."""
+    import importlib.metadata as md
+
+    info = tmp_path / "vendored_thing-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vendored-thing\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "vendored-thing" in {d.metadata["Name"] for d in md.distributions()}  # sys.path sees it
+    assert not any(m.startswith("vendored-thing") for m in lock_mismatches())

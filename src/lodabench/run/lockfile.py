@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import re
+import site
 import sys
+import sysconfig
 from pathlib import Path
 
 from lodabench.paths import REPO_ROOT
@@ -89,7 +91,16 @@ def _version(name: str) -> str | None:
 
 
 def _installed() -> set[str]:
-    return {_normalize(d.metadata["Name"]) for d in md.distributions()}
+    return {_normalize(d.metadata["Name"]) for d in md.distributions(path=_environment_dirs())}
+
+
+def _environment_dirs() -> list[str]:
+    """Where pip installs into this environment: its site-packages (and the user site when Python
+    reads it). Not all of sys.path: an imported setuptools appends its ``_vendor`` folder, whose
+    dist-info folders (autocommand, jaraco.*, wheel, zipp, ...) are not installed distributions."""
+    paths = sysconfig.get_paths()
+    dirs = [paths["purelib"], paths["platlib"]] + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    return list(dict.fromkeys(dirs))
 
 
 def _normalize(name: str) -> str:
