@@ -11,7 +11,7 @@ import torch
 
 from lodabench import methods
 from lodabench.methods import apply_method, describe_state_dict, trainable_state_dict
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.base import LoRAStyleConfig, hp
 
 from methods_tiny import tiny
 

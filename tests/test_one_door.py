@@ -33,9 +33,26 @@ def test_a_run_validates_the_method_once_and_checks_the_model_once(monkeypatch, 
     validated, checked = _count(monkeypatch, LoRAConfig, "validate"), _count(monkeypatch, LoRAConfig, "check_model")
     plan = preflight(compose(["model=tiny-gpt2", "method=lora", "method.r=8", "data=e2e", "data.max_eval_items=4",
                               f"paths.data_root={data_root}"]))
-    model = methods.apply_config(tiny("gpt2"), plan.method)  # what run.spine.build_model calls
+    assert plan.method_spec is methods.get_spec("lora")
+    model = plan.method_spec.attach(tiny("gpt2"), plan.method)  # what run.spine.build_model calls
     assert validated == [()] and len(checked) == 1
     assert methods.method_of(model)["config"]["r"] == 8
+
+
+def test_attach_is_apply_config_and_the_old_common_path_still_imports():
+    """``apply_config`` (the library's) and a run's ``MethodSpec.attach`` are one code path; the
+    config pieces that moved from methods/common.py into methods/base.py import from both."""
+    import lodabench.methods.base as base
+    import lodabench.methods.common as common
+
+    conf = methods.method_config({"name": "lora", "r": 2})
+    a, b = methods.apply_config(tiny("gpt2"), conf), methods.get_spec("lora").attach(tiny("gpt2"), conf)
+    assert methods.method_of(a) == methods.method_of(b) == {"name": "lora", "config": methods.method_of(a)["config"]}
+    assert [n for n, p in a.named_parameters() if p.requires_grad] == [n for n, p in b.named_parameters() if p.requires_grad]
+    with pytest.raises(ConfigError, match="already has method=lora"):
+        methods.get_spec("lora").attach(a, conf)
+    for name in ("LoRAStyleConfig", "hp", "rng", "fail", "check_positive_int", "and_model", "low_rank_text"):
+        assert getattr(common, name) is getattr(base, name), name
 
 
 def test_apply_method_from_code_still_checks_values_and_model():

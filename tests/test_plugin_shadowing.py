@@ -15,7 +15,7 @@ import lodabench
 from lodabench import methods, plugins
 from lodabench.tasks import registry
 from lodabench.errors import ConfigError
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.base import LoRAStyleConfig, hp
 from lodabench.tasks.pipelines import PIPELINES, register_pipeline
 from lodabench.scoring import registry as scoring
 

@@ -19,7 +19,7 @@ import torch
 import lodabench
 from lodabench import methods, plugins
 from lodabench.errors import ConfigError
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.base import LoRAStyleConfig, hp
 from methods_tiny import batch, logits, randomize_adapters, tiny
 from runs_helpers import REPO_ROOT, TINY_E2E, final_weights, run_cli, run_dirs
 

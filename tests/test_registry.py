@@ -16,7 +16,7 @@ from lodabench import methods
 from lodabench.config.registry import Registry
 from lodabench.config.schema import compose
 from lodabench.errors import ConfigError
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.base import LoRAStyleConfig, hp
 from lodabench.scoring import registry as scoring
 from lodabench.tasks import pipelines, registry
 

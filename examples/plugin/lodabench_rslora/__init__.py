@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import lodabench
 from lodabench.methods import lora
-from lodabench.methods.common import LoRAStyleConfig, hp
+from lodabench.methods.base import LoRAStyleConfig, hp
 
 
 @dataclass

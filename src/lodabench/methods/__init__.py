@@ -21,8 +21,6 @@ the PEFT export live in ``lodabench.methods.checkpoint``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +31,7 @@ from lodabench.config.registry import Registry, check_name
 from lodabench.config.schema import store_option
 from lodabench.config.typed import build_config, plain_values
 from lodabench.errors import CheckpointError, ConfigError
-from lodabench.methods.base import MethodSpec
+from lodabench.methods.base import METHOD_ATTR, MethodSpec, method_of  # noqa: F401  (re-exported: checkpoint.py, prefix.py, the library)
 from lodabench.methods import targets
 from lodabench.methods.targets import HEAD_NAMES  # noqa: F401  (re-exported: checkpoint.py imports it here)
 from lodabench.methods.targets import is_head as _is_head  # checkpoint.py imports it here
@@ -62,8 +60,6 @@ BUILTIN_MODULES: dict[str, str] = {
 
 _BUILTIN = BUILTIN_MODULES  # the old name (tests list the built-ins by it)
 
-# Attribute set on the model returned by apply_method: {"name": ..., "config": {...}}.
-METHOD_ATTR = "lodabench_method"
 
 
 def _origin(spec: MethodSpec) -> str:
@@ -112,7 +108,7 @@ def _check_spec(spec: Any) -> None:
         raise ConfigError(f"{where}: expected a lodabench.MethodSpec, got {type(spec).__name__}")
     check_name(spec.name, where, "the method=<name> option and a run-directory part")
     if not (isinstance(spec.config_cls, type) and dataclasses.is_dataclass(spec.config_cls)):
-        raise ConfigError(f"{where}: config_cls must be a dataclass (see methods/common.py LoRAStyleConfig)")
+        raise ConfigError(f"{where}: config_cls must be a dataclass (see methods/base.py LoRAStyleConfig)")
     name_field = {f.name: f for f in dataclasses.fields(spec.config_cls)}.get("name")
     if name_field is None or name_field.default != spec.name:
         raise ConfigError(f"{where}: {spec.config_cls.__name__} needs a field `name` with default "
@@ -147,33 +143,8 @@ def method_config(cfg: Any, model: nn.Module | None = None) -> Any:
 
 
 def check_model(conf: Any, model: nn.Module) -> None:
-    """A validated method config against the built model: its family, then the config's ``check_model``.
-
-    An older plugin config has only ``validate(model=None)``, values and model in one call: it is
-    called with the model here (so its values are checked a second time), with a DeprecationWarning."""
-    spec = get_spec(conf.name)
-    fam = targets.family(model)
-    if fam not in spec.families:
-        raise ConfigError(f"method={spec.name} does not apply to model family {fam!r} "
-                          f"(it applies to {', '.join(spec.families)}). Fix: pick another method or model.")
-    if hasattr(conf, "check_model"):
-        conf.check_model(model)
-    elif _takes_model(conf):
-        warnings.warn(f"{type(conf).__name__}.validate(model): split it into validate() (the values, checked "
-                      "before anything loads) and check_model(model) (what needs the model); see "
-                      "docs/extending.md", DeprecationWarning, stacklevel=3)
-        conf.validate(model)
-
-
-def _takes_model(conf: Any) -> bool:
-    """Whether ``conf.validate`` takes a model (the contract before ``check_model``)."""
-    validate = getattr(conf, "validate", None)
-    return validate is not None and bool(inspect.signature(validate).parameters)
-
-
-def _config_dict(conf: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(conf)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    """A validated method config against the built model (``MethodSpec.check_model`` of its spec)."""
+    get_spec(conf.name).check_model(conf, model)
 
 
 def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
@@ -182,27 +153,9 @@ def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
 
 
 def apply_config(model: nn.Module, conf: Any) -> nn.Module:
-    """``apply_method`` for a config whose values are validated already (run.preflight's Plan.method):
-    only the model checks run here, then the method is injected."""
-    check_model(conf, model)
-    spec = get_spec(conf.name)
-    if method_of(model) is not None:
-        raise ConfigError(f"apply_method(method={conf.name}): the model already has method="
-                          f"{method_of(model)['name']} applied. Fix: build a fresh base model first")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model = spec.apply(model, conf)
-    if getattr(conf, "train_head", True):
-        for name, p in model.named_parameters():
-            if _is_head(name):
-                p.requires_grad_(True)
-    setattr(model, METHOD_ATTR, {"name": conf.name, "config": _config_dict(conf)})
-    return model
-
-
-def method_of(model: nn.Module) -> dict[str, Any] | None:
-    """{"name", "config"} recorded by apply_method, or None for a model without a method."""
-    return getattr(model, METHOD_ATTR, None)
+    """``apply_method`` for a config whose values are validated already: ``MethodSpec.attach`` of its spec
+    (what a run does with preflight's ``Plan.method``)."""
+    return get_spec(conf.name).attach(model, conf)
 
 
 def merge_method(model: nn.Module) -> nn.Module:

@@ -38,9 +38,8 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
-from lodabench.methods.base import MethodSpec
+from lodabench.methods.base import MethodSpec, and_model
 from lodabench.config.ranges import DOMAIN, rng
-from lodabench.methods.common import and_model
 from lodabench.methods.targets import blocks, hidden_size
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -38,8 +38,7 @@ import torch.nn.functional as F
 
 from lodabench.errors import ConfigError
 from lodabench.methods import loda, targets
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import and_model, check_choice, check_fraction, check_positive_int, fail, hp, rng
+from lodabench.methods.base import MethodSpec, and_model, check_choice, check_fraction, check_positive_int, fail, hp, rng
 
 
 @dataclass

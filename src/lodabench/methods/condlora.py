@@ -69,8 +69,7 @@ import torch.nn as nn
 
 from lodabench.errors import ConfigError
 from lodabench.methods import delta, targets
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, and_model, check_choice, hp
+from lodabench.methods.base import LoRAStyleConfig, MethodSpec, and_model, check_choice, hp
 
 W0_ORIENTATIONS = ("linear", "input_major")
 

@@ -24,8 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lodabench.methods import delta, targets
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, hp, low_rank_text
+from lodabench.methods.base import LoRAStyleConfig, MethodSpec, hp, low_rank_text
 from lodabench.methods.lora import LoRAAdapter
 
 

@@ -27,8 +27,7 @@ import torch.nn as nn
 from transformers.pytorch_utils import Conv1D
 
 from lodabench.methods import targets
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import and_model, check_family, hp, method_keys, rng
+from lodabench.methods.base import MethodSpec, and_model, check_family, hp, method_keys, rng
 
 
 @dataclass
@@ -51,14 +50,14 @@ class FTTop2Config(FTConfig):
     top_layers: int = hp(2, "number of last transformer blocks that train (LoRA paper FT^Top2: 2)", rng("[1, inf)"))
 
     def validate(self, model: nn.Module | None = None) -> None:
-        from lodabench.methods.common import check_positive_int
+        from lodabench.methods.base import check_positive_int
 
         check_positive_int(self, "top_layers")
         and_model(self, model)
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
-        from lodabench.methods.common import fail
+        from lodabench.methods.base import fail
 
         if self.top_layers > targets.num_layers(model):
             n = targets.num_layers(model)

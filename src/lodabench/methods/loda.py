@@ -66,8 +66,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lodabench.methods import delta
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, and_model, check_choice, check_positive_int, fail, hp, low_rank_text, rng
+from lodabench.methods.base import (
+    LoRAStyleConfig, MethodSpec, and_model, check_choice, check_positive_int, fail, hp, low_rank_text, rng,
+)
 from lodabench.methods.lora import LoRAAdapter
 
 ACTIVATIONS = ("leaky_relu", "relu", "gelu", "tanh", "identity")

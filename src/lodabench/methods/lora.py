@@ -18,8 +18,7 @@ import torch
 import torch.nn as nn
 
 from lodabench.methods import delta, targets
-from lodabench.methods.base import MethodSpec
-from lodabench.methods.common import LoRAStyleConfig, hp, low_rank_text, method_keys
+from lodabench.methods.base import LoRAStyleConfig, MethodSpec, hp, low_rank_text, method_keys
 
 
 @dataclass

@@ -65,9 +65,8 @@ from transformers import DynamicCache
 
 from lodabench.errors import ConfigError
 from lodabench.methods import targets
-from lodabench.methods.base import MethodSpec
+from lodabench.methods.base import MethodSpec, and_model
 from lodabench.config.ranges import DOMAIN, rng
-from lodabench.methods.common import and_model
 
 PREFIX_INITS = ("vocab_kv", "normal", "random")
 PREFIX_PROJECTIONS = ("none", "mlp")

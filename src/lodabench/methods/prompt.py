@@ -65,9 +65,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from lodabench.errors import ConfigError
-from lodabench.methods.base import MethodSpec
+from lodabench.methods.base import MethodSpec, and_model
 from lodabench.config.ranges import DOMAIN, rng
-from lodabench.methods.common import and_model
 from lodabench.methods import targets
 from lodabench.methods.prefix import check_no_gradient_checkpointing, extend_mask, is_sequence_classifier
 

@@ -39,7 +39,7 @@ class Plan:
     seed: int
     model: Any             # config.schema.ModelConfig
     method_spec: Any       # methods.base.MethodSpec
-    method: Any            # the method's config dataclass (its values validated; apply_config checks the model)
+    method: Any            # the method's config dataclass (its values validated; method_spec.attach checks the model)
     data: Any              # the task's config dataclass (tasks.registry.task_config)
     task: Any              # the task object (tasks.get_task)
     pipeline_cls: type     # tasks.pipelines.pipeline_class(task)
@@ -120,14 +120,14 @@ def _named(cfg: DictConfig) -> DictConfig:
 
 def _typed_plan(run: Any) -> Plan:
     """Each group's own checks, once (its ``validate``, then the cross-group checks); the layers below
-    take these objects (build_task, apply_config) and do not type nor validate them again."""
+    take these objects (build_task, MethodSpec.attach) and do not type nor validate them again."""
     from lodabench import methods
     from lodabench.paths import resolve_data_root
     from lodabench.tasks.pipelines import pipeline_class
     from lodabench.tasks.registry import build_task
 
     spec = methods.get_spec(run.method.name)
-    _validate(run.method)  # the values; the model checks wait for the model (methods.apply_config)
+    _validate(run.method)  # the values; the model checks wait for the model (MethodSpec.attach)
     trainer, selection = _trainer_and_selection(run)
     check_eval_checkpoint(run.eval_checkpoint, trainer)
     data, scorer = _data_and_scorer(run.data)

@@ -382,7 +382,6 @@ def build(plan: Plan, run_dir: Path, record, logger, device: torch.device, dctx:
 
 def build_model(plan: Plan, tokenizer, record) -> torch.nn.Module:
     """The base model for the task's pipeline, with the method applied (checked against the model)."""
-    from lodabench import methods
     from lodabench.models.pretrained import load_model, weights_read
 
     task, kind = plan.task, plan.pipeline_cls.model_kind
@@ -399,7 +398,7 @@ def build_model(plan: Plan, tokenizer, record) -> torch.nn.Module:
     record.note(inputs=inputs)
     check_resume(record, inputs)
     set_seed(plan.seed)  # adapter init does not depend on how much randomness loading used
-    model = methods.apply_config(model, plan.method)  # validated in preflight: the model checks, then apply
+    model = plan.method_spec.attach(model, plan.method)  # validated in preflight: the model checks, then apply
     if plan.init_from:
         _warm_start(model, plan.init_from, record)
     return model
