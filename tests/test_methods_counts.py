@@ -133,7 +133,7 @@ def test_registry_lists_every_paper_method():
         ({"name": "lora", "rank": 4}, r"method\.rank is not a key of method=lora. Valid keys: .*\br\b"),
         ({"name": "lora", "r": 100}, r"method\.r=100: exceeds .*min\(in=64, out=64\)=64"),
         ({"name": "lora", "targets": ["q", "x"]}, r"method\.targets"),
-        ({"name": "lora", "r": "4"}, r"method\.r='4' has the wrong type"),
+        ({"name": "lora", "r": "four"}, r"method\.r='four' has the wrong type: expected int"),
         ({"name": "r_loda", "rank": 193}, r"method\.rank=193: exceeds min\(d_in=64, d_q\+d_k\+d_v=192\)=64"),
         ({"name": "s_loda", "keep": 0.0}, r"method\.keep=0\.0: must lie in \(0, 1\]"),
         ({"name": "s_loda", "keep": 1.5}, r"method\.keep=1\.5"),

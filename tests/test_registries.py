@@ -23,7 +23,7 @@ from lodabench.tasks.e2e import E2EDataConfig
 from lodabench.errors import ConfigError, DataError
 from lodabench.scoring import registry as scoring
 from lodabench.config.registry import Registry
-from lodabench.config.typed import coerce_field, hp
+from lodabench.config.typed import hp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_TASKS = ["e2e", "dart", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
@@ -101,8 +101,8 @@ def test_registered_defaults_are_structured_configs(name):
 @pytest.mark.parametrize("cfg, error", [
     ({"name": "sst2", "protocl": "holdout"},
      r"data\.protocl is not a key of data=sst2\. Valid keys: name, max_train_examples, .*protocol"),
-    ({"name": "e2e", "max_train_examples": "3"},
-     r"data\.max_train_examples='3' has the wrong type: expected int or null \(default None\)"),
+    ({"name": "e2e", "max_train_examples": "three"},
+     r"data\.max_train_examples='three' has the wrong type: expected int or null \(default None\)"),
     ({"name": "rte", "holdout_fraction": "a tenth"}, r"data\.holdout_fraction='a tenth' has the wrong type: expected float"),
     ({"name": "e2e", "subset_seed": True}, r"data\.subset_seed=True has the wrong type: expected int"),
     ({"name": "dart", "score_modes": "lora"}, r"data\.score_modes='lora' has the wrong type: expected list"),
@@ -123,8 +123,9 @@ def test_data_config_errors_name_the_key(cfg, error):
 def test_values_are_coerced_and_defaults_kept():
     conf = task_config(OmegaConf.create({"name": "dart", "score_modes": ["official"], "max_eval_items": 5}))
     assert (conf.score_modes, conf.max_eval_items, conf.eval_split) == (["official"], 5, "test")
-    assert coerce_field("data", "holdout_fraction", 1, 0.1) == 1.0  # YAML writes 1.0 as 1
-    assert coerce_field("data", "max_eval_items", None, None) is None
+    conf = task_config({"name": "rte", "max_eval_items": None, "max_train_examples": "3"})
+    assert conf.max_eval_items is None and conf.max_train_examples == 3  # "3" as on the command line
+    assert conf.holdout_fraction == 0.1  # not given: the default (an int for a float field: tests/test_typed.py)
 
 
 # ----------------------------------------------------------------------------- registration checks

@@ -32,12 +32,48 @@ def test_a_typed_group_is_not_typed_again():
     ("trainer", {"lrr": 1}, r"trainer\.lrr is not a key of trainer\. Valid keys: optimizer, lr"),
     ("trainer", {"lr": "abc"}, r"trainer\.lr='abc' has the wrong type: expected float"),
     ("trainer", {"weight_decay": -1.0}, r"trainer\.weight_decay=-1\.0"),
-    ("model", {"name": "m", "kind": 3}, r"model\.kind=3 has the wrong type: expected str"),
+    ("model", {"name": "m", "kind": [3]}, r"model\.kind=\[3\] has the wrong type: expected str"),
+    ("trainer", {"epochs": True}, r"trainer\.epochs=True has the wrong type: expected int"),
 ])
 def test_the_one_path_names_group_and_key(group, values, match):
     cls = {"trainer": TrainerConfig, "model": ModelConfig}[group]
     with pytest.raises(ConfigError, match=match):
         build_config(cls, values, group)
+
+
+def test_values_from_code_are_converted_as_on_the_command_line():
+    """build_config and a composed run share OmegaConf's conversions: the same value gives the same
+    typed config whichever door it came through."""
+    from omegaconf import OmegaConf
+
+    from lodabench.methods.lora import LoRAConfig
+
+    given = {"name": "lora", "r": "8", "alpha": 16, "dropout": "0.05", "targets": ["q", "k"]}
+    code = build_config(LoRAConfig, given, "method")
+    composed = OmegaConf.to_object(compose(["model=tiny-gpt2", "method=lora", "method.r='8'", "method.alpha=16",
+                                            "method.dropout='0.05'", "method.targets=[q,k]"]).method)
+    assert (code.r, code.alpha, code.dropout, code.targets) == (8, 16.0, 0.05, ("q", "k"))
+    assert (composed.r, composed.alpha, composed.dropout, list(composed.targets)) == (8, 16.0, 0.05, ["q", "k"])
+    assert type(code.alpha) is float and type(code.targets) is tuple
+
+
+def test_a_frozen_class_is_typed_through_its_mirror_and_built_as_itself():
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        name: str = "frozen_probe"
+        k: int = 1
+        keys: tuple = ("a",)
+
+        def __post_init__(self):
+            if self.k > 9:
+                raise ConfigError("k too large")
+
+    conf = build_config(Frozen, {"k": "3", "keys": ["b", "c"]}, "probe")
+    assert type(conf) is Frozen and (conf.k, conf.keys) == (3, ("b", "c"))
+    with pytest.raises(ConfigError, match=r"probe\.k='x' has the wrong type: expected int"):
+        build_config(Frozen, {"k": "x"}, "probe")
+    with pytest.raises(ConfigError, match="k too large"):
+        build_config(Frozen, {"k": 10}, "probe")
 
 
 def test_preflight_returns_a_frozen_typed_plan(data_root):
@@ -100,3 +136,26 @@ def test_preflight_hands_down_typed_objects_not_typed_again(monkeypatch, data_ro
                               f"paths.data_root={data_root}"]))
     assert len(calls) == 1 and plan.task is not None
     assert type(plan.method).__name__ == "LoRAConfig" and plan.metrics.selection_metric == "BLEU"
+
+
+def test_a_frozen_plugin_method_reaches_the_plan_as_its_own_class(data_root):
+    """Hydra composes a frozen plugin config through its mirror; preflight hands down the class itself."""
+    import lodabench
+    from lodabench import methods
+    from lodabench.methods.base import MethodSpec
+    from lodabench.methods.lora import LoRAConfig, apply as lora_apply
+    from lodabench.run.preflight import preflight
+
+    @dataclasses.dataclass(frozen=True)
+    class FrozenLoRA:
+        name: str = "frozen_lora"
+        r: int = 2
+        targets: tuple = ("q", "v")
+
+    lodabench.register_method(MethodSpec("frozen_lora", FrozenLoRA, lambda m, c: lora_apply(m, LoRAConfig(r=c.r))))
+    try:
+        plan = preflight(compose(["model=tiny-gpt2", "method=frozen_lora", "method.r=3", "data.max_eval_items=4",
+                                  f"paths.data_root={data_root}"]))
+        assert type(plan.method) is FrozenLoRA and (plan.method.r, plan.method.targets) == (3, ("q", "v"))
+    finally:
+        methods.unregister_method("frozen_lora")

@@ -20,7 +20,6 @@ each job runs it again before anything is built.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,7 +27,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lodabench.errors import ConfigError
 from lodabench.config.ranges import rng
-from lodabench.config.typed import build_config, hp
+from lodabench.config.typed import build_config, hp, mirror, omegaconf_message  # noqa: F401  (mirror, omegaconf_message: re-exported)
+from lodabench.config.typed import node_source as _class_or_mirror
 
 
 # Training recipe defaults = LoRA paper Table 11 (GPT-2 on E2E) as microsoft/LoRA examples/NLG/README.md
@@ -179,41 +179,6 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------- ConfigStore
-def mirror(cls: type, defaults: dict[str, Any] | None = None) -> type:
-    """A plain (unfrozen, method-free) dataclass with ``cls``'s fields, types and defaults.
-
-    Why: Hydra merges overrides into the node, which a frozen dataclass forbids, and a config
-    class's __post_init__ checks belong to preflight, not to every merge step. The defaults stay
-    those of ``cls`` (one place); ``defaults`` replaces some (a task's ``name``).
-    """
-    hints = typing.get_type_hints(cls)
-    defaults = defaults or {}
-    specs = []
-    for f in dataclasses.fields(cls):
-        default = defaults.get(f.name, f.default)
-        if f.name in defaults or f.default is not dataclasses.MISSING:
-            value = list(default) if isinstance(default, tuple) else default
-            spec = _factory_field(value, f.metadata) if isinstance(value, (list, dict)) else \
-                field(default=value, metadata=f.metadata)
-        else:
-            spec = field(default_factory=f.default_factory, metadata=f.metadata)  # type: ignore[arg-type]
-        specs.append((f.name, _omegaconf_type(hints[f.name]), spec))
-    return dataclasses.make_dataclass(cls.__name__, specs)
-
-
-def _factory_field(value: Any, metadata: Any) -> Any:
-    """A list/dict default (a fresh copy per instance) keeping all of the field's metadata (help, domain)."""
-    return field(default_factory=lambda: type(value)(value), metadata=metadata)
-
-
-def _omegaconf_type(tp: Any) -> Any:
-    """tuple fields (immutable defaults in code) are lists in a config."""
-    if tp is tuple or typing.get_origin(tp) is tuple:
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return list[args[0]] if args else list[Any]
-    return tp
-
-
 def store_schema() -> None:
     """Register the root schema and every group option that is code, not YAML (idempotent). A method's or
     task's node is stored when it registers (config/registry.py); this registers every built-in, so the
@@ -257,24 +222,12 @@ def store_option(group: str, name: str, cls: type, defaults: dict[str, Any] | No
 
 
 def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> Any:
-    """``cls`` when Hydra can merge into it as it is (with other defaults than the class's own, a
-    task's ``name``: the instance ``cls(**defaults)``), else its ``mirror`` named ``key``.
-
-    A mirror is needed only for a frozen dataclass (Hydra merges overrides into the node), one with
-    a ``__post_init__`` (its checks belong to preflight's ``validate``, not to every merge), or
-    annotations OmegaConf cannot type: ``OmegaConf.to_object`` of such a node is not ``cls``."""
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
-        try:
-            node = cls(**defaults) if defaults else cls
-            OmegaConf.structured(node)
-            return node
-        except Exception:  # noqa: BLE001  (OmegaConf's many validation errors: the mirror types it)
-            pass
-    node_cls = mirror(cls, defaults)
-    node_cls.__name__ = node_cls.__qualname__ = key
-    node_cls.__module__ = __name__
-    return node_cls
+    """``cls`` (or its default instance) where OmegaConf can hold it, else its mirror (``typed.node_source``),
+    kept as this module's attribute ``key`` so a pickled config finds it (see ``__getattr__``)."""
+    node = _class_or_mirror(key, cls, defaults)
+    if isinstance(node, type) and node is not cls:
+        node.__module__ = __name__
+    return node
 
 
 def set_option_values(group: str, name: str, values: DictConfig) -> None:
@@ -385,15 +338,6 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
 
 
 # ----------------------------------------------------------------------------- the typed root
-def omegaconf_message(exc: Exception) -> str:
-    """One line naming the key for an OmegaConf error (a missing value, an interpolation, a type)."""
-    key = getattr(exc, "full_key", None) or "the config"
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if type(exc).__name__ == "MissingMandatoryValue":
-        return f"{key} has no value (???). Fix: set {key}=... on the command line or in the model/overlay YAML"
-    return f"{key}: {first}. Fix: correct {key} (see src/lodabench/config/schema.py)"
-
-
 def trainer_config(values: Any) -> TrainerConfig:
     """The ``trainer`` group, complete and typed (Trainer, optimizer and checks read it by attribute)."""
     return build_config(TrainerConfig, values, "trainer")

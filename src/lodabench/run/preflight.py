@@ -74,7 +74,7 @@ def run_config(cfg: DictConfig) -> Any:
     """The composed config as its dataclasses: ``OmegaConf.to_object`` gives a ``config.schema.RunConfig``
     whose groups are the real config classes (``run.method`` a LoRAConfig, ``run.data`` an
     E2EDataConfig, ``run.decoding`` a DecodingConfig); OmegaConf's errors come back as one ConfigError
-    naming the key (``schema.omegaconf_message``).
+    naming the key (``config.typed.omegaconf_message``): the one typing path, as ``build_config``'s.
 
     Outside a Hydra job (a config composed by ``schema.compose`` for a script or a test) ``run_name``
     cannot resolve ``${hydra:...}``: it, and ``run_dir`` built on it, then keep their template text.
@@ -82,26 +82,12 @@ def run_config(cfg: DictConfig) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from lodabench.config.schema import omegaconf_message
+    from lodabench.config.typed import omegaconf_message, with_tuples
 
     try:
-        return _tuples(OmegaConf.to_object(_named(cfg)))
+        return with_tuples(OmegaConf.to_object(_named(cfg)))
     except OmegaConfBaseException as exc:
         raise ConfigError(omegaconf_message(exc)) from None
-
-
-def _tuples(config: Any) -> Any:
-    """OmegaConf holds a tuple field (``method.targets``, ``decoding.extra_eos``) as a list: each such
-    field of the tree gets its declared tuple back, as values typed from code have it."""
-    import dataclasses
-
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            _tuples(value)
-        elif isinstance(value, list) and isinstance(f.default, tuple):
-            setattr(config, f.name, tuple(value))
-    return config
 
 
 def _named(cfg: DictConfig) -> DictConfig:
@@ -127,15 +113,24 @@ def _typed_plan(run: Any) -> Plan:
     from lodabench.tasks.registry import build_task
 
     spec = methods.get_spec(run.method.name)
-    _validate(run.method)  # the values; the model checks wait for the model (MethodSpec.attach)
+    method = run.method if type(run.method) is spec.config_cls else as_method_class(spec, run.method)
+    _validate(method)  # the values; the model checks wait for the model (MethodSpec.attach)
     trainer, selection = _trainer_and_selection(run)
     check_eval_checkpoint(run.eval_checkpoint, trainer)
     data, scorer = _data_and_scorer(run.data)
     task = build_task(data, resolve_data_root(run.paths.data_root))
-    return Plan(seed=run.seed, model=run.model, method_spec=spec, method=run.method, data=data, task=task,
+    return Plan(seed=run.seed, model=run.model, method_spec=spec, method=method, data=data, task=task,
                 pipeline_cls=pipeline_class(task), scorer=scorer, decoding=_validate(run.decoding), trainer=trainer,
                 selection=selection, eval_checkpoint=run.eval_checkpoint, init_from=run.init_from,
                 metrics=declared_metrics(data.name), data_root=run.paths.data_root)
+
+
+def as_method_class(spec: Any, node: Any) -> Any:
+    """A plugin's method class that OmegaConf cannot hold (frozen, ``__post_init__``) was composed as its
+    mirror: the same values as the class itself (config.typed.build_config, the one typing path)."""
+    from lodabench.config.typed import build_config
+
+    return build_config(spec.config_cls, node, "method")
 
 
 def _validate(group: Any) -> Any:
