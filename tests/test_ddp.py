@@ -25,7 +25,7 @@ import ddp_worker
 from lodabench.errors import ConfigError
 from lodabench.paths import REPO_ROOT
 from lodabench.train.trainer import Trainer, default_loss_weight, epoch_order, rank_chunks
-from runs_helpers import TINY_E2E, final_weights, run_cli, run_dirs
+from runs_helpers import TINY_E2E, final_weights, run_cli_here, run_dirs
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -204,7 +204,7 @@ DDP_E2E = [*TINY_E2E, "method.dropout=0.0"]
 @pytest.mark.slow
 def test_cli_under_torchrun_matches_one_process_and_writes_once(tmp_path, data_root, gpt2_tokenizer_dir):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    run_cli(DDP_E2E, single)
+    run_cli_here(DDP_E2E, single)  # the one-process reference, in this process
     proc = torchrun(DDP_E2E, env={"LODABENCH_RESULTS_DIR": str(ddp)}, module=True)
     assert proc.stdout.count("[lodabench] complete:") == 1          # rank 0 alone reports
     (run_dir,) = run_dirs(ddp)
