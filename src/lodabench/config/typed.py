@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException, ValidationError
+
 from lodabench.errors import ConfigError
 
 
@@ -35,8 +38,6 @@ def hp(default: Any, help: str, domain: Any = None) -> Any:
 
 def plain_values(cfg: Any, group: str) -> dict[str, Any]:
     """A plain dict of a DictConfig, dataclass instance or mapping (what a config group arrives as)."""
-    from omegaconf import DictConfig, OmegaConf
-
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
@@ -54,8 +55,6 @@ def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> Any:
     A mirror is needed only for a frozen dataclass (a merge writes into the node), one with a
     ``__post_init__`` (its checks belong to ``validate``, not to every merge), or annotations
     OmegaConf cannot type: ``OmegaConf.to_object`` of such a node is not ``cls``."""
-    from omegaconf import OmegaConf
-
     params = getattr(cls, "__dataclass_params__", None)
     if params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
         try:
@@ -173,8 +172,6 @@ def build_config(config: Any, values: Any, group: str) -> Any:
     merged = _merged(config, values, group)
     from lodabench.config.ranges import check_fields
 
-    from omegaconf import OmegaConf
-
     converted = OmegaConf.to_container(merged, resolve=True)
     check_fields(cls, {k: converted[k] for k in values}, f"{group}.")  # each number inside its field's domain
     return _instance(cls, merged)
@@ -190,9 +187,6 @@ def _refuse_unknown(config: Any, values: Mapping[str, Any], group: str) -> None:
 
 def _merged(config: Any, values: Mapping[str, Any], group: str) -> Any:
     """The values merged onto the class's node (OmegaConf converts them), as a DictConfig."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException, ValidationError
-
     cls = config if isinstance(config, type) else type(config)
     instance_values = None if isinstance(config, type) else {f.name: getattr(config, f.name)
                                                               for f in dataclasses.fields(config)}
@@ -212,8 +206,6 @@ def _instance(cls: type, merged: Any) -> Any:
     """``cls`` itself from the merged node: ``to_object`` where the node is the class and every field
     has a value, else the class built from the converted values (a mirror's: frozen, ``__post_init__``;
     a field left ``???``, ``model.name`` of a description read alone, keeps that text as before)."""
-    from omegaconf import OmegaConf
-
     if not any(OmegaConf.is_missing(merged, k) for k in merged):
         obj = OmegaConf.to_object(merged)
         if type(obj) is cls:
