@@ -55,17 +55,21 @@ def node_source(key: str, cls: type, defaults: dict[str, Any] | None) -> Any:
     A mirror is needed only for a frozen dataclass (a merge writes into the node), one with a
     ``__post_init__`` (its checks belong to ``validate``, not to every merge), or annotations
     OmegaConf cannot type: ``OmegaConf.to_object`` of such a node is not ``cls``."""
+    return _node(key, cls, defaults)[0]
+
+
+def _node(key: str, cls: type, defaults: dict[str, Any] | None) -> tuple[Any, DictConfig]:
+    """(``node_source``, its OmegaConf node): the node that decided the source is the one returned."""
     params = getattr(cls, "__dataclass_params__", None)
     if params is not None and not params.frozen and not hasattr(cls, "__post_init__"):
         try:
-            node = cls(**defaults) if defaults else cls
-            OmegaConf.structured(node)
-            return node
+            source = cls(**defaults) if defaults else cls
+            return source, OmegaConf.structured(source)
         except Exception:  # noqa: BLE001  (OmegaConf's many validation errors: the mirror types it)
             pass
-    node_cls = mirror(cls, defaults)
-    node_cls.__name__ = node_cls.__qualname__ = key
-    return node_cls
+    source = mirror(cls, defaults)
+    source.__name__ = source.__qualname__ = key
+    return source, OmegaConf.structured(source)
 
 
 def mirror(cls: type, defaults: dict[str, Any] | None = None) -> type:
@@ -191,8 +195,7 @@ def _merged(config: Any, values: Mapping[str, Any], group: str) -> Any:
     instance_values = None if isinstance(config, type) else {f.name: getattr(config, f.name)
                                                               for f in dataclasses.fields(config)}
     try:
-        node = OmegaConf.structured(node_source(cls.__name__, cls, instance_values))
-        return OmegaConf.merge(node, values)
+        return OmegaConf.merge(_node(cls.__name__, cls, instance_values)[1], values)
     except ValidationError as exc:
         key = str(getattr(exc, "key", "") or "")
         if key in values:

@@ -61,7 +61,6 @@ BUILTIN_MODULES: dict[str, str] = {
 _BUILTIN = BUILTIN_MODULES  # the old name (tests list the built-ins by it)
 
 
-
 def _origin(spec: MethodSpec) -> str:
     return spec.config_cls.__module__  # where the method is defined (apply may be reused)
 

@@ -160,8 +160,8 @@ def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_r
 # Per-pair results kept for the process: the corpus score (score_dart) and the per-item statistics
 # (sufficient_dart, behind compare/attribute) run the same pyter search on the same tokenized
 # pairs; remembered, the second caller (and any repeated pair) costs a look-up. A pure function of
-# the two strings, so the numbers cannot change; bounded (a few hundred bytes an entry).
-SEGMENT_MEMO_SIZE = 1 << 16
+# the two strings, so the numbers cannot change; bounded as tercom_compat's memo of the official TER.
+SEGMENT_MEMO_SIZE = tercom_compat.SEGMENT_MEMO_SIZE
 
 
 @lru_cache(maxsize=SEGMENT_MEMO_SIZE)
