@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from lodabench.machine import keep_freed_memory
 from lodabench.paths import resolve_data_root, shared_dir
 from lodabench.config.schema import store_schema
 
 torch.set_num_threads(1)
+# As a run does (trainer.keep_freed_memory): tests that train in this process reuse freed heap memory
+# instead of faulting in fresh pages for every large tensor.
+keep_freed_memory(True)
 # Tests compose conf/ with Hydra's compose API: the code-defined options (methods, trainer, decoding
 # beam, ...) must be in the ConfigStore first, as entry.main puts them before Hydra composes.
 store_schema()

@@ -3,6 +3,12 @@ same machine compare field by field."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from lodabench.machine import machine_info
@@ -18,3 +24,38 @@ def test_run_record_and_bench_record_describe_the_machine_alike():
     assert bench["cpu_count"] and bench["cpu"]
     same = ("hostname", "platform", "python", "cpu", "cpu_count", "torch", "transformers", "peft")
     assert {k: run[k] for k in same} == {k: bench[k] for k in same}
+
+
+# A fresh process: glibc's defaults first, then keep_freed_memory(True). Minor page faults of
+# touching a freshly allocated 64 MiB tensor: ~16k pages when malloc maps it anew, ~0 when the heap
+# already holds freed memory of that size.
+_FAULTS = """
+import json, resource, torch
+from lodabench.machine import keep_freed_memory, machine_info
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB, freed on return
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = [faults(), faults()]
+said = keep_freed_memory(True)
+kept = [faults(), faults()]
+print(json.dumps({"default": default, "kept": kept, "said": said, "malloc": machine_info()["malloc"]}))
+"""
+
+
+@pytest.mark.skipif(not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
+                    reason="mallopt is glibc's; elsewhere keep_freed_memory is a no-op")
+def test_keep_freed_memory_reuses_the_heap_instead_of_faulting_fresh_pages():
+    out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert min(got["default"]) > 10_000, got  # glibc maps (and faults in) a new region each time
+    assert got["kept"][1] < 1_000, got  # the second allocation reuses the first one's pages
+    assert got["said"] == got["malloc"] == "glibc keep-freed (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB)"
+
+
+def test_peft_version_is_read_without_importing_peft():
+    import peft
+
+    assert machine_info()["peft"] == peft.__version__  # from its installed metadata

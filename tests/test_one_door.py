@@ -131,7 +131,9 @@ def _composed_jobs(commands: list[str]) -> dict[str, dict[str, str]]:
 def test_the_same_overrides_give_the_same_run_directory_and_config(monkeypatch):
     """Run identity did not move with the typed nodes (data and decoding=beam are now the real
     dataclasses, no mirrors): tests/golden/run_identity.json was written by the code before that change
-    (commit eb68a6d): each command's run directory and the config.yaml a run writes, byte for byte."""
+    (commit eb68a6d): each command's run directory and the config.yaml a run writes, byte for byte. Since,
+    one key was added (`trainer.keep_freed_memory: true`, operational): each config.yaml gained that line
+    and nothing else; the run directories did not move."""
     monkeypatch.delenv("LODABENCH_RESULTS_DIR", raising=False)
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert _composed_jobs(list(golden)) == golden

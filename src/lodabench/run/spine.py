@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from lodabench.train import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text, finite_json
+from lodabench.machine import keep_freed_memory
 from lodabench.train.preemption import (RunInterrupted, RunPreempted, describe_requeue,
                                   hand_off, interrupts_raise)
 from lodabench.run.records import ATTEMPTS_DIR, METRICS, RECORD, Metrics, RunRecord, config_conflicts
@@ -96,6 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     from lodabench.run.config_ranges import check_launch_values
     check_launch_values(cfg)  # seed, trainer.num_threads: used below before preflight checks the rest
     torch.set_num_threads(int(cfg.trainer.num_threads))
+    keep_freed_memory(bool(cfg.trainer.keep_freed_memory))  # before training's large tensors (machine.py says why)
     from lodabench.train.device import check_requested_device, use_deterministic_kernels
     check_requested_device(str(cfg.trainer.device))  # before the lock, the record and torchrun's device choice
     use_deterministic_kernels(bool(cfg.trainer.deterministic))  # before anything starts cuBLAS

@@ -14,7 +14,8 @@ records show users, so a method is judged on its price as well as its score:
 * ``peak_memory_mb``: ``{"train": ..., "decode": ...}``, the largest of the attempts. On CUDA the
   peak allocated by torch, reset at each phase start (``reset_peak_memory_stats``); on the CPU the
   process's peak resident set, reset at each phase start where the OS allows it (Linux:
-  ``/proc/self/clear_refs`` resets ``VmHWM``), else ``ru_maxrss``, the peak since the process
+  ``/proc/self/clear_refs`` resets ``VmHWM``, after glibc's ``malloc_trim`` has returned the memory
+  earlier phases freed, which ``trainer.keep_freed_memory`` would otherwise keep resident), else ``ru_maxrss``, the peak since the process
   started. ``memory_measure`` says which one was used.
 * ``adapter_bytes``: size of the saved trainable state (the last checkpoint's
   ``trainable.safetensors``).
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+
+from lodabench.machine import release_freed_memory
 
 PHASES = ("train", "decode")
 PHASE_SECONDS = {"train": "train_s", "decode": "eval_s"}
@@ -62,6 +65,7 @@ def batch_tokens(batch: dict[str, Any]) -> int:
 # ----------------------------------------------------------------------------- memory
 def reset_peak(device: torch.device) -> str:
     """Start a phase's peak at the memory in use now; returns what the phase's peak will mean."""
+    release_freed_memory()  # what earlier phases freed is not this phase's (trainer.keep_freed_memory)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return CUDA_MEASURE
