@@ -25,10 +25,11 @@ from dart_golden_outputs import case_outputs
 
 from lodabench.errors import ScoringError
 from lodabench.paths import shared_dir
-from lodabench.scoring import dart, tercom_compat
+from lodabench.scoring import coco, dart, tercom_compat
 from lodabench.scoring.java import java_executable
 from lodabench.scoring.multibleu import detok_tokenize, multi_bleu, multi_bleu_detok
 from lodabench.scoring.nltk_compat import word_tokenize_35
+from lodabench.scoring.textio import read_hypotheses, read_reference_groups
 
 
 def _discover_cases() -> list[str]:
@@ -172,7 +173,43 @@ def test_meteor_failure_is_an_error_not_a_score(monkeypatch, tmp_path):
     _, paraphrase = dart.meteor_files()
     monkeypatch.setattr(dart, "meteor_files", lambda: (bogus, paraphrase))
     with pytest.raises(ScoringError, match="Final score"):
-        dart.meteor_15(["a b"], [["a b"]], num_refs=1)
+        dart.meteor_15_file(["a b"], [["a b"]], num_refs=1)
+
+
+# Items the line protocol could get wrong if it were not the file mode's equal: an empty hypothesis,
+# empty references (first, middle and last), runs of blanks and a tab.
+EDGE_HYPS = ["", "  the  cat  sat ", "x y\tz", "the cat"]
+EDGE_REFS = [["a cat sat .", "", "", "", "", ""], [" the cat sat ", "cat", "", "", "", ""],
+             ["", "x  y z", "", "", "", "w"], ["", "", "", "", "", ""]]
+
+
+@pytest.mark.java
+def test_meteor_jvm_equals_the_cmu_jar_in_file_mode(golden_dir):
+    """The process's METEOR JVM (SCORE/EVAL lines) gives what the CMU jar's file mode prints, to the bit:
+    every -ssOut statistics line and the Final score, on dart_tiny3's -r 6 input and the edge items
+    (the dev cases, both modes, were measured equal too: lodabench.scoring.dart's docstring)."""
+    case = golden_dir / "dart_tiny3"
+    hyps, refs = dart.lora_tokenized(read_hypotheses(case / "hyp.txt"), read_reference_groups(case / "refs.txt"))
+    hyps, refs = hyps + EDGE_HYPS, refs + EDGE_REFS
+    stats, score = dart.meteor_15_scored(hyps, refs, dart.LORA_NUM_REFS)
+    assert stats == dart.meteor_15_file_stats(hyps, refs, dart.LORA_NUM_REFS)
+    assert score == dart.meteor_15_file(hyps, refs, dart.LORA_NUM_REFS)
+    assert coco._shared is not None and coco._shared.usable()  # asked of the process's JVM
+
+
+@pytest.mark.parametrize("text", ["a ||| b", "a\rb"])
+def test_meteor_texts_the_line_protocol_cannot_carry_go_to_the_file_mode(monkeypatch, text):
+    calls = []
+
+    def file_mode(hyps, refs, num_refs, extra=()):
+        calls.append((list(hyps), list(extra)))
+        return ["java"], ("1.0 2.0\n" if extra else "Final score:            0.25\n")
+
+    monkeypatch.setattr(dart, "run_meteor_15", file_mode)
+    monkeypatch.setattr(coco, "shared_meteor", lambda: pytest.fail("the JVM's line protocol was used"))
+    assert dart.meteor_15_scored([text], [["a b"]], 1) == (["1.0 2.0"], 0.25)
+    assert dart.meteor_15_scored(["a b"], [[text]], 1) == (["1.0 2.0"], 0.25)
+    assert calls == [([text], ["-ssOut"]), ([text], []), (["a b"], ["-ssOut"]), (["a b"], [])]
 
 
 # ------------------------------------------------------------------------------ TER (no Java)

@@ -148,22 +148,32 @@ class Meteor:
 
     def corpus_score(self, hyps: list[str], refs: list[list[str]]) -> float:
         """Aggregated METEOR over all items (tokenized text), as COCOEvalCap reports it."""
-        stats = self.segment_stats(hyps, refs)
+        return self.scored(hyps, refs)[1]
+
+    def scored(self, hyps: list[str], refs: list[list[str]], clean: bool = True,
+               score: bool = True) -> tuple[list[str], float | None]:
+        """(the jar's ``SCORE`` statistics line per item, the ``EVAL`` aggregate of them all, or None
+        without ``score``). ``clean``: pycocoevalcap's wrapper's cleaning of each hypothesis (E2E);
+        DART sends its lines as its files hold them (lodabench.scoring.dart)."""
+        stats = self.segment_stats(hyps, refs, clean)
+        if not score:
+            return stats, None
         self._write_all("EVAL" + "".join(f" ||| {s}" for s in stats) + "\n", close=False)
         segment_lines = [self._readline() for _ in hyps]
         final = self._readline()
         try:
             segments = [float(x) for x in segment_lines]
-            score = float(final)
+            aggregate = float(final)
         except ValueError:
             raise self._fail(f"answered {final!r} where a score was expected") from None
-        if not 0.0 <= score <= 1.0 or any(not 0.0 <= s <= 1.0 for s in segments):
-            raise self._fail(f"returned the out-of-range score {score!r}")
-        return score
+        if not 0.0 <= aggregate <= 1.0 or any(not 0.0 <= s <= 1.0 for s in segments):
+            raise self._fail(f"returned the out-of-range score {aggregate!r}")
+        return stats, aggregate
 
-    def segment_stats(self, hyps: list[str], refs: list[list[str]]) -> list[str]:
+    def segment_stats(self, hyps: list[str], refs: list[list[str]], clean: bool = True) -> list[str]:
         """The jar's ``SCORE`` answer (one statistics line) per item, for tokenized text."""
-        lines = [" ||| ".join(("SCORE", " ||| ".join(group), _clean(hyp))) + "\n" for hyp, group in zip(hyps, refs)]
+        lines = [" ||| ".join(("SCORE", " ||| ".join(group), _clean(hyp) if clean else hyp)) + "\n"
+                 for hyp, group in zip(hyps, refs)]
         self._write_all("".join(lines), close=False)
         return [self._readline() for _ in hyps]
 

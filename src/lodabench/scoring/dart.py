@@ -34,10 +34,22 @@
   ``Total TER`` to the last digit, and every segment, on that output and on the long cases of
   tests/golden/dart_ter_long/.
 
-METEOR runs the original CMU METEOR 1.5 jar (byte-identical to the one in both scorer repos), which
-pycocoevalcap ships as ``spice/lib/Meteor-1.5.jar`` together with the English paraphrase table
-(``meteor/data/paraphrase-en.gz``, passed with ``-a``). The JVM is started once per call; its
-``Final score`` is parsed and a missing one raises ScoringError with the jar's output.
+METEOR: both scorer repos run the original CMU METEOR 1.5 jar in file mode (``java -jar
+meteor-1.5.jar hyp refs -l en -norm -r N``), which pycocoevalcap ships as ``spice/lib/Meteor-1.5.jar``
+(byte-identical) with the English paraphrase table ``meteor/data/paraphrase-en.gz``. Each such run
+is a new JVM that spends ~7 s of CPU loading the table, and a DART scoring needs the system score
+and the per-segment statistics (``-ssOut``) of both modes. So the scores are asked of this
+process's one METEOR JVM instead (``lodabench.scoring.coco.shared_meteor``, as E2E's scoring does):
+one ``SCORE ||| ref_1 ||| ... ||| ref_N ||| hyp`` line per item answers that item's statistics
+line, and one ``EVAL`` line of all of them the system score. That JVM runs pycocoevalcap's
+``meteor/meteor-1.5.jar``, which differs from the CMU jar only in ``Meteor.class`` (the command-line
+front end, whose ``-stdio`` loop answers line by line); the matcher, the paraphrase table, the
+statistics and ``computeMetrics`` are the same classes. Measured equal to the CMU jar's file mode to
+the bit -- every statistics line and the system score -- on all four golden DART cases in both modes
+(-r 6 on the tokenized text, -r 8 with empty padding references) and on empty hypotheses, empty
+references and runs of blanks (tests/test_scoring_dart.py keeps the small cases). A text holding
+``|||`` or a line break, which that line protocol cannot carry, is scored by the CMU jar in file
+mode (``run_meteor_15``); a missing or failed answer raises ScoringError with the jar's output.
 """
 
 from __future__ import annotations
@@ -117,13 +129,42 @@ def meteor_files() -> tuple[Path, Path]:
 _FINAL_SCORE = re.compile(r"^Final score:\s+(\S+)\s*$", re.MULTILINE)
 
 
-def run_meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int,
-                  extra: Sequence[str] = ()) -> tuple[list[str], str]:
-    """``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs [extra]``: (the command, its stdout).
+def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> float:
+    """System METEOR of ``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs`` (meteor_15_scored)."""
+    return meteor_15_scored(hyps, refs_per_item, num_refs)[1]
+
+
+def meteor_15_scored(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int,
+                     score: bool = True) -> tuple[list[str], float | None]:
+    """(the statistics line of each item, as ``-ssOut`` prints it; the system METEOR, or None without
+    ``score``) of ``meteor-1.5.jar hyp refs -l en -norm -r num_refs``.
 
     ``refs_per_item[i]`` must hold exactly ``num_refs`` lines (the plaintext multi-reference layout:
     lines i*num_refs .. i*num_refs+num_refs-1 of the reference file belong to hypothesis i).
+    Computed by this process's METEOR JVM (lodabench.scoring.coco.shared_meteor: SCORE lines, then
+    EVAL), whose scoring classes are the CMU jar's (see the module docstring); a text holding
+    ``|||`` (that protocol's separator) or a line break goes to the CMU jar's file mode instead.
     """
+    if any(len(group) != num_refs for group in refs_per_item):
+        raise ScoringError(f"METEOR -r {num_refs} needs exactly {num_refs} reference lines per item.")
+    if any(_off_protocol(text) for text in (*hyps, *(r for group in refs_per_item for r in group))):
+        stats = meteor_15_file_stats(hyps, refs_per_item, num_refs)
+        return stats, meteor_15_file(hyps, refs_per_item, num_refs) if score else None
+    from lodabench.scoring.coco import shared_meteor
+
+    java_executable()  # the same clear error as the file mode where Java is missing
+    with shared_meteor() as meteor:
+        return meteor.scored(list(hyps), [list(group) for group in refs_per_item], clean=False, score=score)
+
+
+def _off_protocol(text: str) -> bool:
+    return "|||" in text or "\n" in text or "\r" in text
+
+
+def run_meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int,
+                  extra: Sequence[str] = ()) -> tuple[list[str], str]:
+    """The CMU jar in file mode: ``java -jar Meteor-1.5.jar hyp refs -l en -norm -r num_refs [extra]``
+    (the command, its stdout). Each call is a new JVM (~7 s of CPU loading the paraphrase table)."""
     if any(len(group) != num_refs for group in refs_per_item):
         raise ScoringError(f"METEOR -r {num_refs} needs exactly {num_refs} reference lines per item.")
     java = java_executable()
@@ -147,13 +188,24 @@ def run_meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], n
     return cmd, proc.stdout
 
 
-def meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> float:
-    """System METEOR of ``java -jar meteor-1.5.jar hyp refs -l en -norm -r num_refs`` (see run_meteor_15)."""
+def meteor_15_file(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> float:
+    """The CMU jar's ``Final score`` in file mode (run_meteor_15)."""
     cmd, stdout = run_meteor_15(hyps, refs_per_item, num_refs)
     found = _FINAL_SCORE.findall(stdout)
     if not found:
         raise ScoringError(f"METEOR 1.5 printed no 'Final score'; command: {' '.join(cmd)}\n{stdout[-2000:]}")
     return float(found[-1])
+
+
+def meteor_15_file_stats(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], num_refs: int) -> list[str]:
+    """The CMU jar's ``-ssOut`` lines in file mode (MeteorCLI: "-ssOut  Output sufficient statistics
+    instead of scores", one ``MeteorStats.toString()`` line per segment)."""
+    cmd, stdout = run_meteor_15(hyps, refs_per_item, num_refs, ["-ssOut"])
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if len(lines) != len(hyps):
+        raise ScoringError(f"METEOR 1.5 -ssOut printed {len(lines)} lines for {len(hyps)} segments "
+                           f"({lines[:1]!r}); command: {' '.join(cmd)}")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------- TER

@@ -20,8 +20,9 @@ tests/test_paired_dart.py, on every golden ``dart_*`` case.
   does: 0 when no unigram matches, method3's ``1 / (2^k * denominator)`` for the k-th order without
   a match, brevity penalty 0 for an empty corpus, 1 when hyp > ref.
 * ``METEOR`` (the CMU 1.5 jar, ``-l en -norm -r 6`` on the tokenized text): the jar's own
-  per-segment statistics -- the same command with ``-ssOut``, which prints one ``MeteorStats`` row
-  per segment (the best reference's, as for the system score) -- summed and scored as
+  per-segment statistics -- what the same command with ``-ssOut`` prints, one ``MeteorStats`` row
+  per segment (the best reference's, as for the system score), asked of the process's METEOR JVM
+  (lodabench.scoring.dart.meteor_15_scored, equal to the file mode to the bit) -- summed and scored as
   ``MeteorScorer.computeMetrics`` (:func:`lodabench.scoring.sufficient._meteor_score`).
 * ``TER``: eval.py's TER is a plain mean over items of per-item TERs: rows ``(ter_i, 1)``.
 
@@ -110,24 +111,24 @@ def nltk_bleu_score(s: np.ndarray) -> np.ndarray:
     return np.where(num[..., 0] == 0, 0.0, bp * np.exp(s_log))
 
 
-# --- METEOR 1.5 (file mode) -------------------------------------------------------------------------
+# --- METEOR 1.5 ---------------------------------------------------------------------------------------
 
 
 def meteor_rows(hyps_per_run: Sequence[Sequence[str]], refs_per_item: Sequence[Sequence[str]],
                 num_refs: int) -> list[np.ndarray]:
-    """The jar's ``-ssOut`` statistics of every run's segments, one JVM for all runs (MeteorCLI:
-    "-ssOut  Output sufficient statistics instead of scores", one ``MeteorStats.toString()`` line
-    per segment; the system score is ``computeMetrics`` of their ``addStats`` aggregate)."""
+    """The jar's per-segment statistics of every run's segments, in one call (``-ssOut``'s lines,
+    :func:`lodabench.scoring.dart.meteor_15_scored`: one ``MeteorStats.toString()`` line per
+    segment; the system score is ``computeMetrics`` of their ``addStats`` aggregate)."""
     flat_hyps = [h for hyps in hyps_per_run for h in hyps]
-    cmd, out = dart.run_meteor_15(flat_hyps, [g for _ in hyps_per_run for g in refs_per_item], num_refs, ["-ssOut"])
-    lines = [line for line in out.splitlines() if line.strip()]
+    lines, _ = dart.meteor_15_scored(flat_hyps, [g for _ in hyps_per_run for g in refs_per_item], num_refs,
+                                     score=False)
     try:
         stats = np.array([[float(x) for x in line.split()] for line in lines], dtype=float)
     except ValueError:
         stats = np.zeros((0, 0))
     if stats.ndim != 2 or len(stats) != len(flat_hyps):
-        raise ScoringError(f"METEOR 1.5 -ssOut printed {len(lines)} lines for {len(flat_hyps)} segments "
-                           f"({lines[:1]!r}); command: {' '.join(cmd)}")
+        raise ScoringError(f"METEOR 1.5 gave {len(lines)} statistics lines for {len(flat_hyps)} segments "
+                           f"({lines[:1]!r})")
     return np.split(_drop_perfect_chunks(stats), len(hyps_per_run))
 
 
