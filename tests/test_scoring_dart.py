@@ -184,6 +184,7 @@ EDGE_REFS = [["a cat sat .", "", "", "", "", ""], [" the cat sat ", "cat", "", "
 
 
 @pytest.mark.java
+@pytest.mark.slow  # two CMU-jar JVMs (~7 s of CPU each loading the paraphrase table)
 def test_meteor_jvm_equals_the_cmu_jar_in_file_mode(golden_dir):
     """The process's METEOR JVM (SCORE/EVAL lines) gives what the CMU jar's file mode prints, to the bit:
     every -ssOut statistics line and the Final score, on dart_tiny3's -r 6 input and the edge items
