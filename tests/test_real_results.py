@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
+from committed_composes import composes
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE_DIR = REPO / "results" / "minilm_glue"
@@ -42,11 +43,6 @@ def _expected_text(values: list[float]) -> str:
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def _overrides(seed_dir: Path) -> list[str]:
-    path = seed_dir / ".hydra" / "overrides.yaml"
-    return [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")] if path.is_file() else []
 
 
 def _complete_records(row_glob: str, runs: Path) -> list[tuple[Path, dict]]:
@@ -139,34 +135,24 @@ def test_collapsed_classifier_counts_rederived_from_predictions() -> None:
     assert checked, "the collapse table has no complete cell"
 
 
-@pytest.mark.slow  # one Hydra compose per committed record
-def test_committed_records_agree_with_todays_configs() -> None:
+@pytest.mark.slow  # one Hydra compose per committed record (once per session: tests/committed_composes.py)
+def test_committed_records_agree_with_todays_configs(session_folder) -> None:
     """Every committed complete record was made with the values its command composes to TODAY
     (the committed overlays): an overlay edited after its runs would make the tables unreproducible
     from the committed configs, and the entrypoint would refuse those directories."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
-
-    from lodabench.paths import CONF_DIR
-    from lodabench.run.records import RESULT_KEYS, config_conflicts
+    from lodabench.run.records import config_conflicts
 
     records = [(d, r) for grid in (GLUE_DIR, E2E_DIR) for d, r in _complete_records("**/record.json", grid / "runs")]
     if not records:
         pytest.skip("no complete real-weight run record is committed yet")
+    today = composes(session_folder)
+    missing = [str(d.relative_to(REPO)) for d, _ in records if str(d.relative_to(REPO)) not in today]
+    assert not missing, f"complete records without their .hydra/overrides.yaml: {missing[:5]}"
     bad = []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # once; one compose per record
-        for seed_dir, rec in records:
-            cfg = compose(config_name="config", overrides=_overrides(seed_dir), return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (run_dir) resolve per record
-            now = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-                   for k in RESULT_KEYS if k in cfg}
-            conflicts = config_conflicts(rec["config"], now)
-            if conflicts:
-                bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
-    GlobalHydra.instance().clear()
+    for seed_dir, rec in records:
+        conflicts = config_conflicts(rec["config"], today[str(seed_dir.relative_to(REPO))]["values"])
+        if conflicts:
+            bad.append(f"{seed_dir.relative_to(REPO)}: {conflicts}")
     assert not bad, "records made with other values than today's configs:\n" + "\n".join(bad)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from committed_composes import committed_runs, composes
 from transformers import GPT2Config
 
 from lodabench.errors import ConfigError
@@ -85,16 +86,13 @@ def test_the_slug_drops_only_local_copies():
 
 
 @pytest.mark.slow
-def test_committed_runs_keep_their_directories():
-    """Every committed run's overrides (.hydra/overrides.yaml) still compose to the directory it lies in."""
-    seeds = sorted(p.parent for p in REPO_ROOT.glob("results/*/runs/**/record.json")
-                   if (p.parent / ".hydra" / "overrides.yaml").is_file())
-    if not seeds:
+def test_committed_runs_keep_their_directories(session_folder):
+    """Every committed run's overrides (.hydra/overrides.yaml) still compose to the directory it lies in
+    (composed once per session for this test and test_real_results: tests/committed_composes.py)."""
+    if not committed_runs():
         pytest.skip("no committed run with its Hydra overrides")
-    commands = [[line[2:].strip() for line in (d / ".hydra" / "overrides.yaml").read_text().splitlines()
-                 if line.startswith("- ")] for d in seeds]
-    moved = [f"{d.relative_to(REPO_ROOT)} -> {now}" for d, now in zip(seeds, _run_dirs(*commands))
-             if Path(REPO_ROOT / now).resolve() != d.resolve()]
+    moved = [f"{d} -> {c['run_dir']}" for d, c in composes(session_folder).items()
+             if Path(REPO_ROOT / c["run_dir"]).resolve() != (REPO_ROOT / d).resolve()]
     assert not moved, moved[:5]
 
 
