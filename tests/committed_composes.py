@@ -7,12 +7,17 @@ them all itself (~0.13 s a compose, all inside Hydra: ~22 s of CPU per test). He
 composes each run once -- its run directory and the resolved values of the result keys -- into the
 session's ``session_folder`` as JSON (floats written with ``repr``, so read back to the bit); the
 other reads it. Every value is composed afresh each session; each test asserts its own property.
+``each_composed`` is the one compose loop of the tests that compose commands as a job (also
+test_one_door's golden run identities and test_run_identity's operational keys).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from lodabench.paths import CONF_DIR, REPO_ROOT
 from lodabench.run.records import RESULT_KEYS
@@ -30,23 +35,37 @@ def overrides(run_dir: Path) -> list[str]:
     return [line[2:].strip() for line in text.splitlines() if line.startswith("- ")]
 
 
-def _build(folder: Path) -> None:
-    import lodabench.config.run_names  # noqa: F401  lb_slug resolver
+def each_composed(commands: list[list[str]]) -> Iterator[DictConfig]:
+    """Each command's config, composed as Hydra composes a job (its Hydra config set, so ``${hydra:...}``
+    interpolations such as ``run_dir`` resolve for that command); Hydra is cleared afterwards."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
 
+    from lodabench.config.run_names import register_resolvers
+    from lodabench.config.schema import store_schema
+
+    register_resolvers()
+    store_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # once for all commands
+            for overrides in commands:
+                cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+                HydraConfig.instance().set_config(cfg)
+                yield cfg
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+
+
+def _build(folder: Path) -> None:
+    runs = committed_runs()
     out = {}
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # once; one compose per run
-        for run_dir in committed_runs():
-            cfg = compose(config_name="config", overrides=overrides(run_dir), return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (run_dir) resolve per run
-            values = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-                      for k in RESULT_KEYS if k in cfg}
-            out[str(run_dir.relative_to(REPO_ROOT))] = {"run_dir": str(cfg.run_dir), "values": values}
-    GlobalHydra.instance().clear()
+    for cfg, run_dir in zip(each_composed([overrides(d) for d in runs]), runs):  # the generator first: it ends
+        values = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+                  for k in RESULT_KEYS if k in cfg}
+        out[str(run_dir.relative_to(REPO_ROOT))] = {"run_dir": str(cfg.run_dir), "values": values}
     (folder / "composes.json").write_text(json.dumps(out), encoding="utf-8")
 
 

@@ -17,6 +17,7 @@ from lodabench.config.schema import compose
 from lodabench.errors import ConfigError
 from lodabench.methods.base import MethodSpec
 from lodabench.methods.lora import LoRAConfig, apply as lora_apply
+from committed_composes import each_composed
 from methods_tiny import tiny
 
 
@@ -101,30 +102,13 @@ GOLDEN = Path(__file__).parent / "golden" / "run_identity.json"
 
 def _composed_jobs(commands: list[str]) -> dict[str, dict[str, str]]:
     """Each command's run directory and resolved config.yaml, composed as Hydra composes a job."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from lodabench.config.run_names import register_resolvers
-    from lodabench.config.schema import store_schema
-    from lodabench.paths import CONF_DIR
-
-    register_resolvers()
-    store_schema()
     found = {}
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            for command in commands:
-                overrides = [] if command == "(defaults)" else command.split(" ")
-                cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-                HydraConfig.instance().set_config(cfg)
-                job = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k != "hydra"}, resolve=True)
-                found[command] = {"run_dir": str(cfg.run_dir), "config_yaml": job}
-    finally:
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None
+    overrides = [[] if command == "(defaults)" else command.split(" ") for command in commands]
+    for cfg, command in zip(each_composed(overrides), commands):  # the generator first: it runs to its end
+        job = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k != "hydra"}, resolve=True)
+        found[command] = {"run_dir": str(cfg.run_dir), "config_yaml": job}
     return found
 
 

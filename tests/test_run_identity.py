@@ -10,13 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from committed_composes import committed_runs, composes
+from committed_composes import committed_runs, composes, each_composed
 from transformers import GPT2Config
 
 from lodabench.errors import ConfigError
 from lodabench.models.local_weights import check_local_weights
 from lodabench.models.pretrained import read_model_conf, weights_read
-from lodabench.paths import CONF_DIR, REPO_ROOT
+from lodabench.paths import REPO_ROOT
 from lodabench.run.records import config_conflicts, operational_values
 from lodabench.config.run_names import drop_local_copies, is_local_path, override_slug
 
@@ -37,20 +37,7 @@ def tiny_copy(tmp_path) -> Path:
 
 
 def _run_dirs(*commands: list[str]) -> list[str]:
-    import lodabench.config.run_names  # noqa: F401  lb_slug resolver
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    out = []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for overrides in commands:
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)
-            out.append(str(cfg.run_dir))
-    GlobalHydra.instance().clear()
-    return out
+    return [str(cfg.run_dir) for cfg in each_composed(list(commands))]
 
 
 # ----------------------------------------------------------------------------- run directories

@@ -82,9 +82,9 @@ class TrainerConfig:
                              "workspace): bit-equal GPU reruns at some speed cost; CPU runs are deterministic "
                              "already (lodabench.train.device.use_deterministic_kernels)")
     num_threads: int = hp(1, "torch.set_num_threads: 2 threads measured 2-10x slower on 2 vCPUs", rng("[1, inf)"))
-    keep_freed_memory: bool = hp(True, "glibc malloc keeps freed memory for reuse (no mmap per large tensor, no "
-                                 "trim): a tiny CPU run's training measured 19 -> 8 s; the process keeps its "
-                                 "peak memory; numbers unchanged (lodabench.machine.keep_freed_memory)")
+    keep_freed_memory: bool = hp(True, "glibc malloc keeps freed memory for reuse (no mmap per large tensor, trim "
+                                 "only over 2 GiB): a tiny CPU run's training measured 19 -> 8 s; the process "
+                                 "keeps its peak memory; numbers unchanged (lodabench.machine.keep_freed_memory)")
     progress: bool = hp(True, "tqdm bars")
     num_workers: int = hp(0, "DataLoader worker processes collating training batches (pinned memory on CUDA); "
                           "0: on the main thread, as LoRA's gpt2_ft.py. Results are bit-identical for any value "

@@ -24,8 +24,8 @@ from lodabench.results.vocab import method_label, method_tex_label
 
 # Overrides that do not distinguish table rows (they are shown elsewhere or change nothing computed).
 IGNORED_OVERRIDE_KEYS = {"seed", "force", "model", "method", "data", "logger", "sweep", "eval_checkpoint",
-                         "trainer.num_threads", "trainer.keep_freed_memory", "trainer.progress", "decoding.batch_size", "decoding.progress",
-                         "init_from"}
+                         "trainer.num_threads", "trainer.keep_freed_memory", "trainer.progress", "decoding.batch_size",
+                         "decoding.progress", "init_from"}
 IGNORED_OVERRIDE_PREFIXES = ("paths.", "hydra.", "hydra/")
 APPROX_KEYS = {"method.rank", "method.keep"}
 SWEEP_KEYS = ("r", "rank", "keep")

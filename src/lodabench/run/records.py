@@ -273,8 +273,8 @@ def code_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
 # records its own values of those keys (``operational``). The run directory's name leaves them out too
 # (conf/hydra/default.yaml exclude_keys).
 RESULT_KEYS = ("model", "method", "data", "trainer", "decoding", "seed", "eval_checkpoint", "init_from", "selection")
-OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.keep_freed_memory", "trainer.device", "trainer.deterministic",
-                    "trainer.num_workers",
+OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.keep_freed_memory", "trainer.device",
+                    "trainer.deterministic", "trainer.num_workers",
                     "trainer.checkpoint_every", "trainer.keep_epoch_checkpoints", "trainer.eval_batch_size",
                     "decoding.progress", "decoding.batch_size"}
 # model.pretrained / data.hub_id are identity when they name another hub repository, and operational

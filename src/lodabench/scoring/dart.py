@@ -145,16 +145,20 @@ def meteor_15_scored(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]]
     EVAL), whose scoring classes are the CMU jar's (see the module docstring); a text holding
     ``|||`` (that protocol's separator) or a line break goes to the CMU jar's file mode instead.
     """
-    if any(len(group) != num_refs for group in refs_per_item):
-        raise ScoringError(f"METEOR -r {num_refs} needs exactly {num_refs} reference lines per item.")
+    _check_num_refs(refs_per_item, num_refs)
     if any(_off_protocol(text) for text in (*hyps, *(r for group in refs_per_item for r in group))):
         stats = meteor_15_file_stats(hyps, refs_per_item, num_refs)
         return stats, meteor_15_file(hyps, refs_per_item, num_refs) if score else None
     from lodabench.scoring.coco import shared_meteor
 
-    java_executable()  # the same clear error as the file mode where Java is missing
+    java_executable()  # Java is checked as the file mode checks it, also when this process's JVM already runs
     with shared_meteor() as meteor:
         return meteor.scored(list(hyps), [list(group) for group in refs_per_item], clean=False, score=score)
+
+
+def _check_num_refs(refs_per_item: Sequence[Sequence[str]], num_refs: int) -> None:
+    if any(len(group) != num_refs for group in refs_per_item):
+        raise ScoringError(f"METEOR -r {num_refs} needs exactly {num_refs} reference lines per item.")
 
 
 def _off_protocol(text: str) -> bool:
@@ -165,8 +169,7 @@ def run_meteor_15(hyps: Sequence[str], refs_per_item: Sequence[Sequence[str]], n
                   extra: Sequence[str] = ()) -> tuple[list[str], str]:
     """The CMU jar in file mode: ``java -jar Meteor-1.5.jar hyp refs -l en -norm -r num_refs [extra]``
     (the command, its stdout). Each call is a new JVM (~7 s of CPU loading the paraphrase table)."""
-    if any(len(group) != num_refs for group in refs_per_item):
-        raise ScoringError(f"METEOR -r {num_refs} needs exactly {num_refs} reference lines per item.")
+    _check_num_refs(refs_per_item, num_refs)
     java = java_executable()
     jar, paraphrase = meteor_files()
     with tempfile.TemporaryDirectory(prefix="lodabench_meteor_") as tmp:

@@ -119,8 +119,8 @@ def parse_mr(mr: str) -> list[tuple[str, str]]:
     return list(_parsed_mr(mr))
 
 
-# E2E's ~42k training rows hold ~4.9k distinct MRs (several references each): each is parsed and
-# formatted once per process, not once per row and twice (validation, then formatting).
+# E2E's 42,061 training and 4,672 dev rows hold 5,409 distinct MRs (several references each): each is
+# parsed and formatted once per process, not once per row and twice (validation, then formatting).
 _MEMO = 2**16
 
 

@@ -15,8 +15,8 @@ records show users, so a method is judged on its price as well as its score:
   peak allocated by torch, reset at each phase start (``reset_peak_memory_stats``); on the CPU the
   process's peak resident set, reset at each phase start where the OS allows it (Linux:
   ``/proc/self/clear_refs`` resets ``VmHWM``, after glibc's ``malloc_trim`` has returned the memory
-  earlier phases freed, which ``trainer.keep_freed_memory`` would otherwise keep resident), else ``ru_maxrss``, the peak since the process
-  started. ``memory_measure`` says which one was used.
+  earlier phases freed, which ``trainer.keep_freed_memory`` would otherwise keep resident), else
+  ``ru_maxrss``, the peak since the process started. ``memory_measure`` says which one was used.
 * ``adapter_bytes``: size of the saved trainable state (the last checkpoint's
   ``trainable.safetensors``).
 
