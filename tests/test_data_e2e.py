@@ -182,6 +182,41 @@ def test_slicing_first_and_random(tmp_path):
     assert indices == sorted(indices) and indices != [0, 1, 2, 3]
 
 
+def test_text_lora_converts_only_the_rows_a_slice_keeps(tmp_path, monkeypatch):
+    """data.text=lora: the first N training pairs (and a random subset) are the eager list's, and
+    only the rows kept are rewritten (e2e.lora_reference counted)."""
+    from lodabench.tasks import e2e as e2e_module
+    from lodabench.tasks.e2e_lora_text import lora_reference
+
+    body = "".join(f'"name[N{i}]","The N{i} is near the river, isn\'t it."\n' for i in range(20))
+    _write(tmp_path, "mr,ref\n" + body)
+    rows = read_e2e_csv(tmp_path / "e2e" / "testset_w_refs.csv")
+    eager = [Pair(format_mr_lora(mr), lora_reference(ref, "test")) for mr, ref in rows]
+    calls = []
+    monkeypatch.setattr(e2e_module, "lora_reference", lambda ref, split: calls.append(ref) or lora_reference(ref, split))
+    first = get_task({"name": "e2e", "text": "lora", "max_train_examples": 5}, tmp_path)
+    assert first.train_pairs("test") == eager[:5] and len(calls) == 5
+    assert first.train_pairs("test") == eager[:5] and len(calls) == 5  # converted once
+    cfg = {"name": "e2e", "text": "lora", "max_train_examples": 4, "subset": "random", "subset_seed": 7}
+    picked = get_task(cfg, tmp_path).train_pairs("test")
+    assert len(picked) == 4 and all(pair in eager for pair in picked) and len(calls) == 9
+    whole = get_task({"name": "e2e", "text": "lora"}, tmp_path)
+    assert whole.train_pairs("test") == eager and whole.eval_items("test")[-1].references == [eager[-1].target]
+
+
+def test_converted_rows_index_as_a_list():
+    from lodabench.tasks.specs import ConvertedRows
+
+    rows, made = list(range(7)), ConvertedRows(list(range(7)), lambda r: r * 10)
+    expected = [r * 10 for r in rows]
+    for index in (0, 3, -1, -7, slice(2, 5), slice(None, None, -2), slice(-3, None), slice(9, 12)):
+        assert made[index] == expected[index]
+    assert len(made) == 7 and list(made) == expected and made.index(30) == 3
+    for bad in (7, -8):
+        with pytest.raises(IndexError):
+            made[bad]
+
+
 def test_unknown_key_and_bad_values():
     with pytest.raises(ConfigError, match="data.max_train_exmaples"):
         get_task({"name": "e2e", "max_train_exmaples": 3}, None)

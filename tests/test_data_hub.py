@@ -103,7 +103,7 @@ def test_e2e_reads_a_local_parquet_export_as_the_csv_rows(no_data_root, tmp_path
     task = get_task({"name": "e2e", "text": "lora", "hub_id": str(mirror)}, paths.resolve_data_root(None))
     for split, name in (("train", "trainset.csv"), ("dev", "devset.csv"), ("test", "testset_w_refs.csv")):
         # the same rows through the same mapping as the official CSV (text=lora made by e2e_lora_text)
-        assert task.train_pairs(split) == to_pairs(e2e_rows(name), "lora", "lora", split)
+        assert task.train_pairs(split) == list(to_pairs(e2e_rows(name), "lora", "lora", split))
     assert task.inputs == {"source": "hub", "hub_id": str(mirror.resolve()),
                            "requested_revision": "refs/convert/parquet", "resolved_revision": None,
                            "local_dir": str(mirror.resolve()),

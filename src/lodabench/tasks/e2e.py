@@ -69,13 +69,15 @@ import csv
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lodabench.tasks.e2e_lora_text import LORA_BLOB_IDS, LORA_FILES, git_blob_id, lora_reference
 from lodabench.tasks.hub import PARQUET_EXPORT, DataSource, as_source
 from lodabench.tasks.registry import TaskSpec
-from lodabench.tasks.specs import DATA_ROOT_HINT, DataConfig, GenerationTask, Metric, Pair, TaskMetrics
+from lodabench.tasks.specs import (DATA_ROOT_HINT, ConvertedRows, DataConfig, GenerationTask, Metric, Pair,
+                                   TaskMetrics)
 from lodabench.errors import ConfigError, DataError
 from lodabench.config.typed import hp
 
@@ -235,16 +237,17 @@ def read_lora_txt(path: Path) -> list[Pair]:
 
 
 def to_pairs(rows: list[tuple[str, str]], source_format: str = "lora", text: str = "official",
-             split: str = "test") -> list[Pair]:
-    """(mr, ref) rows -> Pair(source, target) in file order (see the module docstring)."""
+             split: str = "test") -> Sequence[Pair]:
+    """(mr, ref) rows -> Pair(source, target) in file order (see the module docstring); LoRA's
+    text is made for a row when the row is first read (``ConvertedRows``)."""
     fmt = format_mr_lora if source_format == "lora" else (lambda mr: mr)
     if text == "lora":
-        return [Pair(fmt(mr), lora_reference(ref.strip(), split)) for mr, ref in rows]
+        return ConvertedRows(rows, lambda row: Pair(fmt(row[0]), lora_reference(row[1].strip(), split)))
     return [Pair(fmt(mr), ref.strip()) for mr, ref in rows]
 
 
 def load_split(split: str, data_root: Path | DataSource | None, source_format: str = "lora",
-               text: str = "official") -> list[Pair]:
+               text: str = "official") -> Sequence[Pair]:
     """Pairs of one split from ``<data_root>/e2e/`` or, when data_root is None, from the hub
     (``lodabench.tasks.hub``); with ``text="lora"``, from ``<data_root>/e2e_lora/`` when that
     split's file is there. A DataSource (the task's) also records the files read."""
