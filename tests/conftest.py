@@ -128,41 +128,39 @@ def session_folder(tmp_path_factory):
 # Costliest test files first. `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: xdist
 # hands out whole files in collection order (without the flag it reorders them by number of tests),
 # so a costly file collected last would leave one worker busy alone for minutes at the end.
-# Worker seconds of `make test` (junit, results/bench/test_suite.md, fifth pass), costliest first;
-# files not listed keep their place after these. Every worker sorts the same way, so the collections agree.
+# Worker seconds of `make test` (junit, results/bench/test_suite.md, eighth pass), costliest first,
+# except test_scoring_dart.py: it reads the DART golden outputs that test_paired_dart.py builds
+# (tests/dart_golden_outputs.py), so it comes after enough other work that the other worker finds
+# them built instead of waiting on the file lock (it starts ~170 s in; the builds end at ~120 s).
+# Until the eighth pass it ran last, and its 69 s alone at the end left the workers ~60 s apart.
+# Files not listed keep their place (by name) after these. Every worker sorts the same way, so the
+# collections agree.
 COSTLIEST_FILES = (
-    "test_paired_dart.py",  # 161 s (builds the session's DART golden outputs, tests/dart_golden_outputs.py)
-    "test_scale_out.py",  # 102 s
-    "test_ddp.py",  # 100 s
-    "test_reliability.py",  # 84 s
-    "test_reliability_state.py",  # 67 s
-    "test_tables_e2e.py",  # 65 s
-    "test_trainer_fast.py",  # 54 s
-    "test_scoring_e2e.py",  # 53 s
-    "test_reference_check.py",  # 48 s
-    "test_registries.py",  # 42 s
-    "test_data_hub.py",  # 41 s
-    "test_reliability_attempts.py",  # 33 s
-    "test_reliability_plugins.py",  # 31 s
-    "test_real_results.py",  # 31 s
-    "test_sweeps.py",  # 30 s
-    "test_run_identity.py",  # 30 s
-    "test_gpu_check.py",  # 29 s
-    "test_every_task_objective.py",  # 27 s
-    "test_fingerprints.py",  # 27 s
+    "test_paired_dart.py",  # 122 s
+    "test_ddp.py",  # 69 s
+    "test_scale_out.py",  # 52 s
+    "test_scoring_e2e.py",  # 49 s
+    "test_tables_e2e.py",  # 45 s
+    "test_reliability.py",  # 44 s
+    "test_scoring_dart.py",  # 69 s (after the DART builds, see above)
+    "test_reference_check.py",  # 42 s
+    "test_trainer_fast.py",  # 37 s
+    "test_reliability_state.py",  # 34 s
+    "test_data_hub.py",  # 34 s
+    "test_sweeps.py",  # 29 s
+    "test_gpu_check.py",  # 25 s
+    "test_real_results.py",  # 23 s
+    "test_reliability_attempts.py",  # 22 s
+    "test_plugins.py",  # 22 s
+    "test_real_models.py",  # 21 s
+    "test_registries.py",  # 20 s
+    "test_reliability_plugins.py",  # 19 s
 )
 
 
-# Files that read what a costly file builds once per session: scheduled last, they find it built
-# instead of one worker waiting on the other's file lock (test_scoring_dart, 178 s when it scored
-# its own cases, reads test_paired_dart's DART golden outputs).
-LAST_FILES = ("test_scoring_dart.py",)
-
-
 def pytest_collection_modifyitems(session, config, items):
-    """Order the files costliest first (COSTLIEST_FILES), LAST_FILES last, each file's tests in their order."""
+    """Order the files as COSTLIEST_FILES, the rest after them by name, each file's tests in their order."""
     rank = {name: i for i, name in enumerate(COSTLIEST_FILES)}
-    rank.update({name: len(COSTLIEST_FILES) + 1 + i for i, name in enumerate(LAST_FILES)})
 
     def key(item) -> int:
         return rank.get(item.path.name, len(COSTLIEST_FILES))
