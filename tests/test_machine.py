@@ -69,3 +69,52 @@ def test_peft_version_is_read_without_importing_peft():
     import peft
 
     assert machine_info()["peft"] == peft.__version__  # from its installed metadata
+
+
+_PAUSE = """
+import gc, json
+import lodabench.__main__  # what `python -m lodabench` runs first (main() is not called on import)
+paused = not gc.isenabled()
+from lodabench.run.spine import run  # a job's imports (entry.hydra_main makes them, then settles)
+from lodabench.machine import settle_import_heap
+settle_import_heap()
+frozen = gc.get_freeze_count()
+settle_import_heap()  # the second job of a multirun: nothing more is frozen
+print(json.dumps({"paused": paused, "enabled": gc.isenabled(), "frozen": frozen, "again": gc.get_freeze_count()}))
+"""
+
+
+def test_the_collector_pauses_while_a_launch_imports_then_resumes_with_the_imports_frozen():
+    """lodabench/__main__.py turns the collector off; the first job (entry.hydra_main) freezes what the
+    imports made and turns it on again (scripts/bench_import_gc.py: a tiny run's CPU ~1.19x less)."""
+    out = subprocess.run([sys.executable, "-c", _PAUSE], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["paused"] and got["enabled"], got
+    assert got["frozen"] > 100_000 and got["again"] == got["frozen"], got  # torch, transformers, hydra: ~400k
+
+
+def test_a_process_that_did_not_pause_is_left_as_it_is():
+    import gc
+
+    from lodabench.machine import settle_import_heap
+
+    frozen = gc.get_freeze_count()
+    settle_import_heap()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_a_launched_job_resumes_the_collector_the_entry_paused(tmp_path):
+    """entry.hydra_main settles the heap before the job's own work: without that call a launch would run
+    to its end with no cyclic collection at all. (In this process, as `python -m lodabench` would be.)"""
+    import gc
+
+    from runs_helpers import TINY_E2E, assert_refused, run_cli_here
+
+    gc.disable()
+    try:
+        proc = run_cli_here([*TINY_E2E, "method.r=0"], tmp_path, check=False)  # refused in preflight, in the job
+        assert_refused(proc, "method.r=0")
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()

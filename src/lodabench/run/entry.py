@@ -32,6 +32,8 @@ FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
 def hydra_main(cfg: DictConfig) -> float | None:
     from lodabench.run.spine import RunInterrupted, run
     from lodabench.config.schema import check_composed
+    from lodabench.machine import settle_import_heap
+    settle_import_heap()  # the collector paused by __main__ resumes, the imports' objects frozen
     try:
         check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
         metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.run.capture)
