@@ -13,44 +13,24 @@ Needs the data root (``../shared/data`` beside the repository, or LODABENCH_DATA
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from paired_launches import in_turn, launch, medians, one_value, write_record
+
 RUN = ["model=tiny-gpt2", "method=lora", "method.r=8", "data.max_train_examples=256", "data.max_eval_items=6",
        "data.eval_split=dev", "trainer.max_steps=32", "trainer.lr=1e-2", "trainer.warmup_steps=0",
        "trainer.batch_size=8", "trainer.checkpoint_every=100000", "trainer.max_dev_batches=2", "decoding=greedy",
        "decoding.max_new_tokens=16", "decoding.batch_size=2", "trainer.progress=false", "decoding.progress=false"]
+FIGURES = ("wall_s", "train_s", "eval_s", "user_s", "sys_s", "minor_faults")
 
 
 def one_run(keep: bool) -> dict:
     """One CLI run in a fresh process; its record's cost and the process's own accounting."""
-    with tempfile.TemporaryDirectory(prefix="bench_keep_freed_") as tmp:
-        env = {**os.environ, "LODABENCH_RESULTS_DIR": tmp, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lodabench", *RUN, f"trainer.keep_freed_memory={str(keep).lower()}"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
-        wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        (record,) = [json.loads(p.read_text()) for p in Path(tmp).rglob("record.json")]
-    return {"keep_freed_memory": keep, "wall_s": round(wall, 2), "train_s": record["cost"]["train_s"],
-            "eval_s": record["cost"]["eval_s"], "user_s": round(after.ru_utime - before.ru_utime, 2),
-            "sys_s": round(after.ru_stime - before.ru_stime, 2), "minor_faults": after.ru_minflt - before.ru_minflt,
-            "dev_loss": record["metrics"]["dev_loss"], "malloc": record["machine"]["malloc"]}
-
-
-def summary(runs: list[dict]) -> dict:
-    keys = ("wall_s", "train_s", "eval_s", "user_s", "sys_s", "minor_faults")
-    return {keep: {k: statistics.median(r[k] for r in runs if r["keep_freed_memory"] == keep) for k in keys}
-            for keep in (True, False)}
+    keep_arg = f"trainer.keep_freed_memory={str(keep).lower()}"
+    record, usage = launch([sys.executable, "-m", "lodabench", *RUN, keep_arg])
+    return {"keep_freed_memory": keep, **usage, "train_s": record["cost"]["train_s"],
+            "eval_s": record["cost"]["eval_s"], "dev_loss": record["metrics"]["dev_loss"],
+            "malloc": record["machine"]["malloc"]}
 
 
 def markdown(out: dict) -> str:
@@ -66,17 +46,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
-    runs = [one_run(keep) for _ in range(args.pairs) for keep in (True, False)]
-    losses = sorted({r["dev_loss"] for r in runs})
-    if len(losses) != 1:
-        raise SystemExit(f"the dev loss differs between runs: {losses}")
-    from lodabench.machine import machine_info
-    out = {"pairs": args.pairs, "runs": runs, "median": summary(runs), "dev_losses": losses,
-           "machine": machine_info("cpu")}
-    stem = REPO / "results" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-cpu-keep-freed"
-    stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
-    stem.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
-    print(markdown(out))
+    runs = in_turn(one_run, args.pairs)
+    out = {"pairs": args.pairs, "runs": runs, "median": medians(runs, "keep_freed_memory", FIGURES),
+           "dev_losses": one_value(runs, "dev_loss")}
+    write_record("keep-freed", out, markdown(out))
 
 
 if __name__ == "__main__":
