@@ -85,8 +85,8 @@ print(json.dumps({"paused": paused, "enabled": gc.isenabled(), "frozen": frozen,
 
 
 def test_the_collector_pauses_while_a_launch_imports_then_resumes_with_the_imports_frozen():
-    """lodabench/__main__.py turns the collector off; the first job (entry.hydra_main) freezes what the
-    imports made and turns it on again (scripts/bench_import_gc.py: a tiny run's CPU ~1.19x less)."""
+    """lodabench/__main__.py turns the collector off; entry.main freezes what the
+    imports made and turns it on again (scripts/bench_import_gc.py: a tiny run's CPU ~1.18x less)."""
     out = subprocess.run([sys.executable, "-c", _PAUSE], capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["paused"] and got["enabled"], got
@@ -115,6 +115,25 @@ def test_a_launched_job_resumes_the_collector_the_entry_paused(tmp_path):
         proc = run_cli_here([*TINY_E2E, "method.r=0"], tmp_path, check=False)  # refused in preflight, in the job
         assert_refused(proc, "method.r=0")
         assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_the_collector_resumes_before_hydra_launches_the_jobs(tmp_path, monkeypatch):
+    """entry.main settles before Hydra launches: a sweep whose jobs run in other processes (joblib,
+    submitit) must not leave its own process without collections for the whole sweep."""
+    import gc
+
+    from lodabench.run import entry
+    from runs_helpers import TINY_E2E, run_cli_here
+
+    seen = []
+    monkeypatch.setattr(entry, "hydra_main", lambda: seen.append((gc.isenabled(), gc.get_freeze_count())))
+    gc.disable()
+    try:
+        run_cli_here(TINY_E2E, tmp_path)
+        assert seen and seen[0][0] and seen[0][1] > 0, seen
     finally:
         gc.unfreeze()
         gc.enable()

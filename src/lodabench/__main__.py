@@ -4,8 +4,8 @@ import gc
 
 # The imports a run needs (torch, transformers, hydra, ...) make ~400k objects that live as long as the
 # process, so collections while they are made free nothing and scan ever more: the collector pauses
-# until the first job has imported its modules, which then move to the permanent generation
-# (lodabench.machine.settle_import_heap, called by entry.hydra_main).
+# until the spine's modules are imported, which then move to the permanent generation
+# (lodabench.machine.settle_import_heap, called by entry.main before Hydra launches the jobs).
 gc.disable()
 
 from lodabench.run.entry import main  # noqa: E402

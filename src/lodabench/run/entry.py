@@ -33,7 +33,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from lodabench.run.spine import RunInterrupted, run
     from lodabench.config.schema import check_composed
     from lodabench.machine import settle_import_heap
-    settle_import_heap()  # the collector paused by __main__ resumes, the imports' objects frozen
+    settle_import_heap()  # already done by main() unless the launch skipped it: then the collector resumes here
     try:
         check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
         metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.run.capture)
@@ -322,6 +322,23 @@ def _exit_config_error(message: str) -> None:
     raise SystemExit(2)
 
 
+# Flags after which Hydra prints or completes and exits without running a job.
+_NO_JOB = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version", "--cfg", "-c")
+
+
+def _settle_before_launch(argv: list[str]) -> None:
+    """Import what a job runs (the spine: torch, transformers) and end __main__'s collector pause
+    (machine.settle_import_heap), once the command has passed the prechecks: here, not in the job, so
+    that a sweep's parent also collects again when its jobs run elsewhere (joblib, submitit). Not for
+    a command that runs no job (_NO_JOB): it exits soon, paused or not. (hydra_main settles too, for a
+    job launched some other way.)"""
+    if any(a.split("=", 1)[0] in _NO_JOB for a in argv):
+        return
+    import lodabench.run.spine  # noqa: F401  (hydra_main imports it again: already loaded)
+    from lodabench.machine import settle_import_heap
+    settle_import_heap()
+
+
 def main() -> None:
     load_plugins_or_exit()  # plugin methods and their method/<name> configs exist before Hydra composes
     from lodabench.config.schema import store_schema
@@ -332,6 +349,7 @@ def main() -> None:
     _precheck_config(argv)
     _precheck_locations(argv)
     sys.argv = [sys.argv[0], *_with_search_space(argv)]
+    _settle_before_launch(argv)
     fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
     os.close(fd)
     os.environ[FAILED_JOBS_ENV] = failed_jobs
