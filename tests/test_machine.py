@@ -75,7 +75,7 @@ _PAUSE = """
 import gc, json
 import lodabench.__main__  # what `python -m lodabench` runs first (main() is not called on import)
 paused = not gc.isenabled()
-from lodabench.run.spine import run  # a job's imports (entry.hydra_main makes them, then settles)
+from lodabench.run.spine import run  # what a job runs (entry.main imports it, then settles)
 from lodabench.machine import settle_import_heap
 settle_import_heap()
 frozen = gc.get_freeze_count()
@@ -104,8 +104,8 @@ def test_a_process_that_did_not_pause_is_left_as_it_is():
 
 
 def test_a_launched_job_resumes_the_collector_the_entry_paused(tmp_path):
-    """entry.hydra_main settles the heap before the job's own work: without that call a launch would run
-    to its end with no cyclic collection at all. (In this process, as `python -m lodabench` would be.)"""
+    """A launch paused as `python -m lodabench` starts (here, in this process) ends with the collector on
+    and the imports frozen: without the settle a run would go to its end with no cyclic collection."""
     import gc
 
     from runs_helpers import TINY_E2E, assert_refused, run_cli_here

@@ -48,10 +48,9 @@ def keep_freed_memory(enabled: bool) -> str:
 
 def settle_import_heap() -> None:
     """End the collector pause of ``python -m lodabench`` (lodabench/__main__.py) once the modules a job
-    runs are imported (entry.main, before Hydra launches; entry.hydra_main again, a no-op then): the
-    objects made so far (413k in a tiny E2E launch, nearly all the imports') move to the permanent
-    generation, which later collections do not scan. A process that did not pause (the library API, the
-    tests) is left as it is.
+    runs are imported (entry.main, before Hydra launches any job): the objects made so far (413k in a
+    tiny E2E launch, nearly all the imports') move to the permanent generation, which later collections
+    do not scan. A process that did not pause (the library API, the tests) is left as it is.
 
     Measured (scripts/bench_import_gc.py, results/bench/20261207-115934-cpu-import-gc.md): a tiny RTE
     run's process CPU 7.14 -> 6.06 s (medians of 5 pairs), every run's metrics equal: the collector frees

@@ -32,8 +32,6 @@ FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
 def hydra_main(cfg: DictConfig) -> float | None:
     from lodabench.run.spine import RunInterrupted, run
     from lodabench.config.schema import check_composed
-    from lodabench.machine import settle_import_heap
-    settle_import_heap()  # already done by main() unless the launch skipped it: then the collector resumes here
     try:
         check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
         metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.run.capture)
@@ -163,9 +161,16 @@ def _with_search_space(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
-# Flags after which the command does not launch this config (help, another config tree).
-_NO_PRECHECK = ("--help", "-h", "--hydra-help", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
-                "--config-dir", "-cd", "--shell-completion", "-sc", "--version")
+# Flags after which Hydra prints or completes and exits without composing a job.
+_PRINT_AND_EXIT = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version")
+# Flags after which the command does not launch this config (the above, another config tree).
+_NO_PRECHECK = (*_PRINT_AND_EXIT, "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+# Flags after which no job runs (the above, or the composed config printed).
+_NO_JOB = (*_PRINT_AND_EXIT, "--cfg", "-c")
+
+
+def _has_flag(argv: list[str], flags: tuple[str, ...]) -> bool:
+    return any(a.split("=", 1)[0] in flags for a in argv)
 
 
 def _precheck_config(argv: list[str]) -> None:
@@ -175,7 +180,7 @@ def _precheck_config(argv: list[str]) -> None:
     A sweep is checked with the first value of each discrete sweep (every job is checked again when
     it starts, with its own values: entry.hydra_main).
     """
-    if any(a.split("=", 1)[0] in _NO_PRECHECK for a in argv):
+    if _has_flag(argv, _NO_PRECHECK):
         return
     from hydra.errors import HydraException
 
@@ -219,7 +224,7 @@ def _precheck_locations(argv: list[str]) -> None:
     The first job is composed and resolved as Hydra will; the other jobs of a sweep are checked by the
     resolvers that give Hydra its job directory (conf/hydra/default.yaml) and again by run.run().
     """
-    if any(a.split("=", 1)[0] in _NO_PRECHECK for a in argv):
+    if _has_flag(argv, _NO_PRECHECK):
         return
     try:
         _check_swept_locations(argv)
@@ -322,19 +327,14 @@ def _exit_config_error(message: str) -> None:
     raise SystemExit(2)
 
 
-# Flags after which Hydra prints or completes and exits without running a job.
-_NO_JOB = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version", "--cfg", "-c")
-
-
 def _settle_before_launch(argv: list[str]) -> None:
     """Import what a job runs (the spine: torch, transformers) and end __main__'s collector pause
     (machine.settle_import_heap), once the command has passed the prechecks: here, not in the job, so
     that a sweep's parent also collects again when its jobs run elsewhere (joblib, submitit). Not for
-    a command that runs no job (_NO_JOB): it exits soon, paused or not. (hydra_main settles too, for a
-    job launched some other way.)"""
-    if any(a.split("=", 1)[0] in _NO_JOB for a in argv):
+    a command that runs no job (_NO_JOB): it exits soon, paused or not."""
+    if _has_flag(argv, _NO_JOB):
         return
-    import lodabench.run.spine  # noqa: F401  (hydra_main imports it again: already loaded)
+    import lodabench.run.spine  # noqa: F401  (hydra_main's import then finds it loaded)
     from lodabench.machine import settle_import_heap
     settle_import_heap()
 
