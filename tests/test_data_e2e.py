@@ -182,25 +182,27 @@ def test_slicing_first_and_random(tmp_path):
     assert indices == sorted(indices) and indices != [0, 1, 2, 3]
 
 
-def test_text_lora_converts_only_the_rows_a_slice_keeps(tmp_path, monkeypatch):
-    """data.text=lora: the first N training pairs (and a random subset) are the eager list's, and
-    only the rows kept are rewritten (e2e.lora_reference counted)."""
+@pytest.mark.parametrize("text", ["lora", "official"])
+def test_only_the_rows_a_slice_keeps_are_converted(tmp_path, monkeypatch, text):
+    """data.text=lora or official: the first N training pairs (and a random subset) are the eager
+    list's, and only the rows kept are made (e2e.format_mr_lora counted; for lora also the rewrite)."""
     from lodabench.tasks import e2e as e2e_module
     from lodabench.tasks.e2e_lora_text import lora_reference
 
     body = "".join(f'"name[N{i}]","The N{i} is near the river, isn\'t it."\n' for i in range(20))
     _write(tmp_path, "mr,ref\n" + body)
     rows = read_e2e_csv(tmp_path / "e2e" / "testset_w_refs.csv")
-    eager = [Pair(format_mr_lora(mr), lora_reference(ref, "test")) for mr, ref in rows]
+    target = (lambda ref: lora_reference(ref, "test")) if text == "lora" else str.strip
+    eager = [Pair(format_mr_lora(mr), target(ref)) for mr, ref in rows]
     calls = []
-    monkeypatch.setattr(e2e_module, "lora_reference", lambda ref, split: calls.append(ref) or lora_reference(ref, split))
-    first = get_task({"name": "e2e", "text": "lora", "max_train_examples": 5}, tmp_path)
+    monkeypatch.setattr(e2e_module, "format_mr_lora", lambda mr: calls.append(mr) or format_mr_lora(mr))
+    first = get_task({"name": "e2e", "text": text, "max_train_examples": 5}, tmp_path)
     assert first.train_pairs("test") == eager[:5] and len(calls) == 5
     assert first.train_pairs("test") == eager[:5] and len(calls) == 5  # converted once
-    cfg = {"name": "e2e", "text": "lora", "max_train_examples": 4, "subset": "random", "subset_seed": 7}
+    cfg = {"name": "e2e", "text": text, "max_train_examples": 4, "subset": "random", "subset_seed": 7}
     picked = get_task(cfg, tmp_path).train_pairs("test")
     assert len(picked) == 4 and all(pair in eager for pair in picked) and len(calls) == 9
-    whole = get_task({"name": "e2e", "text": "lora"}, tmp_path)
+    whole = get_task({"name": "e2e", "text": text}, tmp_path)
     assert whole.train_pairs("test") == eager and whole.eval_items("test")[-1].references == [eager[-1].target]
 
 

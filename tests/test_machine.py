@@ -129,7 +129,7 @@ def test_the_collector_resumes_before_hydra_launches_the_jobs(tmp_path, monkeypa
     from runs_helpers import TINY_E2E, run_cli_here
 
     seen = []
-    monkeypatch.setattr(entry, "hydra_main", lambda: seen.append((gc.isenabled(), gc.get_freeze_count())))
+    monkeypatch.setattr(entry, "hydra_main", lambda task: seen.append((gc.isenabled(), gc.get_freeze_count())))
     gc.disable()
     try:
         run_cli_here(TINY_E2E, tmp_path)

@@ -24,7 +24,8 @@ from lodabench import io as lb_io
 from lodabench.errors import ConfigError, DataError
 from lodabench.paths import REPO_ROOT
 from lodabench.run.records import RunRecord
-from lodabench.run.spine import UNRECORDED, RunInterrupted, _record_end, attempt_hygiene, interrupts_raise
+from lodabench.run.attempts import UNRECORDED, attempt_hygiene, record_end
+from lodabench.run.spine import RunInterrupted, interrupts_raise
 from lodabench.run.runlock import RunLock
 from runs_helpers import TINY_E2E, run_cli_here, run_dirs
 
@@ -144,7 +145,7 @@ def test_unrecordable_failure_leaves_marker(tmp_path, monkeypatch, capsys):
     real = lb_io.atomic_write_json
     monkeypatch.setattr("lodabench.run.records.atomic_write_json",
                         lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
-    _record_end(record, tmp_path, RuntimeError("boom"))
+    record_end(record, tmp_path, RuntimeError("boom"))
     assert (tmp_path / UNRECORDED).is_file() and "boom" in (tmp_path / UNRECORDED).read_text()
     monkeypatch.setattr("lodabench.run.records.atomic_write_json", real)
     attempt_hygiene(tmp_path)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from lodabench.run.records import RunRecord
-from lodabench.run.spine import FORCE_KEEPS
+from lodabench.run.attempts import FORCE_KEEPS
 from runs_helpers import TINY_E2E, assert_refused, run_cli_here
 
 torch.set_num_threads(1)

@@ -286,14 +286,14 @@ def test_hand_off_calls_the_previous_requeue_handler(no_slurm):
 
 def test_preempted_run_is_recorded_then_handed_off(tmp_path, no_slurm):
     from lodabench.run.records import RunRecord
-    from lodabench.run.spine import _record_end
+    from lodabench.run.attempts import record_end
 
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "latest.json").write_text('{"dir": "step-0000007", "global_step": 7}')
     record = RunRecord(run_dir)
     record.start({"seed": 1}, 1, fresh=True)
-    _record_end(record, run_dir, RunPreempted(signal.SIGUSR1, step=7))
+    record_end(record, run_dir, RunPreempted(signal.SIGUSR1, step=7))
     rec = json.loads((run_dir / "record.json").read_text())
     attempt = rec["attempts"][-1]
     assert rec["status"] == "interrupted" and attempt["outcome"] == "preempted"

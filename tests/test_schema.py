@@ -250,3 +250,24 @@ def test_unknown_or_mistyped_key_fails_before_hydra_makes_a_directory(tmp_path, 
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("lodabench: error:") and override.lstrip("+").split("=")[0] in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_door_composes_a_valid_first_job_once(tmp_path, monkeypatch):
+    """entry._precheck_job composes the command's first job once (with Hydra's node, as Hydra will),
+    and checks keys, types and locations on that one config; a second compose, for the error in our
+    words, only follows one that Hydra refused (before: two composes for every launch, ~0.3 s each)."""
+    import hydra
+
+    from lodabench.run import entry
+
+    composed = []
+    real = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: composed.append(k.get("overrides")) or real(*a, **k))
+    monkeypatch.setenv("LODABENCH_RESULTS_DIR", str(tmp_path))
+    entry._precheck_job([*TINY_E2E, "run_name=ok"])
+    assert len(composed) == 1, composed
+    for override, composes in (("+trainer.lrr=1", 1), ("decoding.num_beams=abc", 2)):  # check_composed; Hydra's refusal
+        composed.clear()
+        with pytest.raises(SystemExit) as refused:
+            entry._precheck_job([*TINY_E2E, override])
+        assert refused.value.code == 2 and len(composed) == composes, (override, composed)

@@ -166,7 +166,7 @@ def on_rank0(value, other=None):
 
 # ----------------------------------------------------------------------------- confinement
 # Every directory lodabench (and Hydra under it) writes, moves or cleans lies strictly inside
-# paths.results_dir: a run name is checked before Hydra makes any directory (entry._precheck_locations),
+# paths.results_dir: a run name is checked before Hydra makes any directory (entry._precheck_job),
 # again by the resolvers that give Hydra its job directory (conf/hydra/default.yaml), and by run.run().
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 RECORD_NAME = "record.json"  # records.RECORD (not imported: records imports this module)

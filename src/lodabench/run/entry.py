@@ -1,9 +1,13 @@
-"""Hydra entrypoint. Config tree: ``conf/`` at the repository root (editable install)."""
+"""The command's door (``python -m lodabench``): plugins loaded, the config checked from the command
+line before Hydra makes any directory, then Hydra launched on ``spine.job``, which every job runs.
+Config tree: ``conf/`` at the repository root (editable install).
+
+Nothing here reads a job's composed config: the first code a job's values reach is ``spine.job``.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -17,55 +21,13 @@ from lodabench.paths import CONF_DIR
 from lodabench.config.plugin_loader import load_plugins_or_exit
 from lodabench.config.run_names import register_resolvers
 
-log = logging.getLogger("lodabench")
-
-
 register_resolvers()  # lb_slug, lb_rank0 (run-directory names): before Hydra composes conf/
 
 
-# Failed jobs of a multirun are appended here (one JSON line each) by whichever process ran them
-# (basic, joblib or submitit launcher: all inherit the environment), and summarised by main().
-FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_main(cfg: DictConfig) -> float | None:
-    from lodabench.run.spine import RunInterrupted, run
-    from lodabench.config.schema import check_composed
-    try:
-        check_composed(cfg)  # this job's config (a sweep's values included): no key outside the schema
-        metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.run.capture)
-    except RunInterrupted as exc:
-        print(f"lodabench: {exc}; the record says so (status interrupted). Re-run the command to resume.",
-              file=sys.stderr)
-        raise SystemExit(128 + exc.signum) from None
-    except LodabenchError as exc:
-        log.error("%s", exc)
-        print(f"lodabench: error: {exc}", file=sys.stderr)
-        # Under multirun a failing job must not stop the others: Hydra's basic launcher would
-        # re-raise, so report and continue; the failed record marks the cell for the tables.
-        if _is_multirun():
-            _note_failed_job(cfg, exc)
-            return None
-        raise SystemExit(2)
-    except Exception as exc:
-        if _is_multirun():
-            log.exception("job failed; continuing with the rest of the sweep")
-            _note_failed_job(cfg, exc)
-            return None
-        raise
-    finally:
-        from lodabench.run.capture import close_job_log
-        close_job_log()  # each job of a multirun logs into its own run directory
-    return None if metrics is None else metrics.get("objective")
-
-
-def _note_failed_job(cfg: DictConfig, exc: BaseException) -> None:
-    path = os.environ.get(FAILED_JOBS_ENV)
-    if path:
-        line = json.dumps({"run_dir": str(cfg.run_dir), "error": f"{type(exc).__name__}: {exc}"[:500]})
-        with open(path, "a", encoding="utf-8") as fh:  # one short append per job: atomic enough on POSIX
-            fh.write(line + "\n")
+def hydra_main(task) -> None:
+    """Hand the command line to Hydra: it composes each job's config and calls ``task`` on it
+    (spine.job; the launcher runs a sweep's jobs)."""
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 
 
 def _report_failed_jobs(path: str) -> int:
@@ -80,15 +42,6 @@ def _report_failed_jobs(path: str) -> int:
     for job in jobs:
         print(f"  - {job['run_dir']}: {job['error']}", file=sys.stderr)
     return 1
-
-
-def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
 
 
 def _precheck_results_dir(argv: list[str]) -> None:
@@ -161,33 +114,42 @@ def _with_search_space(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
-# Flags after which Hydra prints or completes and exits without composing a job.
-_PRINT_AND_EXIT = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version")
-# Flags after which the command does not launch this config (the above, another config tree).
-_NO_PRECHECK = (*_PRINT_AND_EXIT, "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
-# Flags after which no job runs (the above, or the composed config printed).
-_NO_JOB = (*_PRINT_AND_EXIT, "--cfg", "-c")
+# Flags after which the command does not launch this config: Hydra prints or completes and exits
+# without composing a job, or another config tree is named.
+_NO_PRECHECK = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version",
+                "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
 
 
 def _has_flag(argv: list[str], flags: tuple[str, ...]) -> bool:
     return any(a.split("=", 1)[0] in flags for a in argv)
 
 
-def _precheck_config(argv: list[str]) -> None:
-    """Compose the command's config before Hydra makes any directory: an unknown key (``+trainer.lrr=1``)
-    or a value of the wrong type (``decoding.num_beams=abc``) is one line and exit 2, in seconds.
+def _precheck_job(argv: list[str]) -> None:
+    """Compose the command's first job as Hydra will, once, before Hydra makes any directory, and refuse
+    in one line (exit 2, in seconds): an unknown key (``+trainer.lrr=1``), a value of the wrong type
+    (``decoding.num_beams=abc``), a run name or path that leaves paths.results_dir (``..``, empty,
+    absolute, a symlink out, over 255 bytes a component) or Hydra directories outside it.
 
-    A sweep is checked with the first value of each discrete sweep (every job is checked again when
-    it starts, with its own values: entry.hydra_main).
+    A sweep is checked with the first value of each discrete sweep; every value a sweep gives a
+    location key is checked as text (_check_swept_locations), and every job is checked again when
+    it starts, with its own values (spine.job, and the resolvers that give Hydra its job directory:
+    conf/hydra/default.yaml).
     """
     if _has_flag(argv, _NO_PRECHECK):
         return
     from hydra.errors import HydraException
 
-    from lodabench.config.schema import compose
+    from lodabench.config.schema import check_composed, compose
 
     try:
-        compose(_first_job(argv))
+        cfg = _compose_with_hydra(argv)
+        if cfg is None:  # again without the hydra overrides, for the error in our words (one that
+            compose(_first_job(argv))  # lies in a hydra override alone is Hydra's to report)
+        else:
+            check_composed(cfg)
+        _check_swept_locations(argv)
+        if cfg is not None:
+            _check_job_locations(cfg, multirun=bool({"-m", "--multirun"} & set(argv)))
     except LodabenchError as exc:
         _exit_config_error(str(exc))
     except HydraException as exc:  # Hydra's message names the override (and lists a group's options); its cause names key and type
@@ -217,24 +179,6 @@ def _first_job(argv: list[str], keep_hydra: bool = False) -> list[str]:
 _LOCATION_KEYS = {"run_name": "name", "run_dir": "path", "paths.results_dir": "path", "paths.runs_dir": "path"}
 
 
-def _precheck_locations(argv: list[str]) -> None:
-    """Refuse a run name or path that leaves paths.results_dir (``..``, empty, absolute, a symlink out,
-    over 255 bytes a component), and Hydra directories outside it, before Hydra creates any directory.
-
-    The first job is composed and resolved as Hydra will; the other jobs of a sweep are checked by the
-    resolvers that give Hydra its job directory (conf/hydra/default.yaml) and again by run.run().
-    """
-    if _has_flag(argv, _NO_PRECHECK):
-        return
-    try:
-        _check_swept_locations(argv)
-        cfg = _compose_with_hydra(argv)
-        if cfg is not None:
-            _check_job_locations(cfg, multirun=bool({"-m", "--multirun"} & set(argv)))
-    except LodabenchError as exc:
-        _exit_config_error(str(exc))
-
-
 def _check_swept_locations(argv: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -251,7 +195,8 @@ def _check_swept_locations(argv: list[str]) -> None:
 
 
 def _compose_with_hydra(argv: list[str]) -> DictConfig | None:
-    """The first job's config with its ``hydra`` node (None where Hydra itself will report the problem)."""
+    """The first job's config with its ``hydra`` node, as Hydra will compose it (None on any error:
+    _precheck_job composes again for the error in our words)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -260,7 +205,7 @@ def _compose_with_hydra(argv: list[str]) -> DictConfig | None:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=_first_job(argv, keep_hydra=True), return_hydra_config=True)
-    except Exception:  # noqa: BLE001  _precheck_config and Hydra report config errors with their own words
+    except Exception:  # noqa: BLE001  _precheck_job (or Hydra) reports it with its own words
         return None
     finally:
         GlobalHydra.instance().clear()
@@ -327,18 +272,6 @@ def _exit_config_error(message: str) -> None:
     raise SystemExit(2)
 
 
-def _settle_before_launch(argv: list[str]) -> None:
-    """Import what a job runs (the spine: torch, transformers) and end __main__'s collector pause
-    (machine.settle_import_heap), once the command has passed the prechecks: here, not in the job, so
-    that a sweep's parent also collects again when its jobs run elsewhere (joblib, submitit). Not for
-    a command that runs no job (_NO_JOB): it exits soon, paused or not."""
-    if _has_flag(argv, _NO_JOB):
-        return
-    import lodabench.run.spine  # noqa: F401  (hydra_main's import then finds it loaded)
-    from lodabench.machine import settle_import_heap
-    settle_import_heap()
-
-
 def main() -> None:
     load_plugins_or_exit()  # plugin methods and their method/<name> configs exist before Hydra composes
     from lodabench.config.schema import store_schema
@@ -346,15 +279,18 @@ def main() -> None:
     argv = sys.argv[1:]
     _precheck_results_dir(argv)
     _precheck_seed(argv)
-    _precheck_config(argv)
-    _precheck_locations(argv)
+    _precheck_job(argv)
     sys.argv = [sys.argv[0], *_with_search_space(argv)]
-    _settle_before_launch(argv)
+    from lodabench.run import spine  # what every job runs: imported before the settle
+    from lodabench.machine import settle_import_heap
+    # End __main__'s collector pause here, past the prechecks and before Hydra launches, not in the
+    # job: a sweep's own process must collect again when its jobs run elsewhere (joblib, submitit).
+    settle_import_heap()
     fd, failed_jobs = tempfile.mkstemp(prefix="lodabench-failed-jobs-", suffix=".jsonl")
     os.close(fd)
-    os.environ[FAILED_JOBS_ENV] = failed_jobs
+    os.environ[spine.FAILED_JOBS_ENV] = failed_jobs
     try:
-        hydra_main()
+        hydra_main(spine.job)
     finally:
         status = _report_failed_jobs(failed_jobs)
         os.unlink(failed_jobs)

@@ -1,14 +1,14 @@
 """The one train+eval pipeline: compose → validate → train (resumable) → decode/predict → score → record.
 
-Called by the Hydra entrypoint (``python -m lodabench``). Each run owns ``cfg.run_dir``; a run whose
-record is complete is skipped unless ``force=true``; an interrupted run resumes from its last
-checkpoint; a crash during decoding keeps the hypotheses already decoded (``hyp.partial.jsonl``)
+Hydra calls ``job`` for each job of a command (``python -m lodabench``; run/entry.py launches it).
+Each run owns ``cfg.run_dir``; a run whose record is complete is skipped unless ``force=true``; an
+interrupted run resumes from its last checkpoint (run/attempts.py: what a launch tidies and sets
+aside first); a crash during decoding keeps the hypotheses already decoded (``hyp.partial.jsonl``)
 and a re-run decodes only the rest; a crash during scoring re-scores from the written ``hyp.txt``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,10 @@ from lodabench.train import distributed as D
 from lodabench.errors import ConfigError, LodabenchError
 from lodabench.io import atomic_write_text, finite_json
 from lodabench.machine import keep_freed_memory
-from lodabench.train.preemption import (RunInterrupted, RunPreempted, describe_requeue,
-                                  hand_off, interrupts_raise)
-from lodabench.run.records import ATTEMPTS_DIR, METRICS, RECORD, Metrics, RunRecord, config_conflicts
-from lodabench.run.runlock import LOCK_NAME, RunLock
+from lodabench.train.preemption import RunInterrupted, hand_off, interrupts_raise
+from lodabench.run import attempts
+from lodabench.run.records import Metrics, RunRecord, config_conflicts
+from lodabench.run.runlock import RunLock
 from lodabench.run.preflight import Plan
 
 if TYPE_CHECKING:
@@ -89,6 +88,63 @@ class WandbLogger:
         if summary:
             self.run.summary.update(summary)
         self.run.finish()
+
+
+# ----------------------------------------------------------------------------- the job
+# Failed jobs of a multirun are appended here (one JSON line each) by whichever process ran them
+# (basic, joblib or submitit launcher: all inherit the environment); entry.main prints them at the end.
+FAILED_JOBS_ENV = "LODABENCH_FAILED_JOBS_FILE"
+_job_log = logging.getLogger("lodabench")
+
+
+def job(cfg: DictConfig) -> float | None:
+    """What Hydra runs for each job of a command (entry.main launches it on the composed config):
+    the job's own config checked (a sweep's values included), the run, and how it ended said once;
+    returns the objective a sweeper (Optuna) optimises."""
+    from lodabench.config.schema import check_composed
+    try:
+        check_composed(cfg)  # no key outside the schema
+        metrics = run(cfg)  # refused or skipped: nothing written into the run directory (lodabench.run.capture)
+    except RunInterrupted as exc:
+        print(f"lodabench: {exc}; the record says so (status interrupted). Re-run the command to resume.",
+              file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
+    except LodabenchError as exc:
+        _job_log.error("%s", exc)
+        print(f"lodabench: error: {exc}", file=sys.stderr)
+        # Under multirun a failing job must not stop the others: Hydra's basic launcher would
+        # re-raise, so report and continue; the failed record marks the cell for the tables.
+        if _is_multirun():
+            _note_failed_job(cfg, exc)
+            return None
+        raise SystemExit(2)
+    except Exception as exc:
+        if _is_multirun():
+            _job_log.exception("job failed; continuing with the rest of the sweep")
+            _note_failed_job(cfg, exc)
+            return None
+        raise
+    finally:
+        from lodabench.run.capture import close_job_log
+        close_job_log()  # each job of a multirun logs into its own run directory
+    return None if metrics is None else metrics.get("objective")
+
+
+def _note_failed_job(cfg: DictConfig, exc: BaseException) -> None:
+    path = os.environ.get(FAILED_JOBS_ENV)
+    if path:
+        line = json.dumps({"run_dir": str(cfg.run_dir), "error": f"{type(exc).__name__}: {exc}"[:500]})
+        with open(path, "a", encoding="utf-8") as fh:  # one short append per job: atomic enough on POSIX
+            fh.write(line + "\n")
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
@@ -149,15 +205,15 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
     if not dctx.is_main:
         return _run(cfg, run_dir, _NoRecord(), None, dctx, ddp_device)
     check_writable(run_dir)
-    attempt_hygiene(run_dir)  # past the refusals and the skip: only an accepted launch writes into run_dir
+    attempts.attempt_hygiene(run_dir)  # past the refusals and the skip: only an accepted launch writes into run_dir
     record = RunRecord(run_dir)  # as hygiene left it
-    unvouched = set_aside_unrecorded(run_dir, record)  # work no record vouches for is never resumed
-    fresh = bool(cfg.force) or not has_work(run_dir)
+    unvouched = attempts.set_aside_unrecorded(run_dir, record)  # work no record vouches for is never resumed
+    fresh = bool(cfg.force) or not attempts.has_work(run_dir)
     if cfg.force and record.attempts:
-        record.supersede(move_attempt_aside(run_dir, len(record.attempts)))
+        record.supersede(attempts.move_attempt_aside(run_dir, len(record.attempts)))
     config = OmegaConf.to_container(cfg, resolve=True)
     record.start(config, int(cfg.seed), fresh=fresh, allow_code_change=cfg.allow_code_change)
-    note_set_aside(record, unvouched)
+    attempts.note_set_aside(record, unvouched)
     from lodabench.run.capture import accept_launch
     accept_launch(run_dir, cfg)  # .hydra/ and the job log, which Hydra no longer writes (conf/hydra/default.yaml)
     record.update(sweep=sweep_info(cfg))
@@ -167,7 +223,7 @@ def _launch(cfg: DictConfig, run_dir: Path, dctx: D.DistContext, ddp_device) -> 
         with interrupts_raise():
             metrics = _run(cfg, run_dir, record, logger, dctx, ddp_device)
     except BaseException as exc:
-        _record_end(record, run_dir, exc)
+        attempts.record_end(record, run_dir, exc)
         hand_off(exc)  # preempted under submitit: its handler requeues the job and exits
         raise
     finally:
@@ -204,123 +260,6 @@ def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
     searched = sorted(cfg.search.space)
     study = " ".join(o for o in hc.overrides.task if o.split("=", 1)[0] not in searched)
     return {"sweeper": "optuna", "study": study, "trial": hc.job.num, "searched": searched}
-
-
-# ----------------------------------------------------------------------------- attempts
-# What force=true leaves in place: the record (it lists every attempt), this launch's lock and
-# Hydra capture, the archive itself, wandb's offline runs, and Hydra's open job log.
-FORCE_KEEPS = {RECORD, LOCK_NAME, ".hydra", ATTEMPTS_DIR, "wandb"}
-UNRECORDED = ".unrecorded-failure"
-WORK_PRODUCTS = ("checkpoints/latest.json", "hyp.partial.jsonl", "hyp.txt", "predictions.jsonl")
-
-
-def has_work(run_dir: Path) -> bool:
-    """Whether an earlier attempt left work a launch would reuse (checkpoints, decoded outputs)."""
-    return any((run_dir / name).exists() for name in WORK_PRODUCTS)
-
-
-def move_attempt_aside(run_dir: Path, n: int, dest_name: str | None = None) -> str:
-    """force=true: move the earlier attempt's outputs into ``attempts/<n>/`` (nothing is deleted);
-    work no record vouches for goes to ``attempts/<dest_name>/`` (set_aside_unrecorded)."""
-    dest = run_dir / ATTEMPTS_DIR / (dest_name or str(n))
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(run_dir.iterdir()):
-        if entry.name not in FORCE_KEEPS and entry.suffix != ".log" and not (entry / RECORD).is_file():
-            entry.rename(dest / entry.name)  # within run_dir; another run's directory is never moved
-    log.info("force=true: earlier outputs of %s moved to %s", run_dir, dest)
-    return str(dest.relative_to(run_dir))
-
-
-# Work a launch would reuse (resume, skip decoding, re-score) and so must be vouched for by a record.
-UNVOUCHED_WORK = (*WORK_PRODUCTS, "checkpoints", "epochs", METRICS)
-
-
-def set_aside_unrecorded(run_dir: Path, record: RunRecord) -> str | None:
-    """Checkpoints, hypotheses or scores with no record attempt that vouches for them (record.json
-    deleted or never written) are moved into ``attempts/unrecorded-<n>/`` (nothing deleted), so this
-    launch starts from step 0 instead of resuming them under a record that says "attempt 1, step 0"."""
-    if record.attempts or not any((run_dir / name).exists() for name in UNVOUCHED_WORK):
-        return None
-    n = 1
-    while (run_dir / ATTEMPTS_DIR / f"unrecorded-{n}").exists():
-        n += 1
-    moved = move_attempt_aside(run_dir, n, dest_name=f"unrecorded-{n}")
-    print(f"[lodabench] {run_dir} held checkpoints or outputs that no {RECORD} vouches for; moved them to "
-          f"{moved}/ (nothing deleted). This attempt starts from step 0.", file=sys.stderr)
-    return moved
-
-
-def note_set_aside(record: RunRecord, moved_to: str | None) -> None:
-    """The attempt says where the unrecorded work it did not trust now lies."""
-    attempts = record.attempts
-    if moved_to and attempts:
-        attempts[-1]["set_aside_unrecorded"] = moved_to
-        record.update(attempts=attempts)
-
-
-def attempt_hygiene(run_dir: Path) -> None:
-    """With the lock held: remove orphan temporary files, and close what a dead launch left open."""
-    from lodabench.config.run_names import orphan_temp_files
-    for tmp in orphan_temp_files(run_dir):  # only io.atomic_path's own temporary names
-        tmp.unlink(missing_ok=True)
-        log.info("removed orphan temporary file %s (a launch died while writing it)", tmp)
-    if not (run_dir / RECORD).is_file():
-        return
-    record = RunRecord(run_dir)
-    marker = run_dir / UNRECORDED
-    if marker.exists():
-        note = marker.read_text(errors="replace").strip() or "no details could be written"
-        print(f"[lodabench] the previous attempt of {run_dir} failed and its failure could not be recorded "
-              f"then ({note}); recorded now.", file=sys.stderr)
-        record.end_attempt("failed (recorded late)", error=note)
-        record.update(status="failed", error=f"failed, unrecorded at the time: {note}")
-        marker.unlink()
-    elif record.status == "running":  # we hold the lock, so the launch that wrote this is gone
-        record.end_attempt("died", error="the launch ended without a record (kill -9, power loss, OOM kill)")
-        record.update(status="interrupted", error="the previous launch died without recording its end")
-
-
-def _record_end(record: RunRecord, run_dir: Path, exc: BaseException) -> None:
-    """Record how the attempt ended; if even that write fails (disk full), leave a marker file."""
-    try:
-        if isinstance(exc, RunPreempted):
-            _record_preempted(record, run_dir, exc)
-        elif isinstance(exc, RunInterrupted):
-            record.interrupt(exc.signal_name, last_checkpoint(run_dir))
-        else:
-            record.fail(f"{type(exc).__name__}: {exc}")
-            if not isinstance(exc, LodabenchError):
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-    except OSError as write_error:
-        _leave_marker(run_dir / UNRECORDED, f"{type(exc).__name__}: {exc}; recording it failed: {write_error}")
-
-
-def _record_preempted(record: RunRecord, run_dir: Path, exc: RunPreempted) -> None:
-    """Status interrupted (the run is unfinished, as for any signal); the attempt says preempted,
-    at which step's checkpoint, and what requeues it (lodabench.train.preemption)."""
-    checkpoint = last_checkpoint(run_dir)
-    record.interrupt(exc.signal_name, checkpoint)
-    record.end_attempt("preempted", signal=exc.signal_name, last_checkpoint=checkpoint,
-                       at_step_boundary=exc.step is not None, requeue=describe_requeue())
-    record.update(error=f"preempted by {exc.signal_name}; resumes from checkpoint {checkpoint}")
-
-
-def _leave_marker(path: Path, note: str) -> None:
-    # An empty file needs an inode, not a data block: it can be created on a full disk.
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.write(fd, note[:2000].encode())
-    os.close(fd)
-
-
-def last_checkpoint(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "checkpoints" / "latest.json").read_text()).get("dir")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 class _NoRecord:

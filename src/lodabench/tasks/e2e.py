@@ -238,12 +238,12 @@ def read_lora_txt(path: Path) -> list[Pair]:
 
 def to_pairs(rows: list[tuple[str, str]], source_format: str = "lora", text: str = "official",
              split: str = "test") -> Sequence[Pair]:
-    """(mr, ref) rows -> Pair(source, target) in file order (see the module docstring); LoRA's
-    text is made for a row when the row is first read (``ConvertedRows``)."""
+    """(mr, ref) rows -> Pair(source, target) in file order (see the module docstring); a row's pair
+    is made when the row is first read (``ConvertedRows``): a run that keeps data.max_train_examples
+    rows formats those alone."""
     fmt = format_mr_lora if source_format == "lora" else (lambda mr: mr)
-    if text == "lora":
-        return ConvertedRows(rows, lambda row: Pair(fmt(row[0]), lora_reference(row[1].strip(), split)))
-    return [Pair(fmt(mr), ref.strip()) for mr, ref in rows]
+    reference = (lambda ref: lora_reference(ref.strip(), split)) if text == "lora" else str.strip
+    return ConvertedRows(rows, lambda row: Pair(fmt(row[0]), reference(row[1])))
 
 
 def load_split(split: str, data_root: Path | DataSource | None, source_format: str = "lora",

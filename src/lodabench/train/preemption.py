@@ -52,7 +52,7 @@ class RunInterrupted(BaseException):
 class RunPreempted(RunInterrupted):
     """A preemption signal: raised at a step boundary after the checkpoint (``step``), or at once
     outside training (``step`` None). A RunInterrupted, so every caller that closes an interrupted
-    run (entry.hydra_main: exit 128 + signal) closes a preempted one the same way."""
+    run (spine.job: exit 128 + signal) closes a preempted one the same way."""
 
     def __init__(self, signum: int, step: int | None = None):
         super().__init__(signum)
