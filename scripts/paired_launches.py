@@ -1,4 +1,4 @@
-"""The A/B benches' shared part (bench_keep_freed.py, bench_import_gc.py): one CLI launch in a fresh
+"""The A/B benches' shared part (bench_keep_freed.py, bench_import_gc.py, bench_launch_commits.py): one CLI launch in a fresh
 process with a fresh results directory, timed by ``getrusage`` of the finished child; the two settings
 in turn (A B A B ..., so both see the same machine load); medians; the record under results/bench/."""
 
@@ -17,13 +17,14 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 
 
-def launch(cmd: list[str]) -> tuple[dict, dict]:
-    """(the run's record, the child's wall/user/system seconds and minor page faults)."""
+def launch(cmd: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """(the run's record, the child's wall/user/system seconds and minor page faults); ``cwd`` and
+    ``env`` (added to this process's) for a launch of another checkout (bench_launch_commits.py)."""
     with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
-        env = {**os.environ, "LODABENCH_RESULTS_DIR": tmp, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+        env = {**os.environ, "LODABENCH_RESULTS_DIR": tmp, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         (record,) = [json.loads(p.read_text()) for p in Path(tmp).rglob("record.json")]

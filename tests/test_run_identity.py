@@ -167,3 +167,28 @@ def test_weights_read_names_local_and_random_sources(medium_copy):
     gguf = {**read_model_conf("smollm2-135m"), "pretrained": str(medium_copy)}
     assert weights_read(gguf, model)["path"] == str(medium_copy / "SmolLM2-135M-Instruct.Q4_1.gguf")
     json.dumps(weights_read(_medium(medium_copy), model))  # goes into record.json as is
+
+
+# One non-default value for each operational key (run/records.OPERATIONAL_KEYS: a new key must be added here).
+OPERATIONAL_VALUES = {"trainer.progress": "false", "trainer.num_threads": "2", "trainer.keep_freed_memory": "false",
+                      "trainer.device": "cuda", "trainer.deterministic": "true", "trainer.num_workers": "2",
+                      "trainer.checkpoint_every": "7", "trainer.keep_epoch_checkpoints": "false",
+                      "trainer.eval_batch_size": "3", "decoding.progress": "false", "decoding.batch_size": "4"}
+
+
+def test_operational_keys_name_neither_the_run_directory_nor_a_table_row():
+    """The one list of operational keys (records.OPERATIONAL_KEYS) decides both: each key left out of the
+    run directory's name by conf/hydra/default.yaml is left out of a table row's label (results/runs.py);
+    the two that name the directory (records.NAMING_OPERATIONAL_KEYS) stay in both."""
+    from lodabench.results.runs import Row
+    from lodabench.run.records import NAMING_OPERATIONAL_KEYS, OPERATIONAL_KEYS
+
+    assert set(OPERATIONAL_VALUES) == OPERATIONAL_KEYS and NAMING_OPERATIONAL_KEYS <= OPERATIONAL_KEYS
+    base = ["experiment=e2e_loda", "seed=111"]
+    keys = sorted(OPERATIONAL_KEYS)
+    plain, *dirs = _run_dirs(base, *[[*base, f"{k}={OPERATIONAL_VALUES[k]}"] for k in keys])
+    named = {k for k, d in zip(keys, dirs) if d != plain}
+    assert named == NAMING_OPERATIONAL_KEYS, named
+    for key in keys:
+        row = Row("r", "e2e", "gpt2-medium", "loda", {"name": "loda"}, ["experiment=e2e_loda", f"{key}={OPERATIONAL_VALUES[key]}"])
+        assert (row.label != "LoDA") == (key in NAMING_OPERATIONAL_KEYS), (key, row.label)

@@ -21,11 +21,13 @@ from lodabench.io import read_json
 from lodabench.results.render import _tex_escape
 from lodabench.results.setting import _key, paper_setting_gaps
 from lodabench.results.vocab import method_label, method_tex_label
+from lodabench.run.records import NAMING_OPERATIONAL_KEYS, OPERATIONAL_KEYS
 
-# Overrides that do not distinguish table rows (they are shown elsewhere or change nothing computed).
-IGNORED_OVERRIDE_KEYS = {"seed", "force", "model", "method", "data", "logger", "sweep", "eval_checkpoint",
-                         "trainer.num_threads", "trainer.keep_freed_memory", "trainer.progress", "decoding.batch_size",
-                         "decoding.progress", "init_from"}
+# Overrides that do not distinguish table rows: shown elsewhere (the groups, seed, eval_checkpoint,
+# init_from), or changing nothing computed (force, logger, allow_code_change, and the operational keys
+# that do not name the run directory: device, threads, workers, progress, inference batch sizes).
+IGNORED_OVERRIDE_KEYS = ({"seed", "force", "model", "method", "data", "logger", "sweep", "eval_checkpoint",
+                          "init_from", "allow_code_change"} | (OPERATIONAL_KEYS - NAMING_OPERATIONAL_KEYS))
 IGNORED_OVERRIDE_PREFIXES = ("paths.", "hydra.", "hydra/")
 APPROX_KEYS = {"method.rank", "method.keep"}
 SWEEP_KEYS = ("r", "rank", "keep")

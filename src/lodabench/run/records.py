@@ -277,6 +277,11 @@ OPERATIONAL_KEYS = {"trainer.progress", "trainer.num_threads", "trainer.keep_fre
                     "trainer.deterministic", "trainer.num_workers",
                     "trainer.checkpoint_every", "trainer.keep_epoch_checkpoints", "trainer.eval_batch_size",
                     "decoding.progress", "decoding.batch_size"}
+# Operational keys that still name the run directory (not in exclude_keys: they did before they were
+# counted operational, and leaving them out now would move existing runs). Every other operational
+# key is left out of the directory's name and of a table row's label (results/runs.py);
+# tests/test_run_identity.py holds conf/hydra/default.yaml to this.
+NAMING_OPERATIONAL_KEYS = {"trainer.checkpoint_every", "trainer.keep_epoch_checkpoints"}
 # model.pretrained / data.hub_id are identity when they name another hub repository, and operational
 # when either side is a local copy (run_names.LOCAL_COPY_OVERRIDES: preflight checks a local copy of
 # the weights against the recipe's model; the run directory leaves both out).
