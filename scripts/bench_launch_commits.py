@@ -7,7 +7,8 @@ lock (refused otherwise: the difference would be the packages'). RUN is a tiny R
 E2E run (greedy decoding, the official scorers, METEOR's JVM included). Reported: wall, user and system
 seconds of each finished child (``getrusage``), medians, the ratio base / head, and whether the metrics
 of all runs are equal. Writes ``results/bench/<UTC time>-cpu-launch-commits-<run>.{json,md}``. Needs the
-data root (``../shared/data`` beside the repository, or LODABENCH_DATA_ROOT).
+data root (``../shared/data`` beside the repository, or LODABENCH_DATA_ROOT); ``../shared`` is linked
+beside the worktree as well (the E2E run's GPT-2 tokenizer).
 
     python scripts/bench_launch_commits.py 607f91b --run rte --pairs 5
 """
@@ -72,6 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_base_") as tmp:
         worktree = Path(tmp) / "base"
         git("worktree", "add", "--detach", str(worktree), base)
+        if (REPO.parent / "shared").is_dir():  # ../shared beside the worktree too (the GPT-2 tokenizer, data)
+            (Path(tmp) / "shared").symlink_to(REPO.parent / "shared")
         try:
             runs = in_turn(lambda is_base: one_run(is_base, RUNS[args.run], worktree), args.pairs)
         finally:
