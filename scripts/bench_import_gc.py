@@ -19,10 +19,9 @@ import argparse
 import json
 import sys
 
-from paired_launches import in_turn, launch, medians, one_value, write_record
+from paired_launches import TINY_RTE, in_turn, launch, medians, one_value, write_record
 
-RUN = ["model=tiny-roberta", "data=rte", "method=lora", "data.max_train_examples=32", "data.max_eval_items=16",
-       "trainer.max_steps=4", "trainer.batch_size=8", "trainer.progress=false", "decoding.progress=false"]
+RUN = TINY_RTE
 LAUNCH = {True: [sys.executable, "-m", "lodabench"],
           False: [sys.executable, "-c", "import sys; from lodabench.run.entry import main; "
                                         "sys.argv[0] = 'lodabench'; main()"]}

@@ -22,11 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from paired_launches import REPO, in_turn, launch, medians, write_record
+from paired_launches import REPO, TINY_RTE, in_turn, launch, medians, write_record
 
-RUNS = {
-    "rte": ["model=tiny-roberta", "data=rte", "method=lora", "data.max_train_examples=32", "data.max_eval_items=16",
-            "trainer.max_steps=4", "trainer.batch_size=8", "trainer.progress=false", "decoding.progress=false"],
+RUNS = {  # e2e: the tests' tiny E2E run (tests/runs_helpers.TINY_E2E)
+    "rte": TINY_RTE,
     "e2e": ["model=tiny-gpt2", "method=lora", "method.r=8", "data.max_train_examples=64", "data.max_eval_items=6",
             "data.eval_split=dev", "trainer.max_steps=6", "trainer.lr=1e-2", "trainer.warmup_steps=0",
             "trainer.batch_size=8", "trainer.checkpoint_every=2", "trainer.max_dev_batches=2", "decoding=greedy",

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
+# A tiny RTE run (tiny-roberta, 4 steps, no JVM: the process's own CPU is what is timed).
+TINY_RTE = ["model=tiny-roberta", "data=rte", "method=lora", "data.max_train_examples=32", "data.max_eval_items=16",
+            "trainer.max_steps=4", "trainer.batch_size=8", "trainer.progress=false", "decoding.progress=false"]
 
 
 def launch(cmd: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[dict, dict]:

@@ -120,10 +120,6 @@ _NO_PRECHECK = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-complet
                 "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
 
 
-def _has_flag(argv: list[str], flags: tuple[str, ...]) -> bool:
-    return any(a.split("=", 1)[0] in flags for a in argv)
-
-
 def _precheck_job(argv: list[str]) -> None:
     """Compose the command's first job as Hydra will, once, before Hydra makes any directory, and refuse
     in one line (exit 2, in seconds): an unknown key (``+trainer.lrr=1``), a value of the wrong type
@@ -135,7 +131,7 @@ def _precheck_job(argv: list[str]) -> None:
     it starts, with its own values (spine.job, and the resolvers that give Hydra its job directory:
     conf/hydra/default.yaml).
     """
-    if _has_flag(argv, _NO_PRECHECK):
+    if any(a.split("=", 1)[0] in _NO_PRECHECK for a in argv):
         return
     from hydra.errors import HydraException
 

@@ -256,7 +256,7 @@ def sweep_info(cfg: DictConfig) -> dict[str, Any] | None:
         return None
     sweeper = hc.runtime.choices.get("hydra/sweeper")
     if sweeper != "optuna":
-        return {"sweeper": sweeper} if str(hc.mode) == "RunMode.MULTIRUN" else None
+        return {"sweeper": sweeper} if _is_multirun() else None
     searched = sorted(cfg.search.space)
     study = " ".join(o for o in hc.overrides.task if o.split("=", 1)[0] not in searched)
     return {"sweeper": "optuna", "study": study, "trial": hc.job.num, "searched": searched}
